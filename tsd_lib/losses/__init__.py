@@ -1,0 +1,1 @@
+"""Distillation losses: one pure function per method, a registry ``LOSSES`` and ``Objective``."""

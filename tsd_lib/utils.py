@@ -1,0 +1,107 @@
+"""Small helpers shared by every layer: seeding, devices, progress bars, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so runs are repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Return a torch device; ``"auto"`` picks CUDA when available, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def progress_enabled(flag: bool | None = None) -> bool:
+    """Progress bars are on unless ``flag`` is False or ``TSD_PROGRESS=0``."""
+    if flag is not None:
+        return flag
+    return os.environ.get("TSD_PROGRESS", "1") not in {"0", "false", "False", "no"}
+
+
+def progress(iterable: Iterable | None = None, *, enabled: bool | None = None, **kw: Any) -> tqdm:
+    """A tqdm bar that respects ``TSD_PROGRESS=0`` and ``enabled=False``."""
+    return tqdm(iterable, disable=not progress_enabled(enabled), dynamic_ncols=True, **kw)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that change results."""
+    import platform
+
+    import numpy
+    import sklearn
+
+    import tsd_lib
+
+    out = {"python": platform.python_version(), "tsd_lib": tsd_lib.__version__,
+           "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__}
+    try:
+        import aeon
+
+        out["aeon"] = aeon.__version__
+    except ImportError:  # pragma: no cover - aeon is a hard dependency
+        pass
+    return out
