@@ -36,13 +36,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(f"{name}: unreadable ({err})", file=sys.stderr)
             continue
         rows.append((name, info))
-    header = f"{'dataset':<28}{'train':>7}{'test':>7}{'channels':>10}{'length':>8}{'classes':>9}  source"
+    header = f"{'dataset':<28}{'train':>7}{'test':>7}{'channels':>10}{'length':>8}{'classes':>9}"
     print(header)
     print("-" * len(header))
     for name, info in rows:
+        info = {k: ("var" if v is None else v) for k, v in info.items()}
         print(
             f"{name:<28}{info['n_train']:>7}{info['n_test']:>7}{info['n_channels']:>10}"
-            f"{info['length']:>8}{info['n_classes']:>9}  {info.get('source', '')}"
+            f"{info['length']:>8}{info['n_classes']:>9}"
         )
     print(f"\n{len(rows)} datasets load offline. Others: pass --data-dir with a local archive copy.")
     return 0

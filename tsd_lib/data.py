@@ -271,7 +271,7 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int = 0) -> tuple
     if val_fraction == 0.0 or n == 0:
         return np.arange(n), np.arange(0)
     classes, counts = np.unique(y, return_counts=True)
-    n_val = math.ceil(val_fraction * n)
+    n_val = math.ceil(round(val_fraction * n, 6))  # round: 0.1 * 30 must give 3, not 4
     if counts.min() >= 2 and len(classes) <= n_val <= n - len(classes):
         from sklearn.model_selection import train_test_split
 
@@ -334,9 +334,10 @@ def _scan_dir(root: Path, *, ts_only: bool = False, classification_only: bool = 
         return found
     folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
     for folder in folders:
-        names = [folder.name] if folder != root else []
-        if folder == root:
+        if folder == root:  # flat layout: DIR/NAME_TRAIN.ts
             names = [p.name[: -len("_TRAIN" + p.suffix)] for p in root.glob("*_TRAIN.*")]
+        else:  # archive layout: DIR/NAME/NAME_TRAIN.ts
+            names = [folder.name]
         for name in names:
             for ext in exts:
                 train, test = folder / f"{name}_TRAIN{ext}", folder / f"{name}_TEST{ext}"
@@ -701,6 +702,8 @@ def make_synthetic(
         raise ValueError(f"window must be in [2, length={length}], got {window}")
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
     if n_train < n_classes or n_test < 1:
         raise ValueError(f"need n_train >= n_classes and n_test >= 1, got {n_train}, {n_test}")
     rng = np.random.default_rng(seed)

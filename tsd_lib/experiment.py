@@ -1,0 +1,350 @@
+"""One run = one config = one record, kept in a run store keyed by the config's hash.
+
+``run(RunConfig(...))`` trains (or loads) the teacher, trains the student with the
+configured distillation objective, evaluates both on the validation and test splits and
+returns a flat record. Every record lives in a folder named by the hash of the fields that
+change results; a config already in the store is loaded, never retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tsd_lib.data import Dataset, load_dataset, make_synthetic
+from tsd_lib.losses import Objective, resolve_weights
+from tsd_lib.metrics import classification_metrics, fidelity_metrics, saliency_similarity, softmax
+from tsd_lib.models import build_model
+from tsd_lib.saliency.maps import saliency_map
+from tsd_lib.train import History, TrainConfig, fit, predict_logits
+from tsd_lib.utils import (
+    atomic_torch_save,
+    atomic_write_json,
+    resolve_device,
+    set_seed,
+    versions,
+)
+
+SALIENCY_SEED = 0  # one fixed generator seed: teacher and student see identical perturbations
+SYNTHETIC_PREFIX = "synthetic"
+
+# Fields that never change results: left out of the hash (a store made on a GPU machine
+# is found by the same configs on a laptop).
+_NOT_HASHED = {"device", "data_dir"}
+_TSD_FIELDS = {"n_windows", "window", "tsd_bank_size", "tsd_reduce", "tsd_score", "tsd_baseline"}
+_TEACHER_FIELDS = ("dataset", "length", "split_seed", "val_fraction", "teacher", "teacher_seed",
+                   "teacher_epochs", "teacher_patience", "batch_size", "lr")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one student run (field names are a public contract).
+
+    ``method`` is a ``+``-joined list of loss names (``"ce"``, ``"kd"``, ``"kd+tsd"``,
+    ``"dkd+tsd"``, ...); CE is always included. ``weights`` overrides default term weights,
+    e.g. ``{"tsd": 10.0}``. ``teacher_epochs``/``teacher_patience`` default to the student's.
+    """
+
+    dataset: str
+    data_dir: str | None = None
+    length: int | None = 100
+    teacher: str = "lstm_teacher"
+    teacher_seed: int = 0
+    student: str = "lstm_student"
+    method: str = "kd+tsd"
+    weights: dict[str, float] | None = None
+    tau: float = 8.0
+    n_windows: int = 50
+    window: int = 10
+    epochs: int = 500
+    patience: int = 50
+    seed: int = 0
+    split_seed: int = 0
+    saliency_eval_series: int | None = None
+    device: str = "auto"
+    teacher_epochs: int | None = None
+    teacher_patience: int | None = None
+    val_fraction: float = 0.2
+    batch_size: int = 32
+    lr: float = 0.005
+    tsd_bank_size: int = 200
+    tsd_reduce: str = "none"
+    tsd_score: str = "kl"
+    tsd_baseline: str = "other_class"
+
+    def __post_init__(self) -> None:
+        resolve_weights(self.method, self.weights)  # validates the method and weights
+        if self.window < 1 or self.n_windows < 1:
+            raise ValueError("window and n_windows must be >= 1")
+        if self.length is not None and self.window >= self.length:
+            raise ValueError(f"window ({self.window}) must be shorter than the series ({self.length})")
+        if self.weights is not None:  # a frozen dataclass must stay hashable
+            object.__setattr__(self, "weights", dict(sorted(self.weights.items())))
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Build a config from a dict (a record, a profile row); unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def terms(self) -> dict[str, float]:
+        return resolve_weights(self.method, self.weights)
+
+    def hashed_fields(self) -> dict[str, Any]:
+        """The fields that change results (TSD settings only matter when TSD is used)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        d["teacher_epochs"] = self.teacher_epochs or self.epochs
+        d["teacher_patience"] = self.teacher_patience or self.patience
+        d["weights"] = self.terms
+        d.pop("method")
+        if "tsd" not in d["weights"]:
+            for k in _TSD_FIELDS:
+                d.pop(k)
+        if d["weights"].keys() <= {"ce"}:
+            d.pop("tau")
+        return d
+
+    def key(self) -> str:
+        """The run's hash (16 hex digits)."""
+        return _digest(self.hashed_fields())
+
+    def teacher_fields(self) -> dict[str, Any]:
+        d = self.hashed_fields()
+        return {k: d[k] for k in _TEACHER_FIELDS}
+
+    def teacher_key(self) -> str:
+        return _digest(self.teacher_fields())
+
+    def train_config(self, *, teacher: bool = False, progress: bool | None = None) -> TrainConfig:
+        epochs = (self.teacher_epochs or self.epochs) if teacher else self.epochs
+        patience = (self.teacher_patience or self.patience) if teacher else self.patience
+        who = f"teacher {self.teacher}" if teacher else f"{self.method} {self.student}"
+        return TrainConfig(
+            epochs=epochs, patience=patience, batch_size=self.batch_size, lr=self.lr,
+            seed=self.teacher_seed if teacher else self.seed, device=self.device,
+            progress=progress, desc=f"{self.dataset}: {who}",
+        )
+
+
+def _digest(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def default_store() -> Path:
+    """``$TSD_RUNS`` if set, else ``runs/`` at the project root (or the working directory)."""
+    if os.environ.get("TSD_RUNS"):
+        return Path(os.environ["TSD_RUNS"])
+    root = Path(__file__).resolve().parents[1]
+    return (root if (root / "pyproject.toml").exists() else Path.cwd()) / "runs"
+
+
+class RunStore:
+    """A folder of runs: ``runs/<key>/`` and ``teachers/<key>/``; a run is complete when its
+    ``record.json`` exists (written last, atomically)."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def run_dir(self, config: RunConfig) -> Path:
+        return self.root / "runs" / config.key()
+
+    def teacher_dir(self, config: RunConfig) -> Path:
+        return self.root / "teachers" / config.teacher_key()
+
+    def has(self, config: RunConfig) -> bool:
+        return (self.run_dir(config) / "record.json").exists()
+
+    def load_record(self, config: RunConfig) -> dict[str, Any]:
+        return json.loads((self.run_dir(config) / "record.json").read_text())
+
+    def load_history(self, config: RunConfig) -> dict[str, Any]:
+        return json.loads((self.run_dir(config) / "history.json").read_text())
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete run record in the store."""
+        out = []
+        for path in sorted((self.root / "runs").glob("*/record.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except json.JSONDecodeError:  # pragma: no cover - writes are atomic
+                continue
+        return out
+
+
+def get_dataset(config: RunConfig) -> Dataset:
+    """The config's dataset; names starting with ``synthetic`` build the planted-pattern set."""
+    if config.dataset.lower().startswith(SYNTHETIC_PREFIX):
+        data, _ = make_synthetic(length=config.length or 100, split_seed=config.split_seed,
+                                 val_fraction=config.val_fraction)
+        return data
+    return load_dataset(config.dataset, length=config.length, val_fraction=config.val_fraction,
+                        split_seed=config.split_seed, data_dir=config.data_dir)
+
+
+def _save_model(path: Path, name: str, model: nn.Module, data: Dataset) -> None:
+    atomic_torch_save(path, {"model": name, "n_channels": data.n_channels, "n_classes": data.n_classes,
+                             "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
+
+
+def _load_model(path: Path) -> nn.Module:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(blob["model"], blob["n_channels"], blob["n_classes"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
+
+
+def get_teacher(
+    config: RunConfig, data: Dataset, store: RunStore, *, progress: bool | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load the config's teacher from the store, training and storing it when missing."""
+    folder = store.teacher_dir(config)
+    if (folder / "record.json").exists():
+        return _load_model(folder / "model.pt"), json.loads((folder / "record.json").read_text())
+    set_seed(config.teacher_seed)
+    teacher = build_model(config.teacher, data.n_channels, data.n_classes)
+    history = fit(teacher, data, config=config.train_config(teacher=True, progress=progress))
+    proba_val = softmax(predict_logits(teacher, data.X_val, device=config.device))
+    proba_test = softmax(predict_logits(teacher, data.X_test, device=config.device))
+    record = {
+        **config.teacher_fields(), "teacher_key": config.teacher_key(),
+        **{f"val_{k}": v for k, v in classification_metrics(data.y_val, proba_val).items()},
+        **{f"test_{k}": v for k, v in classification_metrics(data.y_test, proba_test).items()},
+        "val_loss": min(history.column("val_loss"), default=float("nan")),
+        "epochs_run": history.epochs_run, "train_seconds": history.seconds, "versions": versions(),
+    }
+    _save_model(folder / "model.pt", config.teacher, teacher, data)
+    atomic_write_json(folder / "history.json", history.to_dict())
+    atomic_write_json(folder / "record.json", record)
+    return teacher.eval(), record
+
+
+def _saliency_eval(config: RunConfig, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    n = len(data.X_test) if config.saliency_eval_series is None else config.saliency_eval_series
+    return data.X_test[:n], data.y_test[:n]
+
+
+def _maps(model: nn.Module, config: RunConfig, data: Dataset, progress: bool | None) -> np.ndarray:
+    X, y = _saliency_eval(config, data)
+    return saliency_map(
+        model, X, y, X_pool=data.X_train, y_pool=data.y_train, window=config.window,
+        baseline="other_class", score="kl", tau=config.tau,
+        generator=torch.Generator().manual_seed(SALIENCY_SEED), progress=progress,
+        device=config.device,
+    )
+
+
+def teacher_saliency(
+    teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore, *, progress: bool | None = None
+) -> np.ndarray:
+    """The teacher's saliency maps on the evaluation series, computed once and cached."""
+    key = _digest({"window": config.window, "tau": config.tau, "n": config.saliency_eval_series,
+                   "seed": SALIENCY_SEED})
+    path = store.teacher_dir(config) / f"saliency-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    maps = _maps(teacher, config, data, progress)
+    buf = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(buf, maps)
+    os.replace(buf, path)
+    return maps
+
+
+def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
+        progress: bool | None = None) -> dict[str, Any]:
+    """Train (or load) one run and return its flat record (see the module docstring)."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    if store.has(config):
+        return store.load_record(config)
+    start = time.perf_counter()
+    data = get_dataset(config)
+    teacher, teacher_record = get_teacher(config, data, store, progress=progress)
+
+    set_seed(config.seed)
+    student = build_model(config.student, data.n_channels, data.n_classes)
+    objective = Objective(
+        config.terms, teacher, data.X_train, data.y_train, tau=config.tau, n_windows=config.n_windows,
+        window=config.window, tsd_reduce=config.tsd_reduce, tsd_score=config.tsd_score,
+        tsd_baseline=config.tsd_baseline, tsd_bank_size=config.tsd_bank_size, seed=config.seed,
+        student=student,
+    )
+    history = fit(student, data, objective, config.train_config(progress=progress))
+    record = evaluate_run(config, data, student, teacher, store, history, progress=progress)
+    record.update(teacher_accuracy=teacher_record["test_accuracy"],
+                  teacher_auc_pr=teacher_record["test_auc_pr"],
+                  wall_seconds=time.perf_counter() - start)
+
+    folder = store.run_dir(config)
+    _save_model(folder / "model.pt", config.student, student, data)
+    atomic_write_json(folder / "history.json", history.to_dict())
+    atomic_write_json(folder / "record.json", record)
+    return record
+
+
+def evaluate_run(
+    config: RunConfig, data: Dataset, student: nn.Module, teacher: nn.Module, store: RunStore,
+    history: History, *, progress: bool | None = None,
+) -> dict[str, Any]:
+    """The record of a trained student: accuracy, fidelity and saliency alignment."""
+    dev = config.device
+    p_val = softmax(predict_logits(student, data.X_val, device=dev))
+    p_test = softmax(predict_logits(student, data.X_test, device=dev))
+    p_teacher = softmax(predict_logits(teacher, data.X_test, device=dev))
+    val = classification_metrics(data.y_val, p_val)
+    sal = saliency_similarity(teacher_saliency(teacher, config, data, store, progress=progress),
+                              _maps(student, config, data, progress))
+    return {
+        **config.to_dict(), "key": config.key(), "teacher_key": config.teacher_key(),
+        **classification_metrics(data.y_test, p_test),
+        **fidelity_metrics(p_teacher, p_test, data.y_test),
+        "saliency_spearman": sal["spearman"], "saliency_cosine": sal["cosine"],
+        "saliency_topk_iou": sal["topk_iou"],
+        "val_accuracy": val["accuracy"], "val_auc_pr": val["auc_pr"],
+        "val_loss": min(history.column("val_loss"), default=float("nan")),
+        "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
+        "train_seconds": history.seconds, "device_used": str(resolve_device(dev)),
+        "n_test": len(data.X_test), "versions": versions(),
+    }
+
+
+def load_student(record_or_config: dict[str, Any] | RunConfig, store: RunStore | str | None = None) -> nn.Module:
+    """The trained student of a stored run, in eval mode, ready for inference."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    config = record_or_config if isinstance(record_or_config, RunConfig) else RunConfig.from_dict(record_or_config)
+    path = store.run_dir(config) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no stored run for {config.dataset}/{config.method} (key {config.key()}) in {store.root}"
+        )
+    return _load_model(path)
+
+
+def load_teacher(config: RunConfig, store: RunStore | str | None = None) -> nn.Module:
+    """The stored teacher of ``config``, in eval mode."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    path = store.teacher_dir(config) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no stored teacher for {config.dataset} (key {config.teacher_key()}) in {store.root}")
+    return _load_model(path)
+
