@@ -193,18 +193,22 @@ def _soft_dtw_from_cost(cost: torch.Tensor, gamma: float) -> torch.Tensor:
     j_idx = d_idx - i_idx  # (n+m+1, n+1)
     valid = (i_idx >= 1) & (j_idx >= 1) & (j_idx <= m)
     skew = padded[:, i_idx.expand_as(j_idx), j_idx.clamp(0, m)]  # (B, n+m+1, n+1)
-    big_col = cost.new_full((b, 1), _BIG)
-    prev2 = torch.cat([cost.new_zeros((b, 1)), cost.new_full((b, n), _BIG)], dim=1)  # d = 0
-    prev1 = cost.new_full((b, n + 1), _BIG)  # d = 1
+    # Anti-diagonal vectors have n + 2 entries: position 0 is a permanent _BIG pad (row -1),
+    # position i + 1 holds R[i, d - i].
+    prev2 = cost.new_full((b, n + 2), _BIG)  # d = 0: R[0, 0] = 0, the rest invalid
+    prev2[:, 1] = 0.0
+    prev1 = cost.new_full((b, n + 2), _BIG)  # d = 1: all on the border
     for d in range(2, n + m + 1):
-        diag = torch.cat([big_col, prev2[:, :-1]], dim=1)  # R[i-1, j-1]
-        up = torch.cat([big_col, prev1[:, :-1]], dim=1)  # R[i-1, j]
-        left = prev1  # R[i, j-1]
-        stacked = torch.stack([diag, up, left], dim=0)
-        softmin = -gamma * torch.logsumexp(-stacked / gamma, dim=0)
+        # (3, B, n+1): R[i-1, j-1], R[i-1, j], R[i, j-1] for i = 0..n
+        stacked = torch.stack([prev2[:, :-1], prev1[:, :-1], prev1[:, 1:]], dim=0)
+        low = stacked.detach().amin(dim=0)
+        # soft-min, stabilised by the (detached) hard min; the clamp keeps exp() out of the
+        # denormal range (very slow on CPUs) and changes the value by < 1e-34 relative.
+        expo = ((stacked - low) / gamma).clamp(max=80.0)
+        softmin = low - gamma * torch.log(torch.exp(-expo).sum(dim=0))
         cur = torch.where(valid[d], skew[:, d] + softmin, _BIG)
-        prev2, prev1 = prev1, cur
-    return prev1[:, n]
+        prev2, prev1 = prev1, F.pad(cur, (1, 0), value=_BIG)
+    return prev1[:, n + 1]
 
 
 def _squared_euclidean_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,24 +1,289 @@
-"""Temporal Saliency Distillation loss (stub; being filled in)."""
+"""The Temporal Saliency Distillation (TSD) loss.
+
+TSD (Hewa Dehigahawattage, Nandakishor & Palaniswami, "Learning to Reason: Temporal Saliency
+Distillation for Interpretable Knowledge Transfer", ECAI 2025, arXiv 2601.04263) transfers
+*why* a teacher predicts, not only *what*: the student must react to the removal of each
+subsequence the way the teacher does.
+
+For a batch ``x`` with labels ``y``, ``K`` perturbed copies ``x~(t)`` per series (window
+``[t, t+L)`` replaced by the same window of a random other-class training series; see
+:func:`tsd_lib.saliency.perturb.perturb`) and a model ``f`` with logits ``z_f``::
+
+    s_f(x, t)_c = tau^2 * p_c (log p_c - log q_{t,c}),  p = softmax(z_f(x)/tau), q_t = softmax(z_f(x~(t))/tau)
+    s_f <- s_f / (mean of the strictly positive entries of s_f over the batch + 1e-8)
+    L_TSD = SmoothL1(s_S, s_T)   (mean over B x K x k entries, beta = 1)
+
+The teacher side is computed without gradients; gradients flow through both student forward
+passes (clean and perturbed). Paper defaults: ``K = 50`` windows, ``L = 10``, ``tau = 8``.
+Variants: ``reduce="sum"`` (``tau^2 KL(p || q_t)``, one number per window) and
+``score="target_prob"`` (target-class probability drop ``p_y - q_{t,y}``).
+
+:func:`tsd_loss` is the straightforward version (fresh perturbations and a teacher forward at
+every step). :class:`TSDTerm` is what training uses: it precomputes the teacher side once
+(:class:`~tsd_lib.saliency.perturb.TeacherBank`) so each step only runs the student.
+"""
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tsd_lib.saliency.perturb import (
+    BANK_BASELINES,
+    BASELINES,
+    TeacherBank,
+    distribution_shift,
+    kl_terms,
+    normalise_shift,
+    perturb,
+    target_shift,
+)
+
+__all__ = ["SCORES", "TSDTerm", "tsd_loss"]
+
+#: Saliency scores: per-window distribution shift (``"kl"``) or target-probability drop.
+SCORES = ("kl", "target_prob")
 
 
-def tsd_loss(student, teacher, X, y, X_pool, y_pool, *, n_windows=50, window=10, tau=8.0, reduce="none",
-             score="kl", baseline="other_class", generator=None, student_logits=None) -> torch.Tensor:
-    raise NotImplementedError
+def _has_training_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+
+
+def student_forward(
+    student: nn.Module, X: torch.Tensor, copies: torch.Tensor, student_logits: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student logits on the clean batch and on the perturbed copies, both with gradients.
+
+    Reuses ``student_logits`` when given. Otherwise clean and perturbed series go through ONE
+    concatenated forward pass, except for models with BatchNorm in training mode, where batch
+    statistics would mix the two and two separate passes are made instead.
+    """
+    if student_logits is not None:
+        return student_logits, student(copies)
+    if _has_training_batchnorm(student):
+        return student(X), student(copies)
+    z = student(torch.cat([X, copies]))
+    return z[: X.shape[0]], z[X.shape[0] :]
+
+
+def _check(score: str, reduce: str, baseline: str) -> None:
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    if reduce not in ("none", "sum"):
+        raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+
+
+def _saliency(z: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, tau: float, reduce: str, score: str):
+    if score == "target_prob":
+        return target_shift(z, zp, y, tau)
+    return distribution_shift(z, zp, tau, reduce=reduce)
+
+
+def tsd_loss(
+    student: nn.Module,
+    teacher: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    X_pool: torch.Tensor,
+    y_pool: torch.Tensor,
+    *,
+    n_windows: int = 50,
+    window: int = 10,
+    tau: float = 8.0,
+    reduce: str = "none",
+    score: str = "kl",
+    baseline: str = "other_class",
+    generator: torch.Generator | None = None,
+    student_logits: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TSD loss with fresh perturbations (Hewa Dehigahawattage et al., ECAI 2025, arXiv 2601.04263).
+
+    ``L_TSD = SmoothL1(s_S, s_T)`` (mean) where, for each series ``b`` and each of its
+    ``K = n_windows`` perturbed copies (window length ``L = window``, replacement ``baseline``),
+    ``s_f[b, k, c] = tau^2 p_c (log p_c - log q_{k,c})`` with ``p = softmax(z_f(x_b)/tau)``,
+    ``q_k = softmax(z_f(x~_{b,k})/tau)``, normalised by the mean of the strictly positive entries
+    of the batch tensor (+1e-8); see :func:`~tsd_lib.saliency.perturb.distribution_shift`.
+    ``reduce="sum"`` sums over classes (``tau^2 KL``); ``score="target_prob"`` uses
+    ``p_y - q_{k,y}`` instead.
+
+    The teacher is frozen: it is put in eval mode (and left there) and run under
+    ``torch.no_grad``. The student runs with gradients on the clean batch (``student_logits``
+    is reused when given) and on the same perturbed copies. Defaults ``K = 50``, ``L = 10``,
+    ``tau = 8`` are the authors'.
+    """
+    _check(score, reduce, baseline)
+    copies, _ = perturb(
+        X, y, X_pool, y_pool, n_windows=n_windows, window=window, baseline=baseline, generator=generator
+    )
+    B = X.shape[0]
+    if teacher.training:
+        teacher.eval()
+    with torch.no_grad():
+        zt = teacher(torch.cat([X, copies]))
+    zs, zs_p = student_forward(student, X, copies, student_logits)
+    s_T = _saliency(zt[:B], zt[B:], y, tau, reduce, score)
+    s_S = _saliency(zs, zs_p, y, tau, reduce, score)
+    return F.smooth_l1_loss(s_S, s_T)
 
 
 class TSDTerm:
+    """The TSD loss term used in training, with the teacher side precomputed.
+
+    ``TSDTerm(teacher, X_pool, y_pool)(student, x, y, index=idx)`` returns the TSD loss (a
+    scalar tensor) of :func:`tsd_loss`. ``X_pool``/``y_pool`` are the training series (donors)
+    and ``index`` the rows of ``X_pool`` in the batch (``x == X_pool[index]``).
+
+    With ``bank_size > 0`` (default 200, 4x ``K``) a :class:`TeacherBank` is built on first use
+    (or on :meth:`to`): ``bank_size`` perturbations per training series with the teacher's
+    logits. Each step then draws ``K`` bank entries with distinct starts per series, rebuilds
+    the perturbed copies by a gather, runs only the student, normalises the batch's teacher
+    terms exactly as :func:`distribution_shift` would, and returns ``SmoothL1(s_S, s_T)``. Its
+    expectation matches fresh sampling; the teacher is never run during training.
+
+    Fresh sampling (:func:`tsd_loss`) is used when ``bank_size`` is 0/None, when ``index`` is
+    None, for the ``"noise"`` baseline (not bankable), or (with a warning) when ``x`` is not
+    ``X_pool[index]``. Not an ``nn.Module``: the teacher is held, never registered. Draws use
+    the term's own CPU ``torch.Generator`` seeded with ``seed``, so runs are reproducible.
+    """
+
     uses_index = True
 
-    def __init__(self, teacher, X_pool, y_pool, *, n_windows=50, window=10, tau=8.0, reduce="none",
-                 score="kl", baseline="other_class", bank_size=200, seed=0):
-        raise NotImplementedError
+    def __init__(
+        self,
+        teacher: nn.Module,
+        X_pool: torch.Tensor | np.ndarray,
+        y_pool: torch.Tensor | np.ndarray,
+        *,
+        n_windows: int = 50,
+        window: int = 10,
+        tau: float = 8.0,
+        reduce: str = "none",
+        score: str = "kl",
+        baseline: str = "other_class",
+        bank_size: int | None = 200,
+        seed: int = 0,
+    ) -> None:
+        _check(score, reduce, baseline)
+        self.teacher = teacher
+        teacher.eval()
+        self.X_pool = torch.as_tensor(X_pool, dtype=torch.float32)
+        self.y_pool = torch.as_tensor(y_pool, dtype=torch.long).reshape(-1)
+        self.n_windows = int(n_windows)
+        self.window = int(window)
+        self.tau = float(tau)
+        self.reduce = reduce
+        self.score = score
+        self.baseline = baseline
+        self.bank_size = int(bank_size or 0)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.bank: TeacherBank | None = None
+        self.device: torch.device | None = None  # None: the teacher's device until .to() is called
+        self._warned_mismatch = False
 
-    def __call__(self, student, x, y, index=None, student_logits=None) -> torch.Tensor:
-        raise NotImplementedError
+    @property
+    def use_bank(self) -> bool:
+        """Whether this term precomputes the teacher side (``bank_size > 0`` and a bankable baseline)."""
+        return self.bank_size > 0 and self.baseline in BANK_BASELINES
 
-    def to(self, device):
-        raise NotImplementedError
+    @property
+    def precompute_seconds(self) -> float:
+        """Seconds spent building the teacher bank (0 before it is built / without a bank)."""
+        return self.bank.precompute_seconds if self.bank is not None else 0.0
+
+    def build_bank(self) -> TeacherBank:
+        """Build (once) and return the teacher bank on the current device."""
+        if self.bank is None:
+            self.bank = TeacherBank(
+                self.teacher,
+                self.X_pool,
+                self.y_pool,
+                bank_size=self.bank_size,
+                window=self.window,
+                tau=self.tau,
+                baseline=self.baseline,
+                seed=self.seed,
+                device=self.device,
+            )
+        return self.bank
+
+    def to(self, device: torch.device | str) -> TSDTerm:
+        """Move teacher, pool and bank to ``device`` (building the bank if enabled); returns ``self``."""
+        self.device = torch.device(device)
+        self.teacher.to(self.device)
+        self.X_pool = self.X_pool.to(self.device)
+        self.y_pool = self.y_pool.to(self.device)
+        if self.bank is not None:
+            self.bank.to(self.device)
+        elif self.use_bank:
+            self.build_bank()
+        return self
+
+    def teacher_logits(self, index: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's clean logits of pool rows ``index`` from the bank (None without a bank)."""
+        return None if self.bank is None else self.bank.logits[index.to(self.bank.device)]
+
+    def __call__(
+        self,
+        student: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor | None = None,
+        student_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """TSD loss of ``student`` on batch ``(x, y)``; ``index`` = rows of ``X_pool`` in the batch."""
+        if index is not None and self.use_bank:
+            bank = self.build_bank()
+            index = index.to(bank.device)
+            if x.shape == (index.shape[0], *bank.X_pool.shape[1:]) and torch.equal(x, bank.X_pool[index]):
+                return self._bank_loss(bank, student, x, y, index, student_logits)
+            if not self._warned_mismatch:
+                warnings.warn("TSDTerm: x differs from X_pool[index]; using fresh perturbations", stacklevel=2)
+                self._warned_mismatch = True
+        return tsd_loss(
+            student,
+            self.teacher,
+            x,
+            y,
+            self.X_pool,
+            self.y_pool,
+            n_windows=self.n_windows,
+            window=self.window,
+            tau=self.tau,
+            reduce=self.reduce,
+            score=self.score,
+            baseline=self.baseline,
+            generator=self.generator,
+            student_logits=student_logits,
+        )
+
+    def _bank_loss(
+        self,
+        bank: TeacherBank,
+        student: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        student_logits: torch.Tensor | None,
+    ) -> torch.Tensor:
+        entries = bank.sample_entries(index, self.n_windows, self.generator)
+        copies = bank.perturbed(x, index, entries)
+        zs, zs_p = student_forward(student, x, copies, student_logits)
+        zt = bank.logits[index]
+        zt_p = bank.logits_perturbed[index].gather(1, entries[..., None].expand(-1, -1, zt.shape[-1]))
+        if self.score == "target_prob":
+            s_T = target_shift(zt, zt_p, y, self.tau)
+            s_S = target_shift(zs, zs_p, y, self.tau)
+        else:
+            t_terms = kl_terms(zt, zt_p, self.tau)
+            if self.reduce == "sum":
+                t_terms = t_terms.sum(dim=-1)
+            s_T = normalise_shift(t_terms)
+            s_S = distribution_shift(zs, zs_p, self.tau, reduce=self.reduce)
+        return F.smooth_l1_loss(s_S, s_T)

@@ -3,3 +3,15 @@
 Submodules: ``perturb`` (perturbations, distribution shift, teacher bank), ``maps``
 (sliding-window saliency maps), ``gradients`` (gradient and integrated-gradient maps).
 """
+
+from tsd_lib.saliency.perturb import (  # noqa: E402,F401  (TSD perturbations; owner: perturb.py)
+    BASELINES,
+    TeacherBank,
+    apply_windows,
+    baseline_windows,
+    distribution_shift,
+    draw_donors,
+    draw_starts,
+    perturb,
+    target_shift,
+)

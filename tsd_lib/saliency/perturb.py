@@ -130,8 +130,9 @@ def draw_donors(
     if bool((count == 0).any()):
         kind = "same-class" if same_class else "other-class"
         bad = torch.unique(y[count == 0]).tolist()
-        raise ValueError(f"no {kind} donor in the pool for label(s) {bad}; pool labels: "
-                         f"{torch.unique(y_pool).tolist()}")
+        raise ValueError(
+            f"no {kind} donor in the pool for label(s) {bad}; pool labels: {torch.unique(y_pool).tolist()}"
+        )
     B, N = eligible.shape
     keys = _rand((B, N), generator, y.device).masked_fill(~eligible, float("inf"))
     m = min(n, N)
@@ -187,8 +188,7 @@ def baseline_windows(
     if baseline in ("other_class", "same_class"):
         if X_pool is None or y_pool is None:
             raise ValueError(f"baseline {baseline!r} needs X_pool and y_pool")
-        donors = draw_donors(y.to(starts.device), y_pool, K, same_class=baseline == "same_class",
-                             generator=generator)
+        donors = draw_donors(y.to(starts.device), y_pool, K, same_class=baseline == "same_class", generator=generator)
         return gather_windows(X_pool, donors, starts, window).to(X.dtype)
     if baseline == "zero":
         return X.new_zeros(B, K, C, window)
@@ -372,8 +372,9 @@ class TeacherBank:
         show_progress: bool | None = None,
     ) -> None:
         if baseline not in BANK_BASELINES:
-            raise ValueError(f"TeacherBank supports baselines {BANK_BASELINES}, not {baseline!r} "
-                             "(use fresh sampling for it)")
+            raise ValueError(
+                f"TeacherBank supports baselines {BANK_BASELINES}, not {baseline!r} (use fresh sampling for it)"
+            )
         if bank_size is None or bank_size < 1:
             raise ValueError(f"bank_size must be >= 1, got {bank_size}")
         t0 = time.perf_counter()
@@ -397,8 +398,9 @@ class TeacherBank:
         keys = torch.rand((N, reps, n), generator=gen)
         self.starts = keys.argsort(dim=-1).reshape(N, reps * n)[:, :M].contiguous().to(device)
         if baseline in ("other_class", "same_class"):
-            self.donors = draw_donors(self.y_pool.cpu(), self.y_pool.cpu(), M,
-                                      same_class=baseline == "same_class", generator=gen).to(device)
+            self.donors = draw_donors(
+                self.y_pool.cpu(), self.y_pool.cpu(), M, same_class=baseline == "same_class", generator=gen
+            ).to(device)
         else:
             self.donors = torch.full((N, M), -1, dtype=torch.long, device=device)
 
@@ -461,7 +463,8 @@ class TeacherBank:
         keys = _rand((B, M), generator, self.device)
         n = self.X_pool.shape[-1] - self.window + 1
         best = torch.full((B, n), 2.0, device=self.device).scatter_reduce(
-            1, starts, keys, reduce="amin", include_self=True)
+            1, starts, keys, reduce="amin", include_self=True
+        )
         winner = keys == best.gather(1, starts)
         keys = torch.where(winner, keys, keys + 1.0)
         return keys.argsort(dim=1)[:, :K].contiguous()
@@ -496,5 +499,4 @@ class TeacherBank:
 
     def nbytes(self) -> int:
         """Bytes held by the bank's own tensors (not counting the pool)."""
-        return sum(t.numel() * t.element_size() for t in (self.starts, self.donors, self.logits,
-                                                           self.logits_perturbed))
+        return sum(t.numel() * t.element_size() for t in (self.starts, self.donors, self.logits, self.logits_perturbed))
