@@ -59,8 +59,17 @@ def _golden_loss(**kw) -> torch.Tensor:
     s = GOLDEN_SETUP
     student, teacher, X, y, X_pool, y_pool = _golden_problem()
     return tsd_loss(
-        student, teacher, X, y, X_pool, y_pool, n_windows=s["n_windows"], window=s["window"], tau=s["tau"],
-        generator=torch.Generator().manual_seed(s["seed"]), **kw,
+        student,
+        teacher,
+        X,
+        y,
+        X_pool,
+        y_pool,
+        n_windows=s["n_windows"],
+        window=s["window"],
+        tau=s["tau"],
+        generator=torch.Generator().manual_seed(s["seed"]),
+        **kw,
     )
 
 

@@ -25,9 +25,47 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _profile_datasets(args: argparse.Namespace) -> int:
+    from tsd_lib.data import dataset_info
+    from tsd_lib.profiles import load_profile
+
+    profile = load_profile(args.profile, data_dir=args.data_dir)
+    missing = []
+    print(f"profile {profile.name}: {len(profile.datasets)} datasets")
+    for name in profile.datasets:
+        if name.lower().startswith("synthetic"):
+            print(f"  {name:<32} available (generated)")
+            continue
+        try:
+            info = dataset_info(name, data_dir=profile.data_dir)
+            print(f"  {name:<32} available ({info['n_train']} train / {info['n_test']} test)")
+        except ValueError:
+            missing.append(name)
+            print(f"  {name:<32} MISSING")
+    if missing:
+        print(f"\n{len(missing)} missing: {', '.join(missing)}.\nPass --data-dir with a local copy of the "
+              "UCR archive (NAME/NAME_TRAIN.tsv or NAME/NAME_TRAIN.ts); with network access, "
+              "tsd_lib.data.load_dataset(name, allow_download=True) fetches a set through aeon.")
+        return 1
+    print("\nall datasets available")
+    return 0
+
+
+def _add_store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=None, help="run store folder (default $TSD_RUNS or runs/)")
+
+
+def _add_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", required=True, help="smoke, quick, paper, paper-smoke or a YAML path")
+    p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive")
+    _add_store_arg(p)
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from tsd_lib.data import available_datasets, dataset_info
 
+    if args.profile:
+        return _profile_datasets(args)
     rows = []
     for name in available_datasets(data_dir=args.data_dir):
         try:
@@ -86,6 +124,84 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_record(record: dict) -> None:
+    keys = ["dataset", "method", "seed", "accuracy", "auc_pr", "roc_auc", "agreement", "kl_teacher_student",
+            "js_teacher_student", "ece", "saliency_spearman", "saliency_cosine", "teacher_accuracy",
+            "val_accuracy", "val_auc_pr", "epochs_run", "train_seconds", "key"]
+    width = max(map(len, keys))
+    for k in keys:
+        v = record.get(k)
+        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from tsd_lib.experiment import RunConfig, RunStore, run
+
+    weights = json.loads(args.weights) if args.weights else None
+    config = RunConfig(
+        dataset=args.dataset, data_dir=args.data_dir, length=args.length or None, split_seed=args.split_seed,
+        teacher=args.teacher, teacher_seed=args.teacher_seed, student=args.student, method=args.method,
+        weights=weights, tau=args.tau, n_windows=args.n_windows, window=args.window, epochs=args.epochs,
+        patience=args.patience, seed=args.seed, device=args.device, saliency_eval_series=args.saliency_eval_series,
+    )
+    store = RunStore(args.store)
+    cached = store.has(config)
+    record = run(config, store, progress=False if args.quiet else None)
+    print(f"{'loaded from' if cached else 'stored in'} {store.run_dir(config)}")
+    _print_record(record)
+    return 0
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from tsd_lib.experiment import RunStore
+    from tsd_lib.grid import run_grid
+    from tsd_lib.profiles import load_profile
+
+    profile = load_profile(args.profile, data_dir=args.data_dir)
+    store = RunStore(args.store)
+    configs = profile.configs()
+    print(f"profile {profile.name}: {len(configs)} runs, store {store.root}, backend {args.backend}")
+    summary = run_grid(configs, store, backend=args.backend, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                       retry_failed=args.retry_failed, show_progress=False if args.quiet else None)
+    print(summary)
+    for err in summary.errors[:10]:
+        print(f"  failed: {err.get('dataset', '')} {err.get('key', '')}: {err['error']}")
+    if len(summary.errors) > 10:
+        print(f"  ... {len(summary.errors) - 10} more; see `tsd status --profile {profile.name}`")
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tsd_lib.experiment import RunStore
+    from tsd_lib.grid import grid_status
+    from tsd_lib.profiles import load_profile
+
+    profile = load_profile(args.profile, data_dir=args.data_dir)
+    store = RunStore(args.store)
+    table = grid_status(profile.configs(), store)
+    print(table.to_string())
+    total = table.sum()
+    print(f"\ntotal: {total['done']} done, {total['failed']} failed, {total['missing']} missing")
+    for failure in store.failures():
+        print(f"  {failure.get('key')}: {failure.get('error')}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tsd_lib.experiment import RunStore
+    from tsd_lib.profiles import load_profile
+    from tsd_lib.report import write_report
+
+    profile = load_profile(args.profile, data_dir=args.data_dir)
+    store = RunStore(args.store)
+    keys = {c.key() for c in profile.main_configs()}
+    records = [r for r in store.records() if r.get("key") in keys]
+    out = Path(args.out or f"reports/{profile.name}")
+    written = write_report(records, out)
+    print(f"{len(records)} runs -> {len(written)} files in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsd", description="TSD Book: Temporal Saliency Distillation toolkit."
@@ -94,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list the datasets that load offline, with sizes")
     p.add_argument("--data-dir", default=None, help="also list the sets in this local archive copy")
+    p.add_argument("--profile", default=None, help="say which of a profile's datasets are available")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("train", help="train one model (e.g. a teacher) and write its metrics")
@@ -102,6 +219,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.add_argument("--out", default=None, help="output folder (default runs/train/DATASET-MODEL-seedN)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("distill", help="train one student (teacher trained or loaded) and print its record")
+    _add_data_args(p)
+    p.add_argument("--method", default="kd+tsd", help="'+'-joined losses: ce, kd, fitnets, at, rkd, dkd, dt2w, tsd")
+    p.add_argument("--weights", default=None, help='JSON dict overriding term weights, e.g. \'{"tsd": 10}\'')
+    p.add_argument("--teacher", default="lstm_teacher")
+    p.add_argument("--teacher-seed", type=int, default=0)
+    p.add_argument("--student", default="lstm_student")
+    p.add_argument("--tau", type=float, default=8.0)
+    p.add_argument("--n-windows", type=int, default=50, help="K perturbations per series")
+    p.add_argument("--window", type=int, default=10, help="window length L")
+    p.add_argument("--saliency-eval-series", type=int, default=None, help="cap on test series for saliency metrics")
+    _add_train_args(p)
+    _add_store_arg(p)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("grid", help="run a profile's grid (resumable; local processes or Dask)")
+    _add_profile_args(p)
+    p.add_argument("--backend", choices=["local", "dask"], default="local")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("status", help="done, failed and missing runs of a profile")
+    _add_profile_args(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="tables and figures of a profile's results")
+    _add_profile_args(p)
+    p.add_argument("--out", default=None, help="output folder (default reports/PROFILE)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

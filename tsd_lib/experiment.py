@@ -182,6 +182,20 @@ class RunStore:
     def load_history(self, config: RunConfig) -> dict[str, Any]:
         return json.loads((self.run_dir(config) / "history.json").read_text())
 
+    def failure_path(self, key: str) -> Path:
+        return self.root / "failures" / f"{key}.json"
+
+    def record_failure(self, key: str, info: dict[str, Any]) -> None:
+        """Keep a failed run's config, error and traceback (``failures/<key>.json``)."""
+        atomic_write_json(self.failure_path(key), info)
+
+    def clear_failure(self, key: str) -> None:
+        self.failure_path(key).unlink(missing_ok=True)
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every recorded failure (a later success clears its failure)."""
+        return [json.loads(p.read_text()) for p in sorted((self.root / "failures").glob("*.json"))]
+
     def records(self) -> list[dict[str, Any]]:
         """Every complete run record in the store."""
         out = []

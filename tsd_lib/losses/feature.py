@@ -175,45 +175,105 @@ def rkd_loss(
     return w_dist * loss_d + w_angle * loss_a
 
 
-def _soft_dtw_from_cost(cost: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Soft-DTW value ``(B,)`` of a cost matrix ``(B, N, M)``, anti-diagonal wavefront.
+def _wavefront_layout(n: int, m: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Index tensors of the anti-diagonal ("skewed") layout of an ``(n+1) x (m+1)`` DP table.
 
-    Cells on one anti-diagonal ``i + j = d`` of the accumulated matrix ``R`` depend only on
-    the two previous anti-diagonals, so each of the ``N + M - 1`` steps is one vectorised
-    update of a ``(B, N + 1)`` vector (indexed by ``i``). Autograd differentiates through
-    the loop; invalid cells hold a large finite value instead of ``inf``.
+    Diagonal ``d = i + j`` (``0..n+m``, plus two spare diagonals), position ``p = i + 1``
+    (``0..n+1``, plus one spare; ``p = 0`` is a permanent border). Returns the row and
+    column of every (d, p) slot, clamped into the padded cost matrix, and the mask of the
+    slots that are real cells ``1 <= i <= n, 1 <= j <= m``.
     """
-    b, n, m = cost.shape
-    dev = cost.device
-    cost = cost.float() if cost.dtype in (torch.float16, torch.bfloat16) else cost
-    # skew[b, d, i] = cost[b, i - 1, d - i - 1] for valid (i, j = d - i), 1-based cells.
-    padded = F.pad(cost, (1, 0, 1, 0))  # (B, N+1, M+1), padded[:, i, j] = cost[:, i-1, j-1]
-    d_idx = torch.arange(n + m + 1, device=dev).unsqueeze(1)  # (n+m+1, 1)
-    i_idx = torch.arange(n + 1, device=dev).unsqueeze(0)  # (1, n+1)
-    j_idx = d_idx - i_idx  # (n+m+1, n+1)
-    valid = (i_idx >= 1) & (j_idx >= 1) & (j_idx <= m)
-    skew = padded[:, i_idx.expand_as(j_idx), j_idx.clamp(0, m)]  # (B, n+m+1, n+1)
-    # Anti-diagonal vectors have n + 2 entries: position 0 is a permanent _BIG pad (row -1),
-    # position i + 1 holds R[i, d - i].
-    prev2 = cost.new_full((b, n + 2), _BIG)  # d = 0: R[0, 0] = 0, the rest invalid
-    prev2[:, 1] = 0.0
-    prev1 = cost.new_full((b, n + 2), _BIG)  # d = 1: all on the border
-    for d in range(2, n + m + 1):
-        # (3, B, n+1): R[i-1, j-1], R[i-1, j], R[i, j-1] for i = 0..n
-        stacked = torch.stack([prev2[:, :-1], prev1[:, :-1], prev1[:, 1:]], dim=0)
-        low = stacked.detach().amin(dim=0)
-        # soft-min, stabilised by the (detached) hard min; the clamp keeps exp() out of the
-        # denormal range (very slow on CPUs) and changes the value by < 1e-34 relative.
-        expo = ((stacked - low) / gamma).clamp(max=80.0)
-        softmin = low - gamma * torch.log(torch.exp(-expo).sum(dim=0))
-        cur = torch.where(valid[d], skew[:, d] + softmin, _BIG)
-        prev2, prev1 = prev1, F.pad(cur, (1, 0), value=_BIG)
-    return prev1[:, n + 1]
+    d = torch.arange(n + m + 3, device=device).unsqueeze(1)
+    p = torch.arange(n + 3, device=device).unsqueeze(0)
+    i = p - 1
+    j = d - i
+    valid = (i >= 1) & (i <= n) & (j >= 1) & (j <= m)
+    return i.clamp(0, n).expand_as(valid), j.clamp(0, m), valid
+
+
+def _softmin_weights_exponent(values: torch.Tensor, gamma: float) -> torch.Tensor:
+    # Clamping keeps exp() out of the float denormal range (very slow on CPUs); the terms
+    # affected weigh < e^-80 relative to the largest one.
+    return values.div(gamma).clamp(min=-80.0, max=0.0)
+
+
+class _SoftDTW(torch.autograd.Function):
+    """Soft-DTW value of a batch of cost matrices, wavefront forward and analytic backward.
+
+    Forward: the recursion ``R[i, j] = C[i, j] + softmin_gamma(R[i-1, j-1], R[i-1, j],
+    R[i, j-1])`` evaluated one anti-diagonal at a time (all cells of a diagonal are
+    independent), each step a vectorised update over the batch. Backward: the expected
+    alignment ``E = dR[n, m] / dC`` of Cuturi & Blondel (2017, Algorithm 2), again one
+    anti-diagonal at a time, in reverse: ``E[i, j] = sum_s E[s] exp((R[s] - C[s] - R[i, j])
+    / gamma)`` over the successors ``s`` of ``(i, j)``. Invalid cells hold a large finite
+    value instead of ``inf`` so no ``inf - inf`` appears.
+    """
+
+    @staticmethod
+    def forward(ctx, cost: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
+        b, n, m = cost.shape
+        rows, cols, valid = _wavefront_layout(n, m, cost.device)
+        padded = F.pad(cost, (1, 0, 1, 0))  # padded[:, i, j] = cost[:, i-1, j-1]
+        c_skew = torch.where(valid, padded[:, rows, cols], 0.0)  # (B, n+m+3, n+3)
+        r_skew = torch.full_like(c_skew, _BIG)
+        r_skew[:, 0, 1] = 0.0  # R[0, 0]
+        for d in range(2, n + m + 1):
+            # R[i-1, j-1], R[i-1, j], R[i, j-1] for the cells p = 1..n+1 of diagonal d
+            prev = torch.stack(
+                [r_skew[:, d - 2, 0 : n + 1], r_skew[:, d - 1, 0 : n + 1], r_skew[:, d - 1, 1 : n + 2]]
+            )
+            low = prev.amin(dim=0)
+            softmin = low - gamma * torch.exp(_softmin_weights_exponent(low - prev, gamma)).sum(0).log()
+            r_skew[:, d, 1 : n + 2] = torch.where(valid[d, 1 : n + 2], c_skew[:, d, 1 : n + 2] + softmin, _BIG)
+        ctx.gamma = gamma
+        ctx.shape = (n, m)
+        ctx.save_for_backward(r_skew, c_skew, valid, rows, cols)
+        return r_skew[:, n + m, n + 1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        r_skew, c_skew, valid, rows, cols = ctx.saved_tensors
+        gamma = ctx.gamma
+        n, m = ctx.shape
+        e_skew = torch.zeros_like(r_skew)
+        e_skew[:, n + m, n + 1] = 1.0
+        cur = slice(1, n + 2)  # positions of cells (i, .) on their diagonal
+        nxt = slice(2, n + 3)  # positions of cells (i + 1, .)
+        for d in range(n + m - 1, 1, -1):
+            r_here = r_skew[:, d, cur]
+            e_here = (
+                e_skew[:, d + 1, nxt]  # successor (i + 1, j)
+                * torch.exp(_softmin_weights_exponent(r_skew[:, d + 1, nxt] - c_skew[:, d + 1, nxt] - r_here, gamma))
+                + e_skew[:, d + 1, cur]  # successor (i, j + 1)
+                * torch.exp(_softmin_weights_exponent(r_skew[:, d + 1, cur] - c_skew[:, d + 1, cur] - r_here, gamma))
+                + e_skew[:, d + 2, nxt]  # successor (i + 1, j + 1)
+                * torch.exp(_softmin_weights_exponent(r_skew[:, d + 2, nxt] - c_skew[:, d + 2, nxt] - r_here, gamma))
+            )
+            e_skew[:, d, cur] = torch.where(valid[d, cur], e_here, 0.0)
+        # back to the (B, n, m) layout: cell (i, j) sits on diagonal i + j at position i + 1
+        i = torch.arange(1, n + 1, device=grad_out.device).unsqueeze(1)
+        j = torch.arange(1, m + 1, device=grad_out.device).unsqueeze(0)
+        grad_cost = e_skew[:, i + j, (i + 1).expand(n, m)]
+        del rows, cols
+        return grad_cost * grad_out.view(-1, 1, 1), None
+
+
+def _soft_dtw_from_cost(cost: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Soft-DTW value ``(B,)`` of a cost matrix ``(B, N, M)`` (see :class:`_SoftDTW`)."""
+    if cost.dtype in (torch.float16, torch.bfloat16):
+        cost = cost.float()
+    return _SoftDTW.apply(cost, float(gamma))
 
 
 def _squared_euclidean_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(B, N, D), (B, M, D) -> (B, N, M)`` squared Euclidean distances between time steps."""
-    return (x.unsqueeze(2) - y.unsqueeze(1)).pow(2).sum(dim=3)
+    """``(B, N, D), (B, M, D) -> (B, N, M)`` squared Euclidean distances between time steps.
+
+    ``|x_i|^2 + |y_j|^2 - 2 <x_i, y_j>`` via a batched matrix product (clamped at 0), which
+    avoids the ``(B, N, M, D)`` difference tensor.
+    """
+    sq = x.pow(2).sum(dim=2).unsqueeze(2) + y.pow(2).sum(dim=2).unsqueeze(1)
+    return torch.baddbmm(sq, x, y.transpose(1, 2), alpha=-2.0).clamp(min=0.0)
 
 
 def soft_dtw(

@@ -1,0 +1,150 @@
+"""Reproducing the book: run a profile's grid, then execute every chapter with papermill.
+
+Papermill is the engine; Jupyter Book only renders (``execute_notebooks: off``). Executed
+chapters go where ``_toc.yml`` points (``book/chapters/``, git-ignored). A failing chapter
+stops the reproduction with its failing cell's error, so no site is built that looks fine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tsd_lib import __version__
+from tsd_lib.experiment import RunStore
+from tsd_lib.grid import run_grid
+from tsd_lib.profiles import Profile, load_profile
+from tsd_lib.utils import progress, resolve_device
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = "notebooks"
+CHAPTER_DIR = "book/chapters"
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while papermill executed it."""
+
+
+@dataclass
+class ChapterResult:
+    chapter: str
+    output: Path
+    seconds: float
+
+
+def chapter_stems(root: Path = PROJECT_ROOT) -> list[str]:
+    """The chapter notebooks in ``notebooks/``, in order."""
+    return sorted(p.stem for p in (root / NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_chapters(spec: str | None, root: Path = PROJECT_ROOT) -> list[str]:
+    """``"2,5"`` -> the stems of chapters 2 and 5; ``None`` -> every chapter."""
+    stems = chapter_stems(root)
+    if not spec:
+        return stems
+    wanted = {int(s) for s in spec.split(",") if s.strip()}
+    chosen = [s for s in stems if int(s[:2]) in wanted]
+    unknown = wanted - {int(s[:2]) for s in chosen}
+    if unknown:
+        raise ValueError(f"no chapter numbered {sorted(unknown)}; chapters: {', '.join(stems)}")
+    return chosen
+
+
+def chapter_parameters(profile: Profile, stem: str, data_dir: str | None = None) -> dict[str, Any]:
+    """The papermill parameters of one chapter under a profile."""
+    params: dict[str, Any] = {"profile": profile.name, **profile.chapter_parameters(stem)}
+    if data_dir or profile.data_dir:
+        params["data_dir"] = data_dir or profile.data_dir
+    return params
+
+
+def execute_chapter(src: Path, out: Path, parameters: dict[str, Any], cwd: Path) -> None:
+    """Run one notebook with papermill; raise :class:`ChapterFailed` with the failing cell's error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(src), str(out), parameters=parameters, kernel_name="python3",
+                                   progress_bar=False, cwd=str(cwd))
+    except PapermillExecutionError as err:
+        raise ChapterFailed(
+            f"chapter {src.stem} failed in cell {err.cell_index} ({err.ename}: {err.evalue})\n"
+            f"cell source:\n{err.source}\nthe partly executed notebook is in {out}"
+        ) from None
+
+
+def reproduce(
+    profile: str | Profile = "quick", *, chapters: str | None = None, data_dir: str | None = None,
+    store: str | os.PathLike | None = None, n_jobs: int = 1, root: Path = PROJECT_ROOT,
+    out_dir: Path | None = None, run_grid_first: bool = True,
+) -> list[ChapterResult]:
+    """Run the profile's grid, then execute the chosen chapters into ``out_dir``."""
+    profile = profile if isinstance(profile, Profile) else load_profile(profile, data_dir=data_dir)
+    store = RunStore(store)
+    os.environ["TSD_RUNS"] = str(store.root.resolve())  # the chapters' kernels find the same store
+    if run_grid_first:
+        summary = run_grid(profile.configs(), store, n_jobs=n_jobs)
+        print(f"grid: {summary}")
+        if summary.failed:
+            raise RuntimeError(f"{summary.failed} runs failed; see `tsd status --profile {profile.name}`")
+    out_dir = Path(out_dir or root / CHAPTER_DIR)
+    stems = select_chapters(chapters, root)
+    results = []
+    previous = os.environ.get("TSD_PROGRESS")
+    os.environ["TSD_PROGRESS"] = "0"  # no progress-bar noise on the site
+    try:
+        bar = progress(stems, desc="chapters", unit="chapter")
+        for stem in bar:
+            bar.set_postfix_str(stem)
+            start = time.perf_counter()
+            out = out_dir / f"{stem}.ipynb"
+            execute_chapter(root / NOTEBOOKS / f"{stem}.ipynb", out,
+                            chapter_parameters(profile, stem, data_dir), cwd=out_dir)
+            results.append(ChapterResult(stem, out, time.perf_counter() - start))
+    finally:
+        if previous is None:
+            os.environ.pop("TSD_PROGRESS", None)
+        else:
+            os.environ["TSD_PROGRESS"] = previous
+    return results
+
+
+def repository_url(root: Path = PROJECT_ROOT) -> str:
+    """The repository URL of ``_config.yml`` (for launch links to the source notebooks)."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    return config.get("repository", {}).get("url", "").rstrip("/")
+
+
+def launch_links(stem: str, root: Path = PROJECT_ROOT, branch: str = "main") -> dict[str, str]:
+    """Binder and Colab links that open the SOURCE notebook ``notebooks/STEM.ipynb``."""
+    url = repository_url(root)
+    slug = url.removeprefix("https://github.com/")
+    path = f"{NOTEBOOKS}/{stem}.ipynb"
+    return {
+        "Binder": f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath={path}",
+        "Colab": f"https://colab.research.google.com/github/{slug}/blob/{branch}/{path}",
+        "Source": f"{url}/blob/{branch}/{path}",
+    }
+
+
+def provenance(profile: str, seeds: list[int] | None = None, *, chapter: str | None = None,
+               device: str = "auto") -> str:
+    """A markdown block that opens every chapter: profile, library version, device, seeds, links."""
+    import torch
+
+    dev = resolve_device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    lines = [
+        f"**Provenance.** profile `{profile}` · `tsd_lib` {__version__} · torch {torch.__version__} · "
+        f"device {dev.type} ({name})" + (f" · seeds {', '.join(map(str, seeds))}" if seeds else ""),
+    ]
+    if chapter:
+        links = " · ".join(f"[{k}]({v})" for k, v in launch_links(chapter).items())
+        lines.append(f"Open the source notebook: {links}")
+    return "\n\n".join(lines)

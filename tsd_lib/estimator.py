@@ -1,0 +1,116 @@
+"""A scikit-learn estimator around teacher training and distillation.
+
+``DistilledClassifier`` works on arrays shaped like aeon's ``(n, channels, length)``, with
+``clone``, ``cross_val_score`` and ``GridSearchCV``. ``fit`` holds out a stratified
+validation split of the data it is given (for early stopping), trains the teacher when
+``teacher`` is a model name (or uses an already trained torch module as it is), then trains
+the student with the chosen distillation method.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from tsd_lib.data import Dataset, stratified_split, validate_arrays
+from tsd_lib.losses import Objective, resolve_weights
+from tsd_lib.metrics import softmax
+from tsd_lib.models import build_model
+from tsd_lib.train import History, TrainConfig, fit, predict_logits
+from tsd_lib.utils import set_seed
+
+
+class DistilledClassifier(ClassifierMixin, BaseEstimator):
+    """Distil ``teacher`` into ``student`` with ``method`` (e.g. ``"kd+tsd"``) on ``fit(X, y)``.
+
+    Parameters mirror :class:`tsd_lib.experiment.RunConfig`; ``teacher`` is a model name
+    (trained inside ``fit`` with cross-entropy, seed ``teacher_seed``) or a trained module whose
+    output classes follow the sorted labels of ``y``.
+    """
+
+    def __init__(
+        self, teacher: str | nn.Module = "lstm_teacher", student: str = "lstm_student", method: str = "kd+tsd",
+        weights: dict[str, float] | None = None, tau: float = 8.0, n_windows: int = 50, window: int = 10,
+        epochs: int = 500, patience: int = 50, teacher_epochs: int | None = None, teacher_seed: int = 0,
+        val_fraction: float = 0.2, batch_size: int = 32, lr: float = 0.005, tsd_bank_size: int = 200,
+        student_kwargs: dict[str, Any] | None = None, teacher_kwargs: dict[str, Any] | None = None,
+        seed: int = 0, device: str = "auto", progress: bool = False,
+    ) -> None:
+        self.teacher = teacher
+        self.student = student
+        self.method = method
+        self.weights = weights
+        self.tau = tau
+        self.n_windows = n_windows
+        self.window = window
+        self.epochs = epochs
+        self.patience = patience
+        self.teacher_epochs = teacher_epochs
+        self.teacher_seed = teacher_seed
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.lr = lr
+        self.tsd_bank_size = tsd_bank_size
+        self.student_kwargs = student_kwargs
+        self.teacher_kwargs = teacher_kwargs
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+
+    def _train_config(self, *, epochs: int, seed: int, desc: str) -> TrainConfig:
+        return TrainConfig(epochs=epochs, patience=self.patience, batch_size=self.batch_size, lr=self.lr,
+                           seed=seed, device=self.device, progress=self.progress, desc=desc)
+
+    def _dataset(self, X: np.ndarray, y: np.ndarray) -> Dataset:
+        tr, va = stratified_split(y, self.val_fraction, seed=self.seed)
+        empty = np.zeros((0, *X.shape[1:]), dtype=np.float32)
+        return Dataset(name="estimator", X_train=X[tr], y_train=y[tr], X_val=X[va], y_val=y[va],
+                       X_test=empty, y_test=np.zeros(0, dtype=np.int64),
+                       class_names=[str(c) for c in self.classes_])
+
+    def _fit_teacher(self, data: Dataset) -> nn.Module:
+        if isinstance(self.teacher, nn.Module):
+            teacher = copy.deepcopy(self.teacher).eval()
+            if getattr(teacher, "n_classes", data.n_classes) != data.n_classes:
+                raise ValueError(f"the teacher predicts {teacher.n_classes} classes but y has {data.n_classes}")
+            self.teacher_history_ = None
+            return teacher
+        set_seed(self.teacher_seed)
+        teacher = build_model(self.teacher, data.n_channels, data.n_classes, **(self.teacher_kwargs or {}))
+        config = self._train_config(epochs=self.teacher_epochs or self.epochs, seed=self.teacher_seed,
+                                    desc=f"teacher {self.teacher}")
+        self.teacher_history_ = fit(teacher, data, config=config)
+        return teacher.eval()
+
+    def fit(self, X: Any, y: Any) -> DistilledClassifier:
+        """Train the teacher (if needed) and the distilled student on ``(X, y)``."""
+        X, y = validate_arrays(X, y, "X", allow_2d=True)
+        terms = resolve_weights(self.method, self.weights)
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        data = self._dataset(X, y_enc.astype(np.int64))
+        self.n_features_in_ = X.shape[-1]
+        self.teacher_ = self._fit_teacher(data)
+        set_seed(self.seed)
+        student = build_model(self.student, data.n_channels, data.n_classes, **(self.student_kwargs or {}))
+        objective = Objective(
+            terms, self.teacher_ if set(terms) != {"ce"} else None, data.X_train, data.y_train, tau=self.tau,
+            n_windows=self.n_windows, window=self.window, tsd_bank_size=self.tsd_bank_size, seed=self.seed,
+            student=student,
+        )
+        self.history_: History = fit(student, data, objective,
+                                     self._train_config(epochs=self.epochs, seed=self.seed, desc=self.method))
+        self.student_ = student.eval()
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "student_")
+        X, _ = validate_arrays(X, None, "X", allow_2d=True)
+        return softmax(predict_logits(self.student_, X, device=self.device))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

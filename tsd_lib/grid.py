@@ -1,0 +1,196 @@
+"""Run many configs unattended, resumably, on local processes (joblib) or on Dask.
+
+One code path: :func:`execute` trains one config into the store and never raises (a failure
+is written to ``failures/<key>.json`` with its traceback); the backend only decides where it
+runs. Teachers are trained first, once each, so parallel students never race to train the
+same teacher. Completed runs are skipped, so a killed grid resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tsd_lib.data import dataset_info
+from tsd_lib.experiment import SYNTHETIC_PREFIX, RunConfig, RunStore, get_dataset, get_teacher, run
+from tsd_lib.utils import progress
+
+BACKENDS = ("local", "dask")
+
+
+@dataclass
+class GridSummary:
+    """What a grid call did: counts, and the failures with their messages."""
+
+    total: int = 0
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f"{self.total} runs: {self.skipped} already in the store, {self.done} trained, "
+                f"{self.failed} failed ({self.seconds:.0f} s)")
+
+
+def threads_per_worker(n_jobs: int) -> int:
+    """Torch threads per worker: the machine's cores shared evenly, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+
+
+def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_only: bool = False) -> dict[str, Any]:
+    """Run one config (a dict, so it pickles anywhere) into the store; return its status."""
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["TSD_PROGRESS"] = "0"
+    cfg = RunConfig.from_dict(config)
+    store = RunStore(store_root)
+    key = f"teacher-{cfg.teacher_key()}" if teacher_only else cfg.key()
+    start = time.perf_counter()
+    try:
+        if teacher_only:
+            get_teacher(cfg, get_dataset(cfg), store, progress=False)
+        else:
+            run(cfg, store, progress=False)
+    except Exception as err:  # noqa: BLE001 - a grid records every failure and goes on
+        info = {"key": key, "config": config, "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
+        store.record_failure(key, info)
+        return {"key": key, "status": "failed", "error": info["error"], "dataset": cfg.dataset}
+    store.clear_failure(key)
+    return {"key": key, "status": "done", "seconds": time.perf_counter() - start, "dataset": cfg.dataset}
+
+
+def check_datasets(configs: Iterable[RunConfig]) -> dict[str, str]:
+    """Datasets that cannot be loaded, with the reason: one check per dataset."""
+    missing = {}
+    for name, data_dir in {(c.dataset, c.data_dir) for c in configs}:
+        if name.lower().startswith(SYNTHETIC_PREFIX):
+            continue
+        try:
+            dataset_info(name, data_dir=data_dir)
+        except ValueError as err:
+            missing[name] = str(err)
+    return missing
+
+
+def _map(backend: str, calls: list[dict[str, Any]], n_jobs: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
+    """Run ``execute(**call)`` for every call on the backend, yielding results as they finish."""
+    if not calls:
+        return
+    if backend == "local":
+        from joblib import Parallel, delayed
+
+        if n_jobs == 1:
+            yield from (execute(**c) for c in calls)
+            return
+        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+        yield from parallel(delayed(execute)(**c) for c in calls)
+    elif backend == "dask":
+        from distributed import Client, LocalCluster, as_completed
+
+        cluster = None if scheduler else LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
+                                                     dashboard_address=None)
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(execute, **c, pure=False) for c in calls]
+            for fut in as_completed(futures):
+                yield fut.result()
+        if cluster is not None:
+            cluster.close()
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+
+
+def run_grid(
+    configs: list[RunConfig], store: RunStore | str | None = None, *, backend: str = "local", n_jobs: int = 1,
+    scheduler: str | None = None, retry_failed: bool = False, show_progress: bool | None = None,
+) -> GridSummary:
+    """Run every config not yet in the store; failures are recorded and the grid goes on.
+
+    Without ``retry_failed``, configs that failed before are left alone (``tsd status`` lists
+    them). A dataset that cannot be loaded is one failure, not one per run.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    start = time.perf_counter()
+    summary = GridSummary(total=len(configs))
+    failed_before = {f["key"] for f in store.failures()}
+    todo = []
+    for c in configs:
+        if store.has(c):
+            summary.skipped += 1
+        elif retry_failed or c.key() not in failed_before:
+            todo.append(c)
+        else:
+            summary.failed += 1
+
+    missing = check_datasets(todo)
+    for name, reason in missing.items():
+        store.record_failure(f"dataset-{name}", {"key": f"dataset-{name}", "dataset": name, "error": reason})
+        summary.errors.append({"dataset": name, "error": reason})
+    blocked = [c for c in todo if c.dataset in missing]
+    summary.failed += len(blocked)
+    todo = [c for c in todo if c.dataset not in missing]
+    for name in {c.dataset for c in todo}:
+        store.clear_failure(f"dataset-{name}")
+
+    threads = threads_per_worker(n_jobs)
+    root = str(store.root)
+    teachers = {c.teacher_key(): c for c in todo if not (store.teacher_dir(c) / "record.json").exists()}
+    bar = progress(total=len(configs), initial=summary.skipped, enabled=show_progress, desc="grid", unit="run")
+    bar.set_postfix_str(f"teachers 0/{len(teachers)}")
+    bad_teachers = set()
+    for i, result in enumerate(_map(backend, [{"config": c.to_dict(), "store_root": root, "threads": threads,
+                                               "teacher_only": True} for c in teachers.values()], n_jobs, scheduler)):
+        if result["status"] == "failed":
+            bad_teachers.add(result["key"].removeprefix("teacher-"))
+            summary.errors.append(result)
+        bar.set_postfix_str(f"teachers {i + 1}/{len(teachers)}")
+
+    students = [c for c in todo if c.teacher_key() not in bad_teachers]
+    summary.failed += len(todo) - len(students)
+    bar.update(len(todo) - len(students))
+    calls = [{"config": c.to_dict(), "store_root": root, "threads": threads} for c in students]
+    for result in _map(backend, calls, n_jobs, scheduler):
+        if result["status"] == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.errors.append(result)
+        bar.update(1)
+        remaining = summary.total - summary.skipped - summary.done - summary.failed
+        bar.set_postfix(done=summary.skipped + summary.done, failed=summary.failed, remaining=remaining)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def grid_status(configs: list[RunConfig], store: RunStore | str | None = None) -> pd.DataFrame:
+    """Done, failed and missing runs per dataset and method."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    failed = {f["key"] for f in store.failures()}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for c in configs:
+        if store.has(c):
+            state = "done"
+        elif {c.key(), f"dataset-{c.dataset}", f"teacher-{c.teacher_key()}"} & failed:
+            state = "failed"
+        else:
+            state = "missing"
+        counts[(c.dataset, c.method, state)] += 1
+    rows = {}
+    for (dataset, method, state), n in counts.items():
+        rows.setdefault((dataset, method), {"done": 0, "failed": 0, "missing": 0})[state] = n
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["dataset", "method"])
+    return frame.sort_index()

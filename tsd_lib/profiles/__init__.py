@@ -1,0 +1,140 @@
+"""Profiles: named parameter sets that expand into a grid of :class:`RunConfig`.
+
+A profile is only parameters (YAML, packaged in this folder). Schema (every key optional
+except ``datasets`` and ``methods``)::
+
+    name: quick                     # defaults to the file name
+    description: one line
+    datasets: [GunPoint, ...]       # names; "Synthetic" is the planted-pattern set
+    data_dir: null                  # local archive copy for sets not shipped with aeon
+    length: 100                     # resampled series length (null keeps the original)
+    teacher: lstm_teacher
+    teacher_seeds: [0]
+    student: lstm_student
+    seeds: [0, 1, 2]                # student seeds
+    methods: [ce, kd, tsd, kd+tsd]  # "+"-joined loss names; CE is always included
+    tsd_weights: [1.0]              # swept for every method that contains tsd
+    tau: 8.0
+    n_windows: 50                   # K
+    window: 10                      # L
+    epochs: 500
+    patience: 50
+    teacher_epochs: null            # defaults to epochs
+    teacher_patience: null
+    saliency_eval_series: null      # cap on test series used by the saliency metrics
+    tsd_bank_size: 200
+    ablations:                      # extra runs: one dataset, each axis varied alone
+      dataset: GunPoint
+      seeds: [0]
+      method: kd+tsd
+      window: [5, 10, 20]           # any RunConfig field -> list of values
+    chapters:                       # papermill parameters per chapter (notebook stem)
+      ch01_teacher: {dataset: GunPoint}
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tsd_lib.experiment import RunConfig
+
+PROFILE_DIR = Path(__file__).parent
+
+_RUN_KEYS = {"length", "teacher", "student", "tau", "n_windows", "window", "epochs", "patience",
+             "teacher_epochs", "teacher_patience", "saliency_eval_series", "tsd_bank_size", "tsd_reduce",
+             "tsd_score", "tsd_baseline", "batch_size", "lr", "val_fraction", "split_seed"}
+_KNOWN = _RUN_KEYS | {"name", "description", "datasets", "data_dir", "teacher_seeds", "seeds", "methods",
+                      "tsd_weights", "ablations", "chapters"}
+
+
+@dataclass
+class Profile:
+    """A parsed profile (see the module docstring for the schema)."""
+
+    name: str
+    datasets: list[str]
+    methods: list[str]
+    description: str = ""
+    data_dir: str | None = None
+    teacher_seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    tsd_weights: list[float] = field(default_factory=lambda: [1.0])
+    run: dict[str, Any] = field(default_factory=dict)
+    ablations: dict[str, Any] = field(default_factory=dict)
+    chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def base_config(self, dataset: str, **changes: Any) -> RunConfig:
+        """The profile's settings for one dataset, with ``changes`` applied."""
+        return RunConfig(dataset=dataset, data_dir=self.data_dir, **{**self.run, **changes})
+
+    def main_configs(self) -> list[RunConfig]:
+        """The main grid: datasets x teacher seeds x methods x TSD weights x student seeds."""
+        out = []
+        for dataset, teacher_seed, method in itertools.product(self.datasets, self.teacher_seeds, self.methods):
+            weights = self.tsd_weights if "tsd" in method.split("+") else [None]
+            for w, seed in itertools.product(weights, self.seeds):
+                out.append(self.base_config(dataset, teacher_seed=teacher_seed, method=method, seed=seed,
+                                            weights=None if w is None else {"tsd": float(w)}))
+        return out
+
+    def ablation_configs(self) -> list[RunConfig]:
+        """One axis varied at a time around the profile's settings (chapter 8)."""
+        if not self.ablations:
+            return []
+        spec = dict(self.ablations)
+        dataset = spec.pop("dataset", self.datasets[0])
+        seeds = spec.pop("seeds", self.seeds)
+        method = spec.pop("method", "kd+tsd")
+        out = []
+        for axis, values in spec.items():
+            for value, seed in itertools.product(values, seeds):
+                changes = {"weights": {"tsd": float(value)}} if axis == "tsd_weight" else {axis: value}
+                out.append(self.base_config(dataset, method=method, seed=seed, **changes))
+        return out
+
+    def configs(self) -> list[RunConfig]:
+        """Every run of the profile, main grid first, without duplicates."""
+        seen, out = set(), []
+        for c in self.main_configs() + self.ablation_configs():
+            if c.key() not in seen:
+                seen.add(c.key())
+                out.append(c)
+        return out
+
+    def chapter_parameters(self, chapter: str) -> dict[str, Any]:
+        return dict(self.chapters.get(chapter, {}))
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Profile:
+    """Load a packaged profile by name (``quick``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ValueError(f"unknown profile {name_or_path!r}; packaged profiles: {', '.join(available_profiles())}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = set(raw) - _KNOWN
+    if unknown:
+        raise ValueError(f"profile {path.name}: unknown keys {sorted(unknown)}")
+    for key in ("datasets", "methods"):
+        if not raw.get(key):
+            raise ValueError(f"profile {path.name}: '{key}' must be a non-empty list")
+    profile = Profile(
+        name=raw.get("name", path.stem), datasets=list(raw["datasets"]), methods=list(raw["methods"]),
+        description=raw.get("description", ""), data_dir=data_dir or raw.get("data_dir"),
+        teacher_seeds=list(raw.get("teacher_seeds", [0])), seeds=list(raw.get("seeds", [0])),
+        tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])],
+        run={k: v for k, v in raw.items() if k in _RUN_KEYS},
+        ablations=dict(raw.get("ablations") or {}), chapters=dict(raw.get("chapters") or {}),
+    )
+    profile.configs()  # validates every field value early, with RunConfig's messages
+    return profile
