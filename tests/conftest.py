@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests use tiny models, where a second intra-op thread only adds contention (2-core CI).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_UCR = REPO.parent / "shared" / "data" / "UCRArchive_2018"

@@ -196,6 +196,12 @@ class RunStore:
         """Every recorded failure (a later success clears its failure)."""
         return [json.loads(p.read_text()) for p in sorted((self.root / "failures").glob("*.json"))]
 
+    def load_teacher_record(self, config: RunConfig) -> dict[str, Any]:
+        return json.loads((self.teacher_dir(config) / "record.json").read_text())
+
+    def load_teacher_history(self, config: RunConfig) -> dict[str, Any]:
+        return json.loads((self.teacher_dir(config) / "history.json").read_text())
+
     def records(self) -> list[dict[str, Any]]:
         """Every complete run record in the store."""
         out = []

@@ -227,13 +227,13 @@ class _SoftDTW(torch.autograd.Function):
             r_skew[:, d, 1 : n + 2] = torch.where(valid[d, 1 : n + 2], c_skew[:, d, 1 : n + 2] + softmin, _BIG)
         ctx.gamma = gamma
         ctx.shape = (n, m)
-        ctx.save_for_backward(r_skew, c_skew, valid, rows, cols)
+        ctx.save_for_backward(r_skew, c_skew, valid)
         return r_skew[:, n + m, n + 1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        r_skew, c_skew, valid, rows, cols = ctx.saved_tensors
+        r_skew, c_skew, valid = ctx.saved_tensors
         gamma = ctx.gamma
         n, m = ctx.shape
         e_skew = torch.zeros_like(r_skew)
@@ -255,7 +255,6 @@ class _SoftDTW(torch.autograd.Function):
         i = torch.arange(1, n + 1, device=grad_out.device).unsqueeze(1)
         j = torch.arange(1, m + 1, device=grad_out.device).unsqueeze(0)
         grad_cost = e_skew[:, i + j, (i + 1).expand(n, m)]
-        del rows, cols
         return grad_cost * grad_out.view(-1, 1, 1), None
 
 
@@ -346,9 +345,12 @@ def dt2w_loss(
 
     Implementation: by default the pure-PyTorch anti-diagonal soft-DTW of this module
     (``backend="torch"``), verified against tslearn's ``SoftDTWLossPyTorch`` by
-    ``tests/fixtures/make_loss_golden.py``. tslearn's version works but runs a numba kernel
-    on the CPU (host round-trip every batch on a GPU, ~8 s JIT compilation per process) and
-    was slower in our CPU timings, hence the default. ``normalize=False`` (raw soft-DTW, which
+    ``tests/fixtures/make_loss_golden.py``. tslearn's version works (same values to float32
+    precision) but runs a numba kernel on the CPU: a host round-trip every batch on a GPU and
+    8-15 s of JIT compilation per process; its cost matrix also materialises a
+    ``(B, N, M, D)`` tensor. On one CPU thread (B = 32, T = 100, forward + backward) ours took
+    0.08 s vs 0.08 s at ``D_T = 16`` and 0.11 s vs 0.56 s at ``D_T = 100``, hence the
+    default. ``normalize=False`` (raw soft-DTW, which
     can be negative) matches DT2W's original code and the TSD authors' baseline; note the
     authors instead *reduce the teacher's channels* to the student's width (no learned
     parameters), whereas here the student is projected up with a learned adapter, as in

@@ -366,7 +366,7 @@ class TeacherBank:
         window: int = 10,
         tau: float = 8.0,
         baseline: str = "other_class",
-        batch_size: int = 2048,
+        batch_size: int = 1024,
         seed: int = 0,
         device: torch.device | str | None = None,
         show_progress: bool | None = None,

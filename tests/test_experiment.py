@@ -1,0 +1,119 @@
+"""Run configs, the run store (hit/miss, atomicity), records and stored models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tsd_lib.experiment as experiment
+from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, load_teacher, run
+from tsd_lib.metrics import softmax
+from tsd_lib.train import predict_logits
+
+SMOKE = dict(dataset="ItalyPowerDemand", epochs=2, patience=2, teacher_epochs=2, n_windows=5, tsd_bank_size=10,
+             saliency_eval_series=6)
+
+
+def test_hash_covers_results_not_placement():
+    base = RunConfig(**SMOKE)
+    assert base.key() == RunConfig(**SMOKE, device="cpu", data_dir="/somewhere").key()
+    assert base.key() != base.replace(seed=1).key()
+    assert base.key() != base.replace(weights={"tsd": 10.0}).key()
+    # default weights spelled out are the same run
+    assert base.key() == base.replace(weights={"tsd": 1.0}).key()
+    # TSD settings do not change a KD run; temperature does not change a CE run
+    kd = base.replace(method="kd")
+    assert kd.key() == kd.replace(n_windows=50, window=20).key()
+    assert kd.key() != kd.replace(tau=2.0).key()
+    ce = base.replace(method="ce")
+    assert ce.key() == ce.replace(tau=2.0).key()
+    # the student's seed and method do not change the teacher
+    assert base.teacher_key() == base.replace(seed=3, method="ce").teacher_key()
+    assert base.teacher_key() != base.replace(teacher_seed=1).teacher_key()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="nope"):
+        RunConfig(dataset="GunPoint", method="kd+nope")
+    with pytest.raises(ValueError, match="window"):
+        RunConfig(dataset="GunPoint", window=100)
+    cfg = RunConfig.from_dict({**RunConfig(**SMOKE).to_dict(), "accuracy": 0.9, "key": "x"})
+    assert cfg == RunConfig(**SMOKE)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("store"))
+    config = RunConfig(**SMOKE)
+    return store, config, run(config, store, progress=False)
+
+
+def test_record_holds_contract_fields(stored):
+    _, config, record = stored
+    for key in ("accuracy", "auc_pr", "roc_auc", "agreement", "kl_teacher_student", "ece", "saliency_spearman",
+                "saliency_cosine", "teacher_accuracy", "val_accuracy", "val_auc_pr", "val_loss", "epochs_run",
+                "train_seconds", "dataset", "method", "seed", "versions"):
+        assert key in record, key
+    assert record["epochs_run"] == 2 and record["method"] == "kd+tsd"
+    assert 0 <= record["accuracy"] <= 1 and 0 <= record["agreement"] <= 1
+    assert -1 <= record["saliency_spearman"] <= 1
+    assert record["key"] == config.key()
+
+
+def test_store_hit_loads_without_training(stored, monkeypatch):
+    store, config, record = stored
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a stored run was retrained")
+
+    monkeypatch.setattr(experiment, "fit", boom)
+    assert run(config, store) == record
+    assert RunConfig.from_dict(record) == config
+
+
+def test_teacher_is_shared_between_students(stored, monkeypatch):
+    store, config, _ = stored
+    teacher_files = sorted(p.name for p in store.teacher_dir(config).iterdir())
+    calls = []
+    real_fit = experiment.fit
+    monkeypatch.setattr(experiment, "fit", lambda model, *a, **k: calls.append(model) or real_fit(model, *a, **k))
+    other = config.replace(seed=1, method="ce")
+    run(other, store, progress=False)
+    assert len(calls) == 1, "only the student trains; the teacher comes from the store"
+    assert sorted(p.name for p in store.teacher_dir(config).iterdir()) == teacher_files
+    assert len(store.records()) == 2
+
+
+def test_stored_student_reproduces_record(stored):
+    store, config, record = stored
+    data = get_dataset(config)
+    student = load_student(record, store)
+    proba = softmax(predict_logits(student, data.X_test))
+    assert np.mean(proba.argmax(1) == data.y_test) == pytest.approx(record["accuracy"])
+    teacher = load_teacher(config, store)
+    assert not teacher.training
+    with pytest.raises(FileNotFoundError, match="no stored run"):
+        load_student(config.replace(seed=99), store)
+
+
+def test_killed_run_leaves_no_record(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    config = RunConfig(**{**SMOKE, "method": "ce"})
+    real = experiment.atomic_write_json
+
+    def dies_on_record(path, obj):
+        if path.name == "record.json" and "runs" in path.parts:
+            raise KeyboardInterrupt("killed")
+        real(path, obj)
+
+    monkeypatch.setattr(experiment, "atomic_write_json", dies_on_record)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, store, progress=False)
+    assert not store.has(config)
+    assert store.records() == []
+    assert not list(tmp_path.rglob("*.tmp"))
+    monkeypatch.setattr(experiment, "atomic_write_json", real)
+    record = run(config, store, progress=False)
+    assert json.loads((store.run_dir(config) / "record.json").read_text()) == record
