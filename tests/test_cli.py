@@ -25,8 +25,20 @@ def test_datasets_lists_offline_sets_with_sizes(capsys):
 
 def test_train_writes_checkpoint_and_metrics(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--dataset", "ItalyPowerDemand", "--model", "fcn_small", "--epochs", "2",
-                 "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "ItalyPowerDemand",
+            "--model",
+            "fcn_small",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "ItalyPowerDemand" and metrics["epochs_run"] == 2

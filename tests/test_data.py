@@ -49,8 +49,7 @@ def _write_ts(path: Path, labels, X, name: str) -> None:
         "@data",
     ]
     body = [
-        ":".join(",".join(repr(float(v)) for v in ch) for ch in x) + f":{lab}"
-        for x, lab in zip(X, labels, strict=True)
+        ":".join(",".join(repr(float(v)) for v in ch) for ch in x) + f":{lab}" for x, lab in zip(X, labels, strict=True)
     ]
     path.write_text("\n".join(head + body) + "\n")
 

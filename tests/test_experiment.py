@@ -12,8 +12,15 @@ from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, l
 from tsd_lib.metrics import softmax
 from tsd_lib.train import predict_logits
 
-SMOKE = dict(dataset="ItalyPowerDemand", epochs=2, patience=2, teacher_epochs=2, n_windows=5, tsd_bank_size=10,
-             saliency_eval_series=6)
+SMOKE = dict(
+    dataset="ItalyPowerDemand",
+    epochs=2,
+    patience=2,
+    teacher_epochs=2,
+    n_windows=5,
+    tsd_bank_size=10,
+    saliency_eval_series=6,
+)
 
 
 def test_hash_covers_results_not_placement():
@@ -52,9 +59,26 @@ def stored(tmp_path_factory):
 
 def test_record_holds_contract_fields(stored):
     _, config, record = stored
-    for key in ("accuracy", "auc_pr", "roc_auc", "agreement", "kl_teacher_student", "ece", "saliency_spearman",
-                "saliency_cosine", "teacher_accuracy", "val_accuracy", "val_auc_pr", "val_loss", "epochs_run",
-                "train_seconds", "dataset", "method", "seed", "versions"):
+    for key in (
+        "accuracy",
+        "auc_pr",
+        "roc_auc",
+        "agreement",
+        "kl_teacher_student",
+        "ece",
+        "saliency_spearman",
+        "saliency_cosine",
+        "teacher_accuracy",
+        "val_accuracy",
+        "val_auc_pr",
+        "val_loss",
+        "epochs_run",
+        "train_seconds",
+        "dataset",
+        "method",
+        "seed",
+        "versions",
+    ):
         assert key in record, key
     assert record["epochs_run"] == 2 and record["method"] == "kd+tsd"
     assert 0 <= record["accuracy"] <= 1 and 0 <= record["agreement"] <= 1
@@ -117,3 +141,17 @@ def test_killed_run_leaves_no_record(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "atomic_write_json", real)
     record = run(config, store, progress=False)
     assert json.loads((store.run_dir(config) / "record.json").read_text()) == record
+
+
+def test_teacher_bank_is_built_once_per_teacher(stored, monkeypatch):
+    store, config, _ = stored
+    banks = list(store.teacher_dir(config).glob("bank-*.pt"))
+    assert len(banks) == 1
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the bank was rebuilt")
+
+    guard = type("NoBuild", (), {"__init__": no_rebuild, "from_state": experiment.TeacherBank.from_state})
+    monkeypatch.setattr(experiment, "TeacherBank", guard)
+    record = run(config.replace(seed=5), store, progress=False)
+    assert record["seed"] == 5 and np.isfinite(record["accuracy"])

@@ -139,8 +139,7 @@ def ref_rkd(es: np.ndarray, et: np.ndarray, w_dist: float, w_angle: float) -> fl
     ds, dt = dists(es), dists(et)
     loss_d = sum(_smooth_l1(ds[i][j], dt[i][j]) for i in range(n) for j in range(n)) / n**2
     loss_a = (
-        sum(_smooth_l1(cos(es, i, j, k), cos(et, i, j, k)) for i in range(n) for j in range(n) for k in range(n))
-        / n**3
+        sum(_smooth_l1(cos(es, i, j, k), cos(et, i, j, k)) for i in range(n) for j in range(n) for k in range(n)) / n**3
     )
     return w_dist * loss_d + w_angle * loss_a
 

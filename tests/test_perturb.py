@@ -23,6 +23,9 @@ from tsd_lib.saliency.perturb import (
     kl_terms,
     normalise_shift,
     perturb,
+    perturbed_logits,
+    prefix_forward,
+    supports_prefix_sharing,
     target_shift,
 )
 
@@ -261,6 +264,42 @@ def test_normalisation_and_reduce_sum() -> None:
     assert torch.allclose(zeros, torch.zeros_like(zeros))
 
 
+# ----------------------------------------------------------------------------- prefix sharing
+@pytest.mark.parametrize(("C", "layers"), [(1, 1), (2, 3)])
+def test_prefix_forward_equals_plain_forward_with_gradients(C: int, layers: int) -> None:
+    from tsd_lib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lstm_teacher", C, 4, hidden=5, layers=layers).double()
+    T, L, K = 30, 4, 9
+    X = torch.randn(5, C, T, dtype=torch.float64)
+    starts = draw_starts(5, K, T, L, _gen(2))
+    starts[0, 0], starts[1, 0] = 0, T - L  # both ends
+    copies = apply_windows(X, starts, torch.randn(5, K, C, L, dtype=torch.float64), L)
+    assert supports_prefix_sharing(model)
+    clean, pert = prefix_forward(model, X, copies, starts, n_buckets=4)
+    (clean.sum() + (pert**2).sum()).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    clean_ref, pert_ref = model(X), model(copies)
+    (clean_ref.sum() + (pert_ref**2).sum()).backward()
+    torch.testing.assert_close(clean, clean_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(pert, pert_ref, rtol=0, atol=1e-12)
+    for g, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-9, atol=1e-12)
+    # the dispatcher: same numbers with and without prefix sharing
+    a = perturbed_logits(model, X, copies, starts)
+    b = perturbed_logits(model, X, copies, starts, prefix_sharing=False)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_prefix_sharing_only_for_lstm_classifiers() -> None:
+    from tsd_lib.models import build_model
+
+    assert not supports_prefix_sharing(build_model("fcn_small", 1, 2))
+    assert not supports_prefix_sharing(build_model("lstm_student", 1, 2), device="cuda")
+
+
 # ----------------------------------------------------------------------------- teacher bank
 def _tiny_teacher(n_classes: int = 3) -> torch.nn.Module:
     from tsd_lib.models import build_model
@@ -309,3 +348,20 @@ def test_bank_zero_baseline_and_noise_refused() -> None:
     torch.testing.assert_close(terms, fresh, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="noise"):
         TeacherBank(teacher, X_pool, y_pool, bank_size=8, window=4, baseline="noise")
+
+
+def test_bank_sampling_is_uniform_over_starts_and_entries() -> None:
+    # T - L + 1 = 10 starts, M = 13 entries: 3 starts have two entries, 7 have one. Fresh sampling
+    # picks every start with probability K / 10; the bank must too (not favour doubled starts).
+    X_pool = torch.randn(3, 1, 14)
+    bank = TeacherBank(_tiny_teacher(), X_pool, torch.tensor([0, 1, 2]), bank_size=13, window=5, show_progress=False)
+    rows = 6000
+    index = torch.zeros(rows, dtype=torch.long)
+    entries = bank.sample_entries(index, 3, _gen(0))
+    starts = bank.starts[0][entries]
+    assert all(len(set(r)) == 3 for r in starts.tolist())
+    freq = torch.bincount(starts.flatten(), minlength=10).double() / rows
+    assert torch.allclose(freq, torch.full((10,), 0.3, dtype=torch.float64), atol=0.03), freq
+    per_entry = torch.bincount(entries.flatten(), minlength=13).double() / rows
+    n_entries = torch.bincount(bank.starts[0], minlength=10)[bank.starts[0]].double()
+    torch.testing.assert_close(per_entry, 0.3 / n_entries, rtol=0, atol=0.03)

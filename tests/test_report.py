@@ -22,35 +22,71 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # (dataset, method, teacher_seed, tsd_weight) -> (val_auc_pr, test_auc_pr, val_loss), before the seed offset.
 SETTINGS = {
     # A: kd+tsd val-best (0, 0.1) -> test 0.80; test-best (1, 10) -> 0.86 (inflation 0.06)
-    ("A", "ce", 0, None): (0.70, 0.70, 0.60), ("A", "ce", 1, None): (0.70, 0.70, 0.60),
-    ("A", "kd", 0, None): (0.75, 0.74, 0.55), ("A", "kd", 1, None): (0.77, 0.72, 0.50),
-    ("A", "kd+tsd", 0, 0.1): (0.90, 0.80, 0.5), ("A", "kd+tsd", 0, 10.0): (0.85, 0.84, 0.5),
-    ("A", "kd+tsd", 1, 0.1): (0.88, 0.82, 0.5), ("A", "kd+tsd", 1, 10.0): (0.80, 0.86, 0.5),
+    ("A", "ce", 0, None): (0.70, 0.70, 0.60),
+    ("A", "ce", 1, None): (0.70, 0.70, 0.60),
+    ("A", "kd", 0, None): (0.75, 0.74, 0.55),
+    ("A", "kd", 1, None): (0.77, 0.72, 0.50),
+    ("A", "kd+tsd", 0, 0.1): (0.90, 0.80, 0.5),
+    ("A", "kd+tsd", 0, 10.0): (0.85, 0.84, 0.5),
+    ("A", "kd+tsd", 1, 0.1): (0.88, 0.82, 0.5),
+    ("A", "kd+tsd", 1, 10.0): (0.80, 0.86, 0.5),
     # B: kd+tsd val-best (1, 10) -> 0.70; test-best (0, 0.1) -> 0.75 (inflation 0.05)
-    ("B", "ce", 0, None): (0.60, 0.60, 0.70), ("B", "ce", 1, None): (0.60, 0.60, 0.70),
-    ("B", "kd", 0, None): (0.65, 0.66, 0.60), ("B", "kd", 1, None): (0.64, 0.68, 0.60),
-    ("B", "kd+tsd", 0, 0.1): (0.70, 0.75, 0.5), ("B", "kd+tsd", 0, 10.0): (0.72, 0.71, 0.5),
-    ("B", "kd+tsd", 1, 0.1): (0.71, 0.73, 0.5), ("B", "kd+tsd", 1, 10.0): (0.90, 0.70, 0.5),
+    ("B", "ce", 0, None): (0.60, 0.60, 0.70),
+    ("B", "ce", 1, None): (0.60, 0.60, 0.70),
+    ("B", "kd", 0, None): (0.65, 0.66, 0.60),
+    ("B", "kd", 1, None): (0.64, 0.68, 0.60),
+    ("B", "kd+tsd", 0, 0.1): (0.70, 0.75, 0.5),
+    ("B", "kd+tsd", 0, 10.0): (0.72, 0.71, 0.5),
+    ("B", "kd+tsd", 1, 0.1): (0.71, 0.73, 0.5),
+    ("B", "kd+tsd", 1, 10.0): (0.90, 0.70, 0.5),
     # C: validation and test agree (no inflation)
-    ("C", "ce", 0, None): (0.80, 0.80, 0.40), ("C", "ce", 1, None): (0.80, 0.80, 0.40),
-    ("C", "kd", 0, None): (0.85, 0.85, 0.40), ("C", "kd", 1, None): (0.84, 0.84, 0.40),
-    ("C", "kd+tsd", 0, 0.1): (0.85, 0.85, 0.4), ("C", "kd+tsd", 0, 10.0): (0.90, 0.90, 0.4),
-    ("C", "kd+tsd", 1, 0.1): (0.86, 0.86, 0.4), ("C", "kd+tsd", 1, 10.0): (0.87, 0.87, 0.4),
+    ("C", "ce", 0, None): (0.80, 0.80, 0.40),
+    ("C", "ce", 1, None): (0.80, 0.80, 0.40),
+    ("C", "kd", 0, None): (0.85, 0.85, 0.40),
+    ("C", "kd", 1, None): (0.84, 0.84, 0.40),
+    ("C", "kd+tsd", 0, 0.1): (0.85, 0.85, 0.4),
+    ("C", "kd+tsd", 0, 10.0): (0.90, 0.90, 0.4),
+    ("C", "kd+tsd", 1, 0.1): (0.86, 0.86, 0.4),
+    ("C", "kd+tsd", 1, 10.0): (0.87, 0.87, 0.4),
 }
 
 
 def make_record(dataset, method, teacher_seed, weight, seed, val, test, loss):
     off = OFFSETS[seed]
     return {
-        "dataset": dataset, "teacher": "lstm_teacher", "teacher_seed": teacher_seed, "student": "lstm_student",
-        "method": method, "weights": None if weight is None else {"tsd": weight}, "tau": 8.0, "n_windows": 50,
-        "window": 10, "epochs": 5, "patience": 5, "seed": seed, "split_seed": 0,
-        "accuracy": test - 0.05 + off, "auc_pr": test + off, "roc_auc": test + 0.05, "ap_micro": test,
-        "agreement": 0.9 + off, "kl_teacher_student": 0.2 - off, "js_teacher_student": 0.05, "ece": 0.1,
-        "saliency_spearman": 0.5 + off, "saliency_cosine": 0.7, "saliency_topk_iou": 0.3,
-        "val_accuracy": val - 0.05 + off, "val_auc_pr": val + off, "val_loss": loss,
-        "teacher_accuracy": 0.9, "teacher_auc_pr": 0.95, "epochs_run": 5, "train_seconds": 1.0,
-        "key": f"{dataset}-{method}-{teacher_seed}-{weight}-{seed}", "versions": {"torch": "x"},
+        "dataset": dataset,
+        "teacher": "lstm_teacher",
+        "teacher_seed": teacher_seed,
+        "student": "lstm_student",
+        "method": method,
+        "weights": None if weight is None else {"tsd": weight},
+        "tau": 8.0,
+        "n_windows": 50,
+        "window": 10,
+        "epochs": 5,
+        "patience": 5,
+        "seed": seed,
+        "split_seed": 0,
+        "accuracy": test - 0.05 + off,
+        "auc_pr": test + off,
+        "roc_auc": test + 0.05,
+        "ap_micro": test,
+        "agreement": 0.9 + off,
+        "kl_teacher_student": 0.2 - off,
+        "js_teacher_student": 0.05,
+        "ece": 0.1,
+        "saliency_spearman": 0.5 + off,
+        "saliency_cosine": 0.7,
+        "saliency_topk_iou": 0.3,
+        "val_accuracy": val - 0.05 + off,
+        "val_auc_pr": val + off,
+        "val_loss": loss,
+        "teacher_accuracy": 0.9,
+        "teacher_auc_pr": 0.95,
+        "epochs_run": 5,
+        "train_seconds": 1.0,
+        "key": f"{dataset}-{method}-{teacher_seed}-{weight}-{seed}",
+        "versions": {"torch": "x"},
     }
 
 
@@ -117,17 +153,27 @@ def test_select_by_val_and_by_test_differ(frame):
 
 @pytest.mark.parametrize("low_loss_weight", [0.1, 10.0])
 def test_val_tie_broken_by_val_loss(low_loss_weight):
-    settings = {("T", "kd+tsd", 0, w): (0.8, 0.7 if w == 0.1 else 0.9, 0.4 if w == low_loss_weight else 0.5)
-                for w in (0.1, 10.0)}
+    settings = {
+        ("T", "kd+tsd", 0, w): (0.8, 0.7 if w == 0.1 else 0.9, 0.4 if w == low_loss_weight else 0.5)
+        for w in (0.1, 10.0)
+    }
     sel = report.select(report.records_to_frame(make_records(settings)), by="val")
     assert chosen(sel, "T", "kd+tsd") == (0, low_loss_weight)
 
 
 def test_selection_inflation(frame):
     infl = report.selection_inflation(frame).set_index(["dataset", "method"])
-    expected = {("A", "ce"): 0.0, ("A", "kd"): 0.02, ("A", "kd+tsd"): 0.06,
-                ("B", "ce"): 0.0, ("B", "kd"): 0.02, ("B", "kd+tsd"): 0.05,
-                ("C", "ce"): 0.0, ("C", "kd"): 0.0, ("C", "kd+tsd"): 0.0}
+    expected = {
+        ("A", "ce"): 0.0,
+        ("A", "kd"): 0.02,
+        ("A", "kd+tsd"): 0.06,
+        ("B", "ce"): 0.0,
+        ("B", "kd"): 0.02,
+        ("B", "kd+tsd"): 0.05,
+        ("C", "ce"): 0.0,
+        ("C", "kd"): 0.0,
+        ("C", "kd+tsd"): 0.0,
+    }
     for key, value in expected.items():
         assert infl.loc[key, "inflation"] == pytest.approx(value, abs=1e-9), key
     assert infl.loc[("A", "kd+tsd"), "test_mean_val_selected"] == pytest.approx(0.80)
@@ -169,8 +215,10 @@ def test_average_ranks_of_report_frame(frame):
 
 
 def test_win_tie_loss():
-    mean = pd.DataFrame({"ce": [0.5, 0.6, 0.7, 0.8], "kd": [0.6, 0.6, 0.6, 0.9],
-                         "kd+tsd": [0.7, 0.7, 0.8, 0.8 + 1e-12]}, index=["d1", "d2", "d3", "d4"])
+    mean = pd.DataFrame(
+        {"ce": [0.5, 0.6, 0.7, 0.8], "kd": [0.6, 0.6, 0.6, 0.9], "kd+tsd": [0.7, 0.7, 0.8, 0.8 + 1e-12]},
+        index=["d1", "d2", "d3", "d4"],
+    )
     wtl = report.win_tie_loss(mean, baseline=["ce", "kd", "missing"]).set_index(["baseline", "method"])
     assert tuple(wtl.loc[("ce", "kd"), ["wins", "ties", "losses"]]) == (2, 1, 1)
     assert tuple(wtl.loc[("ce", "kd+tsd"), ["wins", "ties", "losses"]]) == (3, 1, 0)
@@ -197,11 +245,26 @@ def test_critical_difference_degenerate_inputs(tmp_path):
 def test_write_report(tmp_path, frame):
     records = [*make_records(), {"dataset": "A", "method": "kd+tsd", "error": "CUDA OOM"}]
     paths = report.write_report(records, tmp_path / "out")
-    stems = ["summary_auc_pr", "summary_auc_pr_mean", "summary_accuracy", "summary_accuracy_mean", "ranks",
-             "win_tie_loss", "inflation", "fidelity"]
+    stems = [
+        "summary_auc_pr",
+        "summary_auc_pr_mean",
+        "summary_accuracy",
+        "summary_accuracy_mean",
+        "ranks",
+        "win_tie_loss",
+        "inflation",
+        "fidelity",
+    ]
     expected = {f"{s}.{ext}" for s in stems for ext in ("csv", "md", "html")}
-    expected |= {"settings.csv", "selected_runs.csv", "README.md", "cd_auc_pr.png", "scatter_auc_pr.png",
-                 "fidelity.png", "selection_auc_pr.png"}
+    expected |= {
+        "settings.csv",
+        "selected_runs.csv",
+        "README.md",
+        "cd_auc_pr.png",
+        "scatter_auc_pr.png",
+        "fidelity.png",
+        "selection_auc_pr.png",
+    }
     assert set(paths) == expected
     for name, path in paths.items():
         assert path.parent == tmp_path / "out" and path.is_file() and path.stat().st_size > 0, name

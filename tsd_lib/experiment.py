@@ -25,6 +25,7 @@ from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import classification_metrics, fidelity_metrics, saliency_similarity, softmax
 from tsd_lib.models import build_model
 from tsd_lib.saliency.maps import saliency_map
+from tsd_lib.saliency.perturb import BANK_BASELINES, TeacherBank
 from tsd_lib.train import History, TrainConfig, fit, predict_logits
 from tsd_lib.utils import (
     atomic_torch_save,
@@ -35,6 +36,7 @@ from tsd_lib.utils import (
 )
 
 SALIENCY_SEED = 0  # one fixed generator seed: teacher and student see identical perturbations
+BANK_SEED = 0  # the teacher bank is built once per teacher and shared by every student
 SYNTHETIC_PREFIX = "synthetic"
 
 # Fields that never change results: left out of the hash (a store made on a GPU machine
@@ -291,6 +293,21 @@ def teacher_saliency(
     return maps
 
 
+def teacher_bank(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> TeacherBank:
+    """The teacher's TSD bank for ``config`` (built once per teacher and setting, then loaded)."""
+    key = _digest({"window": config.window, "bank_size": config.tsd_bank_size, "baseline": config.tsd_baseline,
+                   "seed": BANK_SEED})
+    path = store.teacher_dir(config) / f"bank-{key}.pt"
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return TeacherBank.from_state(state, data.X_train, data.y_train, tau=config.tau)
+    bank = TeacherBank(teacher, data.X_train, data.y_train, bank_size=config.tsd_bank_size, window=config.window,
+                       tau=config.tau, baseline=config.tsd_baseline, seed=BANK_SEED,
+                       device=resolve_device(config.device), show_progress=False)
+    atomic_torch_save(path, bank.state_dict())
+    return bank
+
+
 def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
         progress: bool | None = None) -> dict[str, Any]:
     """Train (or load) one run and return its flat record (see the module docstring)."""
@@ -309,6 +326,9 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
         tsd_baseline=config.tsd_baseline, tsd_bank_size=config.tsd_bank_size, seed=config.seed,
         student=student,
     )
+    term = objective.tsd_term
+    if term is not None and term.bank_size > 0 and config.tsd_baseline in BANK_BASELINES:
+        term.bank = teacher_bank(teacher, config, data, store)
     history = fit(student, data, objective, config.train_config(progress=progress))
     record = evaluate_run(config, data, student, teacher, store, history, progress=progress)
     record.update(teacher_accuracy=teacher_record["test_accuracy"],

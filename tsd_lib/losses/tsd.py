@@ -40,6 +40,7 @@ from tsd_lib.saliency.perturb import (
     kl_terms,
     normalise_shift,
     perturb,
+    perturbed_logits,
     target_shift,
 )
 
@@ -49,25 +50,22 @@ __all__ = ["SCORES", "TSDTerm", "tsd_loss"]
 SCORES = ("kl", "target_prob")
 
 
-def _has_training_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
-
-
 def student_forward(
-    student: nn.Module, X: torch.Tensor, copies: torch.Tensor, student_logits: torch.Tensor | None = None
+    student: nn.Module,
+    X: torch.Tensor,
+    copies: torch.Tensor,
+    student_logits: torch.Tensor | None = None,
+    starts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Student logits on the clean batch and on the perturbed copies, both with gradients.
 
-    Reuses ``student_logits`` when given. Otherwise clean and perturbed series go through ONE
-    concatenated forward pass, except for models with BatchNorm in training mode, where batch
-    statistics would mix the two and two separate passes are made instead.
+    Uses :func:`~tsd_lib.saliency.perturb.perturbed_logits`: prefix sharing for an LSTM student
+    on CPU (``starts`` needed), else one concatenated forward (two for BatchNorm in training
+    mode). Given ``student_logits`` (from the objective's CE/KD pass) are returned as the clean
+    logits so that all terms see the same numbers.
     """
-    if student_logits is not None:
-        return student_logits, student(copies)
-    if _has_training_batchnorm(student):
-        return student(X), student(copies)
-    z = student(torch.cat([X, copies]))
-    return z[: X.shape[0]], z[X.shape[0] :]
+    clean, pert = perturbed_logits(student, X, copies, starts)
+    return (clean if student_logits is None else student_logits), pert
 
 
 def _check(score: str, reduce: str, baseline: str) -> None:
@@ -118,16 +116,15 @@ def tsd_loss(
     ``tau = 8`` are the authors'.
     """
     _check(score, reduce, baseline)
-    copies, _ = perturb(
+    copies, starts = perturb(
         X, y, X_pool, y_pool, n_windows=n_windows, window=window, baseline=baseline, generator=generator
     )
-    B = X.shape[0]
     if teacher.training:
         teacher.eval()
     with torch.no_grad():
-        zt = teacher(torch.cat([X, copies]))
-    zs, zs_p = student_forward(student, X, copies, student_logits)
-    s_T = _saliency(zt[:B], zt[B:], y, tau, reduce, score)
+        zt, zt_p = perturbed_logits(teacher, X, copies, starts)
+    zs, zs_p = student_forward(student, X, copies, student_logits, starts)
+    s_T = _saliency(zt, zt_p, y, tau, reduce, score)
     s_S = _saliency(zs, zs_p, y, tau, reduce, score)
     return F.smooth_l1_loss(s_S, s_T)
 
@@ -172,7 +169,8 @@ class TSDTerm:
         _check(score, reduce, baseline)
         self.teacher = teacher
         teacher.eval()
-        self.X_pool = torch.as_tensor(X_pool, dtype=torch.float32)
+        X_pool = torch.as_tensor(X_pool)
+        self.X_pool = X_pool if X_pool.is_floating_point() else X_pool.float()  # float32 data stays float32
         self.y_pool = torch.as_tensor(y_pool, dtype=torch.long).reshape(-1)
         self.n_windows = int(n_windows)
         self.window = int(window)
@@ -274,7 +272,8 @@ class TSDTerm:
     ) -> torch.Tensor:
         entries = bank.sample_entries(index, self.n_windows, self.generator)
         copies = bank.perturbed(x, index, entries)
-        zs, zs_p = student_forward(student, x, copies, student_logits)
+        starts = bank.starts[index].gather(1, entries)
+        zs, zs_p = student_forward(student, x, copies, student_logits, starts)
         zt = bank.logits[index]
         zt_p = bank.logits_perturbed[index].gather(1, entries[..., None].expand(-1, -1, zt.shape[-1]))
         if self.score == "target_prob":

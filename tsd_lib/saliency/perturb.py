@@ -27,12 +27,14 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tsd_lib.models import LSTMClassifier
 from tsd_lib.utils import progress
 
 __all__ = [
@@ -47,6 +49,9 @@ __all__ = [
     "kl_terms",
     "normalise_shift",
     "perturb",
+    "perturbed_logits",
+    "prefix_forward",
+    "supports_prefix_sharing",
     "target_shift",
 ]
 
@@ -245,6 +250,111 @@ def perturb(
     return apply_windows(X, starts, values, window), starts
 
 
+# ----------------------------------------------------------------------------- forward passes
+#: Buckets of window starts in :func:`prefix_forward` (8 measured fastest on CPU for T = 100).
+PREFIX_BUCKETS = 8
+
+
+def supports_prefix_sharing(model: nn.Module, device: torch.device | str | None = None) -> bool:
+    """Whether :func:`prefix_forward` applies: an :class:`~tsd_lib.models.LSTMClassifier` on CPU.
+
+    Only the exact class qualifies (a subclass could change ``forward``), with a unidirectional,
+    batch-first ``nn.LSTM`` without projections. On CUDA one big batch is faster (an LSTM there
+    is bound by its sequential steps, which bucketing multiplies), so the default is CPU only.
+    """
+    lstm = getattr(model, "lstm", None)
+    ok = (
+        type(model) is LSTMClassifier
+        and isinstance(lstm, nn.LSTM)
+        and lstm.batch_first
+        and not lstm.bidirectional
+        and not lstm.proj_size
+        and isinstance(getattr(model, "head", None), nn.Linear)
+    )
+    if device is None:
+        device = _model_device(model)
+    return ok and torch.device(device).type == "cpu"
+
+
+def prefix_forward(
+    model: nn.Module,
+    X: torch.Tensor,
+    copies: torch.Tensor,
+    starts: torch.Tensor,
+    n_buckets: int = PREFIX_BUCKETS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of an LSTM classifier on ``X`` ``(B, C, T)`` and its copies ``(B*K, C, T)``, sharing prefixes.
+
+    A copy whose window starts at ``t`` equals its series on ``[0, t)``, and an LSTM is causal,
+    so its state at any ``a <= t`` is the clean series' state at ``a``. The window starts are cut
+    into ``n_buckets`` equal-width buckets with lower bounds ``a_g``; the clean batch is run in
+    segments ``[a_g, a_{g+1})`` (giving every layer's ``(h, c)`` at each ``a_g`` and, at the end,
+    the clean logits), then each bucket's copies run only their suffix ``[a_g, T)`` from the clean
+    state at ``a_g``. Same result as ``model(X)``, ``model(copies)`` up to float rounding, with
+    gradients (through the shared prefixes too); about half the recurrent steps, and smaller
+    batches that stay in cache: ~2.5x faster than one forward on CPU for ``T = 100``, ``K = 50``.
+    Requires :func:`supports_prefix_sharing`.
+    """
+    B, C, T = X.shape
+    K = starts.shape[1]
+    lstm, head = model.lstm, model.head
+    if lstm.input_size != C:
+        raise ValueError(f"model expects {lstm.input_size} channel(s), input has {C}")
+    starts = starts.to(X.device)
+    flat = starts.reshape(-1)
+    lo, hi = int(flat.min()), int(flat.max())
+    bounds = sorted({lo + (hi + 1 - lo) * g // max(1, n_buckets) for g in range(max(1, n_buckets))})
+    xs = X.transpose(1, 2)
+    states: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {0: None}
+    state, prev = None, 0
+    for a in [b for b in bounds if b > 0] + [T]:
+        out, state = lstm(xs[:, prev:a], state)
+        states[a], prev = state, a
+    clean = head(out[:, -1])
+    bucket = torch.bucketize(flat, torch.tensor(bounds, device=X.device), right=True) - 1
+    series = torch.arange(B, device=X.device).repeat_interleave(K)
+    cs = copies.reshape(B * K, C, T)
+    outs, sels = [], []
+    for g, a in enumerate(bounds):
+        sel = (bucket == g).nonzero().squeeze(1)
+        if sel.numel() == 0:
+            continue
+        st = states[a]
+        h0 = None if st is None else (st[0][:, series[sel]].contiguous(), st[1][:, series[sel]].contiguous())
+        seq, _ = lstm(cs[sel, :, a:].transpose(1, 2), h0)
+        outs.append(head(seq[:, -1]))
+        sels.append(sel)
+    sel = torch.cat(sels)
+    inverse = torch.empty_like(sel)
+    inverse[sel] = torch.arange(sel.numel(), device=sel.device)
+    return clean, torch.cat(outs)[inverse]
+
+
+def perturbed_logits(
+    model: nn.Module,
+    X: torch.Tensor,
+    copies: torch.Tensor,
+    starts: torch.Tensor | None = None,
+    *,
+    prefix_sharing: bool | None = None,
+    split_batchnorm: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(model(X), model(copies))`` computed the fastest exact way.
+
+    * :func:`prefix_forward` when ``starts`` are given and ``prefix_sharing`` is True, or None
+      and :func:`supports_prefix_sharing` holds (an LSTM classifier on CPU);
+    * otherwise one forward of ``cat([X, copies])`` (one batch, contiguous), except for a model
+      with BatchNorm in training mode (``split_batchnorm``), where batch statistics would mix
+      clean and perturbed series: then two separate forwards.
+    """
+    if starts is not None and (supports_prefix_sharing(model) if prefix_sharing is None else prefix_sharing):
+        return prefix_forward(model, X, copies, starts)
+    if split_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
+        return model(X), model(copies)
+    z = model(torch.cat([X, copies]))
+    return z[: X.shape[0]], z[X.shape[0] :]
+
+
 # ----------------------------------------------------------------------------- distribution shift
 def kl_terms(logits: torch.Tensor, logits_perturbed: torch.Tensor, tau: float) -> torch.Tensor:
     """Raw per-class terms ``tau^2 * p_c * (log p_c - log q_c)``, shape ``(B, K, k)``.
@@ -267,6 +377,11 @@ def normalise_shift(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     teacher and an unsure student). If ``s`` has no positive entry it is returned unchanged
     (dividing by ``eps`` alone would only blow up a tensor of zeros / negatives). The
     denominator is *not* detached, so gradients flow through it as in a plain implementation.
+
+    Caveat (inherent to this normalisation): the denominator jumps by about ``mean / n_pos``
+    when an entry near zero changes sign. Per-class terms of classes whose probability barely
+    moves are such entries, so two numerically equivalent models (e.g. float rounding of a
+    different batch layout) can give normalised tensors that differ by a few percent.
     """
     pos = s > 0
     if not bool(pos.any()):
@@ -383,7 +498,8 @@ class TeacherBank:
         teacher.eval()
         X_pool = torch.as_tensor(np.asarray(X_pool) if not torch.is_tensor(X_pool) else X_pool)
         y_pool = torch.as_tensor(np.asarray(y_pool) if not torch.is_tensor(y_pool) else y_pool)
-        self.X_pool = X_pool.to(device=device, dtype=torch.float32).contiguous()
+        dtype = X_pool.dtype if X_pool.is_floating_point() else torch.float32
+        self.X_pool = X_pool.to(device=device, dtype=dtype).contiguous()
         self.y_pool = y_pool.to(device=device, dtype=torch.long).reshape(-1)
         N, _, T = self.X_pool.shape
         self.window = int(window)
@@ -404,9 +520,6 @@ class TeacherBank:
         else:
             self.donors = torch.full((N, M), -1, dtype=torch.long, device=device)
 
-        k = int(getattr(teacher, "n_classes", 0)) or None
-        self.logits = torch.empty(0)
-        self.logits_perturbed = torch.empty(0)
         rows = max(1, int(batch_size) // M)
         bar = progress(total=N, desc="teacher bank", unit="series", enabled=show_progress, leave=False)
         chunks_clean, chunks_pert = [], []
@@ -415,12 +528,13 @@ class TeacherBank:
                 sl = slice(i0, min(N, i0 + rows))
                 Xb = self.X_pool[sl]
                 copies = apply_windows(Xb, self.starts[sl], self._values(Xb, sl), self.window)
-                chunks_clean.append(teacher(Xb).float())
-                chunks_pert.append(teacher(copies).float().reshape(Xb.shape[0], M, -1))
+                z, zp = perturbed_logits(teacher, Xb, copies, self.starts[sl])
+                chunks_clean.append(z)
+                chunks_pert.append(zp.reshape(Xb.shape[0], M, -1))
                 bar.update(Xb.shape[0])
         self.logits = torch.cat(chunks_clean).contiguous()
         self.logits_perturbed = torch.cat(chunks_pert).contiguous()
-        self.n_classes = k or self.logits.shape[1]
+        self.n_classes = int(self.logits.shape[1])
         self.device = device
         self.precompute_seconds = time.perf_counter() - t0
 
@@ -451,23 +565,30 @@ class TeacherBank:
     ) -> torch.Tensor:
         """``K`` bank entries (columns ``0..M-1``) per series of ``index``, with distinct starts.
 
-        Random keys per entry; within each (series, start) only the entry with the smallest key
-        competes (so a uniformly random entry of that start), the others are pushed behind;
-        the ``K`` smallest keys win. If fewer than ``K`` distinct starts are banked, repeats of
-        a start fill the rest.
+        Mirrors fresh sampling: a uniformly random set of ``K`` distinct starts per series and,
+        for each, a uniformly random one of its bank entries. Vectorised: a first set of random
+        keys elects one entry per (series, start) (the smallest key, via ``scatter_reduce``);
+        independent keys then rank the elected entries, the others behind them. ``K`` is capped
+        at ``T-L+1`` with a warning, as in :func:`draw_starts`; if the bank holds fewer distinct
+        starts than ``K`` (``M < K``), ``K = M``.
         """
         index = index.to(self.device)
         B, M = index.shape[0], self.bank_size
-        K = min(int(n_windows), M)
-        starts = self.starts[index]  # (B, M)
-        keys = _rand((B, M), generator, self.device)
         n = self.X_pool.shape[-1] - self.window + 1
+        if n_windows > n:
+            warnings.warn(
+                f"n_windows={n_windows} exceeds the {n} possible window starts; using all {n} starts instead",
+                stacklevel=2,
+            )
+        K = min(int(n_windows), n, M)
+        starts = self.starts[index]  # (B, M)
+        elect = _rand((B, M), generator, self.device)
         best = torch.full((B, n), 2.0, device=self.device).scatter_reduce(
-            1, starts, keys, reduce="amin", include_self=True
+            1, starts, elect, reduce="amin", include_self=True
         )
-        winner = keys == best.gather(1, starts)
-        keys = torch.where(winner, keys, keys + 1.0)
-        return keys.argsort(dim=1)[:, :K].contiguous()
+        winner = elect == best.gather(1, starts)
+        rank = _rand((B, M), generator, self.device) + (~winner).to(elect.dtype)
+        return rank.argsort(dim=1)[:, :K].contiguous()
 
     def sample(
         self, index: torch.Tensor, n_windows: int, generator: torch.Generator | None = None
@@ -496,6 +617,29 @@ class TeacherBank:
             setattr(self, name, getattr(self, name).to(device))
         self.device = device
         return self
+
+    _STATE = ("window", "baseline", "bank_size", "starts", "donors", "logits", "logits_perturbed",
+              "precompute_seconds")
+
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`from_state` needs to rebuild the bank without running the teacher (CPU tensors)."""
+        return {k: (v.cpu() if torch.is_tensor(v) else v) for k in self._STATE for v in [getattr(self, k)]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], X_pool: torch.Tensor | np.ndarray, y_pool: torch.Tensor | np.ndarray,
+                   *, tau: float = 8.0, device: torch.device | str | None = None) -> TeacherBank:
+        """A bank restored from :meth:`state_dict` over the same pool (``tau`` is free: logits are stored)."""
+        bank = cls.__new__(cls)
+        for k in cls._STATE:
+            setattr(bank, k, state[k])
+        bank.X_pool = torch.as_tensor(np.asarray(X_pool), dtype=torch.float32).contiguous()
+        bank.y_pool = torch.as_tensor(np.asarray(y_pool), dtype=torch.long).reshape(-1)
+        if bank.logits.shape[0] != len(bank.y_pool):
+            raise ValueError(f"bank holds {bank.logits.shape[0]} series but the pool has {len(bank.y_pool)}")
+        bank.tau = float(tau)
+        bank.n_classes = int(bank.logits.shape[1])
+        bank.device = torch.device("cpu")
+        return bank.to(device) if device is not None else bank
 
     def nbytes(self) -> int:
         """Bytes held by the bank's own tensors (not counting the pool)."""
