@@ -23,7 +23,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
 
+# The quick profile's grid and chapters (papermill), then the static site in _build/html.
 book: $(STAMP)
+	$(VENV)/bin/tsd reproduce --profile $(PROFILE)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 
 bench: $(STAMP)
@@ -34,4 +36,4 @@ lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements-lock.txt
 
 clean:
-	rm -rf _build book/chapters .pytest_cache .ruff_cache
+	rm -rf _build book/chapters .pytest_cache .ruff_cache reports

@@ -202,6 +202,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from tsd_lib.book import ChapterFailed, reproduce
+
+    try:
+        results = reproduce(args.profile, chapters=args.chapters, data_dir=args.data_dir, store=args.store,
+                            n_jobs=args.n_jobs)
+    except ChapterFailed as err:
+        print(f"tsd reproduce: {err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        print(f"tsd reproduce: {err}", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"  {r.chapter:<28} {r.seconds:6.1f} s  -> {r.output}")
+    print(f"{len(results)} chapters executed; build the site with: jupyter-book build . -W --keep-going")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsd", description="TSD Book: Temporal Saliency Distillation toolkit."
@@ -252,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_args(p)
     p.add_argument("--out", default=None, help="output folder (default reports/PROFILE)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("reproduce", help="run a profile's grid, then execute the book's chapters with papermill")
+    _add_profile_args(p)
+    p.add_argument("--chapters", default=None, help="comma-separated chapter numbers, e.g. 2,5 (default: all)")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers for the grid")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
