@@ -44,7 +44,7 @@ N_SERIES = 32
 WINDOW = 10
 STRIDE = 1
 BATCH_SIZE = 256
-REPEATS = 3
+REPEATS = 5
 #: One torch thread by default: on a small shared machine, multi-threaded BLAS/oneDNN kernels
 #: spin-wait when other processes hold the cores and timings become erratic (set
 #: ``TSD_BENCH_THREADS`` to change; every tool runs with the same count).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run a profile's grid, then execute the book's chapters with papermill")
     _add_profile_args(p)
     p.add_argument("--chapters", default=None, help="comma-separated chapter numbers, e.g. 2,5 (default: all)")
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers for the grid")
+    p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
     p.set_defaults(func=cmd_reproduce)
     return parser
 

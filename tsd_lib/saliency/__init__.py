@@ -4,6 +4,16 @@ Submodules: ``perturb`` (perturbations, distribution shift, teacher bank), ``map
 (sliding-window saliency maps), ``gradients`` (gradient and integrated-gradient maps).
 """
 
+from tsd_lib.saliency.gradients import (  # noqa: E402,F401  (gradient maps; owner: gradients.py)
+    gradient_map,
+    integrated_gradients_map,
+)
+from tsd_lib.saliency.maps import (  # noqa: E402,F401  (sliding-window maps; owner: maps.py)
+    saliency_map,
+    window_scores,
+    window_starts,
+    windows_to_map,
+)
 from tsd_lib.saliency.perturb import (  # noqa: E402,F401  (TSD perturbations; owner: perturb.py)
     BASELINES,
     TeacherBank,

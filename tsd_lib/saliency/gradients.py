@@ -26,7 +26,7 @@ IG_BASELINES = ("zero", "mean")
 @contextlib.contextmanager
 def _grad_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode with gradients enabled; cuDNN off on CUDA (RNN backward needs train mode there)."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.enable_grad():
@@ -36,7 +36,8 @@ def _grad_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
             else:
                 yield
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
 
 
 def _prepare(
@@ -54,11 +55,8 @@ def _prepare(
     if x.dim() != 3:
         raise ValueError(f"X must be (n, channels, length), got shape {tuple(x.shape)}")
     if y is None:
-        with torch.no_grad():
-            was_training = model.training
-            model.eval()
+        with _grad_mode(model, dev), torch.no_grad():
             target = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
-            model.train(was_training)
     else:
         target = (y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))).long().to(dev)
     return x, target, dev

@@ -27,8 +27,9 @@ automatically and checked on the clean batch (a mismatch falls back to the gener
   perturbed copy only runs its suffix from the window start (about half the work);
 * FCN-style conv nets (``model.blocks`` of stride-1 "same" convolutions and pointwise layers,
   global average pooling, ``model.head``): a window only changes outputs within its receptive
-  field, so the conv stack is re-run on a crop of ``L + 2R`` steps (``R`` = total halo) and the
-  pooled sum is patched;
+  field, so the conv stack (eval BatchNorm folded into the convolutions) is re-run on a crop
+  of ``L + 2R`` steps (``R`` = total halo; out-of-series positions are zeroed before every
+  convolution, exactly as "same" padding does) and the pooled sum is patched;
 * anything else: full forward passes of ``batch_size`` perturbed copies.
 """
 
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsd_lib.models import SameConv1d
-from tsd_lib.saliency.perturb import baseline_windows, kl_terms
+from tsd_lib.saliency.perturb import BASELINES, baseline_windows, kl_terms
 from tsd_lib.utils import progress as progress_bar
 from tsd_lib.utils import progress_enabled, resolve_device
 
@@ -149,9 +150,11 @@ def window_scores(
     """
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     params = list(model.parameters())
     model_device = params[0].device if params else torch.device("cpu")
     dtype = params[0].dtype if params and params[0].is_floating_point() else torch.float32
@@ -166,7 +169,8 @@ def window_scores(
                 normalize, generator, int(batch_size), progress, dev, dtype, fast,
             )  # fmt: skip
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
         if dev != model_device:
             model.to(model_device)
 
