@@ -221,6 +221,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from tsd_lib.grading import grade_command
+
+    return grade_command(args.path, assignment=args.assignment, parameters=args.parameter, timeout=args.timeout,
+                         memory_mb=args.memory_mb or None, out=args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsd", description="TSD Book: Temporal Saliency Distillation toolkit."
@@ -277,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chapters", default=None, help="comma-separated chapter numbers, e.g. 2,5 (default: all)")
     p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("grade", help="grade assignment notebooks (run in a separate, time/memory-limited process)")
+    p.add_argument("path", help="a submitted notebook, or a folder of them")
+    p.add_argument("--assignment", type=int, default=None, help="assignment number (default: notebook metadata)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="papermill parameter, e.g. -p seed 3 (repeatable)")
+    p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit per notebook, seconds")
+    p.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per notebook (0: none)")
+    p.add_argument("--out", default="grades", help="folder for reports and executed notebooks")
+    p.set_defaults(func=cmd_grade)
     return parser
 
 
