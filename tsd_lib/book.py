@@ -7,6 +7,8 @@ stops the reproduction with its failing cell's error, so no site is built that l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -35,6 +37,20 @@ class ChapterResult:
     chapter: str
     output: Path
     seconds: float
+    cached: bool = False
+
+
+def chapter_fingerprint(src: Path, parameters: dict[str, Any], profile: Profile, store: RunStore) -> str:
+    """What an executed chapter depends on: its source, parameters, the library, the profile and
+    the store's location (runs are deterministic functions of their configs, so the store's
+    content needs no hashing)."""
+    h = hashlib.sha256(src.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    h.update(json.dumps([c.key() for c in profile.configs()]).encode())
+    h.update(f"{__version__} {store.root.resolve()}".encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def chapter_stems(root: Path = PROJECT_ROOT) -> list[str]:
@@ -82,9 +98,13 @@ def execute_chapter(src: Path, out: Path, parameters: dict[str, Any], cwd: Path)
 def reproduce(
     profile: str | Profile = "quick", *, chapters: str | None = None, data_dir: str | None = None,
     store: str | os.PathLike | None = None, n_jobs: int = 1, root: Path = PROJECT_ROOT,
-    out_dir: Path | None = None, run_grid_first: bool = True,
+    out_dir: Path | None = None, run_grid_first: bool = True, force: bool = False,
 ) -> list[ChapterResult]:
-    """Run the profile's grid, then execute the chosen chapters into ``out_dir``."""
+    """Run the profile's grid, then execute the chosen chapters into ``out_dir``.
+
+    A chapter whose source, parameters, library code and run store are unchanged since its last
+    execution is not executed again (``force=True`` re-executes every chapter).
+    """
     profile = profile if isinstance(profile, Profile) else load_profile(profile, data_dir=data_dir)
     store = RunStore(store)
     os.environ["TSD_RUNS"] = str(store.root.resolve())  # the chapters' kernels find the same store
@@ -103,9 +123,16 @@ def reproduce(
         for stem in bar:
             bar.set_postfix_str(stem)
             start = time.perf_counter()
-            out = out_dir / f"{stem}.ipynb"
-            execute_chapter(root / NOTEBOOKS / f"{stem}.ipynb", out,
-                            chapter_parameters(profile, stem, data_dir), cwd=out_dir)
+            src, out = root / NOTEBOOKS / f"{stem}.ipynb", out_dir / f"{stem}.ipynb"
+            params = chapter_parameters(profile, stem, data_dir)
+            stamp = out.with_suffix(".fingerprint")
+            fingerprint = chapter_fingerprint(src, params, profile, store)
+            if not force and out.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+                results.append(ChapterResult(stem, out, 0.0, cached=True))
+                continue
+            stamp.unlink(missing_ok=True)
+            execute_chapter(src, out, params, cwd=out_dir)
+            stamp.write_text(fingerprint)
             results.append(ChapterResult(stem, out, time.perf_counter() - start))
     finally:
         if previous is None:

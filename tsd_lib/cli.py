@@ -208,7 +208,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     try:
         results = reproduce(args.profile, chapters=args.chapters, data_dir=args.data_dir, store=args.store,
-                            n_jobs=args.n_jobs)
+                            n_jobs=args.n_jobs, force=args.force)
     except ChapterFailed as err:
         print(f"tsd reproduce: {err}", file=sys.stderr)
         return 1
@@ -216,7 +216,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"tsd reproduce: {err}", file=sys.stderr)
         return 1
     for r in results:
-        print(f"  {r.chapter:<28} {r.seconds:6.1f} s  -> {r.output}")
+        note = "unchanged, not re-executed" if r.cached else f"{r.seconds:6.1f} s"
+        print(f"  {r.chapter:<28} {note}  -> {r.output}")
     print(f"{len(results)} chapters executed; build the site with: jupyter-book build . -W --keep-going")
     return 0
 
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_args(p)
     p.add_argument("--chapters", default=None, help="comma-separated chapter numbers, e.g. 2,5 (default: all)")
     p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
+    p.add_argument("--force", action="store_true", help="re-execute chapters even when nothing changed")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("grade", help="grade assignment notebooks (run in a separate, time/memory-limited process)")

@@ -712,9 +712,11 @@ def check_apply_windows(fn: Callable, *, verbose: bool = True) -> CheckResult:
     def unchanged() -> None:
         X, starts, values, L = problem(2, 3, 1, 12, 4)
         keep = (X.clone(), starts.clone(), values.clone())
-        _student(fn, X, starts, values, L)
+        got = _tensor(_student(fn, X, starts, values, L), "your perturbed batch")
         if not (torch.equal(X, keep[0]) and torch.equal(starts, keep[1]) and torch.equal(values, keep[2])):
             raise _Fail("your function modified its inputs in place; write the windows into a copy of X")
+        if not _close(got, apply_windows(*keep, L), rtol=1e-6, atol=1e-6):
+            raise _Fail("the inputs are intact but the result is wrong (see the other cases)")
 
     cases: list[Case] = [
         ("shape (B*K, C, T), series-major rows", 0.5, shape_order),
@@ -867,9 +869,12 @@ def check_window_saliency(fn: Callable, *, verbose: bool = True) -> CheckResult:
     def unchanged() -> None:
         model, X, D = problem(2, 1, 12, seed=5)
         keep_x, keep_d = X.clone(), D.clone()
-        _student(fn, model, X, D, 4, 8.0)
+        got = _tensor(_student(fn, model, X, D, 4, 8.0), "your saliency map")
         if not (torch.equal(X, keep_x) and torch.equal(D, keep_d)):
             raise _Fail("your function modified X or the donors in place; perturb copies")
+        expected = torch.as_tensor(_reference_saliency_map(model, keep_x, keep_d, 4, 8.0))
+        if not _close(got, expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max()) + 1e-7):
+            raise _Fail("the inputs are intact but the map is wrong (see the other cases)")
 
     cases: list[Case] = [
         ("map of shape (n, T), finite", 0.5, shape_finite),

@@ -1,0 +1,324 @@
+"""Course assignments: check functions, the `tsd grade` grader and the assignment notebooks."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tsd_lib import grading as G
+from tsd_lib.cli import main
+from tsd_lib.losses.logit import kd_loss
+from tsd_lib.losses.tsd import tsd_loss
+from tsd_lib.saliency.perturb import apply_windows, distribution_shift, kl_terms, perturb
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = REPO / "assignments"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
+
+
+@pytest.fixture(autouse=True)
+def _no_ledger_file(monkeypatch):
+    """Checks called by tests must not write to a ledger named in the caller's environment."""
+    monkeypatch.delenv(G.LEDGER_ENV, raising=False)
+
+
+def _softmax_t(z, tau):
+    return torch.softmax(z / tau, dim=-1)
+
+
+def _entropy(z, tau):
+    log_p = F.log_softmax(z / tau, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+REFERENCES = {
+    "check_temperature_softmax": (G.check_temperature_softmax, (_softmax_t,)),
+    "check_kd_loss": (G.check_kd_loss, (kd_loss,)),
+    "check_soft_target_entropy": (G.check_soft_target_entropy, (_entropy,)),
+    "check_apply_windows": (G.check_apply_windows, (apply_windows,)),
+    "check_window_saliency": (G.check_window_saliency, (G._reference_saliency_map,)),
+    "check_planted_saliency": (G.check_planted_saliency, (G._reference_saliency_map,)),
+    "check_distribution_shift": (G.check_distribution_shift, (distribution_shift,)),
+    "check_tsd_loss": (G.check_tsd_loss, (tsd_loss,)),
+}
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_reference_implementations_score_full_marks(name, capsys):
+    check, args = REFERENCES[name]
+    result = check(*args)
+    assignment = next(a for a, table in G.POINTS.items() if name in table)
+    assert result.name == name and result.assignment == assignment
+    assert result.points == result.max_points == G.POINTS[assignment][name], result.messages
+    assert result.passed and not result.messages
+    out = capsys.readouterr().out
+    assert f"{name}: {result.max_points:g}/{result.max_points:g} points" in out
+
+
+def test_points_registry_covers_every_check():
+    checks = {name for table in G.POINTS.values() for name in table}
+    assert checks == {n for n in G.__all__ if n.startswith("check_")}
+    assert set(G.POINTS) == set(G.ASSIGNMENTS) == {1, 2, 3}
+
+
+def test_kd_without_tau_squared_loses_exactly_the_scaling_case(capsys):
+    def no_tau2(zs, zt, tau=4.0):
+        return kd_loss(zs, zt, tau) / tau**2
+
+    r = G.check_kd_loss(no_tau2)
+    assert r.points == 7 and r.failed_cases == ["tau^2 scaling (tau = 2, 4, 8)"]
+    assert "forgot the tau^2 factor" in r.messages[0] and "expected" in r.messages[0]
+    assert "✘ tau^2 scaling" in capsys.readouterr().out
+
+
+def test_kd_in_the_wrong_direction_is_explained():
+    r = G.check_kd_loss(lambda zs, zt, tau=4.0: kd_loss(zt, zs, tau))
+    assert "random batch, tau = 1" in r.failed_cases and r.points <= 3
+    assert any("wrong direction" in m and "KL(p_T || p_S)" in m for m in r.messages)
+
+
+def test_kd_mean_reduction_and_naive_log_are_explained():
+    def mean_reduction(zs, zt, tau=4.0):
+        return F.kl_div(F.log_softmax(zs / tau, -1), F.softmax(zt / tau, -1), reduction="sum") / zs.numel() * tau**2
+
+    def naive(zs, zt, tau=4.0):
+        p_s, p_t = torch.softmax(zs / tau, -1), torch.softmax(zt / tau, -1)
+        return tau**2 * (p_t * (p_t.log() - p_s.log())).sum(-1).mean()
+
+    r = G.check_kd_loss(mean_reduction)
+    assert any("reduction='batchmean'" in m for m in r.messages)
+    r = G.check_kd_loss(naive)
+    assert r.failed_cases == ["extreme logits stay finite"] and "F.log_softmax" in r.messages[0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda *a, **k: (_ for _ in ()).throw(NotImplementedError()),
+        lambda *a, **k: 1 / 0,
+        lambda *a, **k: "a string",
+        lambda *a, **k: None,
+        42,
+    ],
+    ids=["not-implemented", "raises", "string", "none", "not-callable"],
+)
+def test_checks_never_raise_on_broken_student_code(bad, capsys):
+    for check in (G.check_temperature_softmax, G.check_kd_loss, G.check_soft_target_entropy, G.check_apply_windows,
+                  G.check_window_saliency, G.check_planted_saliency, G.check_distribution_shift, G.check_tsd_loss):
+        result = check(bad)
+        assert result.points == 0 and result.messages and not result.passed
+    out = capsys.readouterr().out
+    assert "0/" in out
+
+
+def test_not_implemented_stops_early_with_one_message():
+    def stub(*_):
+        raise NotImplementedError
+
+    r = G.check_kd_loss(stub)
+    assert len(r.messages) == 1 and "not implemented yet" in r.messages[0]
+    assert len(r.failed_cases) == r.total_cases == 8
+
+
+def test_distribution_shift_nan_when_nothing_moves():
+    def nan_on_zero(z, zp, tau, reduce="none"):
+        s = kl_terms(z, zp, tau)
+        s = s.sum(-1) if reduce == "sum" else s
+        return s / (s[s > 0].mean() + 1e-8)
+
+    r = G.check_distribution_shift(nan_on_zero)
+    assert r.failed_cases == ["identical logits give zeros, not NaN"] and r.points == 3
+
+
+def test_tsd_loss_mistakes_lose_the_right_cases():
+    def teacher_with_grad(student, teacher, X, y, X_pool, y_pool, *, n_windows, window, tau, generator):
+        copies, _ = perturb(X, y, X_pool, y_pool, n_windows=n_windows, window=window, generator=generator)
+        s_t = distribution_shift(teacher(X), teacher(copies), tau)
+        return F.smooth_l1_loss(distribution_shift(student(X), student(copies), tau), s_t)
+
+    def perturb_twice(student, teacher, X, y, X_pool, y_pool, *, n_windows, window, tau, generator):
+        kw = dict(n_windows=n_windows, window=window, generator=generator)
+        c1, _ = perturb(X, y, X_pool, y_pool, **kw)
+        c2, _ = perturb(X, y, X_pool, y_pool, **kw)
+        with torch.no_grad():
+            s_t = distribution_shift(teacher(X), teacher(c1), tau)
+        return F.smooth_l1_loss(distribution_shift(student(X), student(c2), tau), s_t)
+
+    r = G.check_tsd_loss(teacher_with_grad)
+    assert r.failed_cases == ["teacher gets no gradient and is not changed"] and "torch.no_grad" in r.messages[0]
+    r = G.check_tsd_loss(perturb_twice)
+    assert "student identical to the teacher gives 0" in r.failed_cases
+    assert any("same perturbed copies" in m for m in r.messages)
+
+
+def test_window_saliency_and_apply_windows_mistakes_are_explained():
+    r = G.check_window_saliency(lambda m, X, D, L, tau=8.0: G._reference_saliency_map(m, X, D, L, tau, cover="sum"))
+    assert any("MEAN score" in m for m in r.messages)
+
+    def window_major(X, starts, values, window):
+        B, K = starts.shape
+        return apply_windows(X, starts, values, window).reshape(B, K, *X.shape[1:]).transpose(0, 1).flatten(0, 1)
+
+    r = G.check_apply_windows(window_major)
+    assert any("series-major" in m for m in r.messages)
+
+
+def test_result_only_checks(synthetic):
+    data, truth = synthetic
+    r = G.check_synthetic_validation(truth + 0.0, truth, 1.0)
+    assert r.points == 2
+    r = G.check_synthetic_validation(None, truth, None)
+    assert r.points == 0 and "`maps` is None" in r.messages[0]
+    r = G.check_ablation([{"setting": "w", "value": 0, "accuracy": 0.8}, {"setting": "w", "value": 1, "accuracy": 0.9}],
+                         "Adding the term raised accuracy slightly, within seed noise for one seed.")
+    assert r.points == 2
+    r = G.check_ablation([], "TODO")
+    assert r.points == 0
+    r = G.check_trained_student(None, data, {"epochs": [{"train_loss": 1.0}]})
+    assert r.passed_cases == ["training loss finite in every epoch"]
+    assert any("no `tsd` term" in m for m in r.messages)
+
+
+def test_ledger_file_and_scoring(tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv(G.LEDGER_ENV, str(ledger))
+    G.check_kd_loss(lambda zs, zt, tau=4.0: kd_loss(zs, zt, tau) / tau**2, verbose=False)
+    G.check_kd_loss(kd_loss, verbose=False)  # a re-run replaces the earlier result
+    G.check_tsd_loss(tsd_loss, verbose=False)  # another assignment: ignored for assignment 1
+    ledger.write_text(ledger.read_text() + "not json\n")
+    results = G.read_ledger(ledger)
+    assert [r.name for r in results] == ["check_kd_loss", "check_kd_loss", "check_tsd_loss"]
+    score, total, rows = G.score_results(results, 1)
+    assert (score, total) == (8.0, 12.0)
+    assert {r["name"]: r["ran"] for r in rows} == {"check_temperature_softmax": False, "check_kd_loss": True,
+                                                   "check_soft_target_entropy": False}
+    assert G.LEDGER[-1].name == "check_tsd_loss"
+
+
+# ----------------------------------------------------------------------------- assignment notebooks
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_assignments", ASSIGNMENTS / "build_assignments.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+def test_assignment_files_are_built_from_their_source():
+    assert _builder().main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("folder", ["01_kd_loss", "02_window_saliency", "03_tsd_loss"])
+def test_assignment_notebooks_are_well_formed(folder):
+    number = int(folder[:2])
+    for version in ("student", "solution"):
+        nb = nbformat.read(ASSIGNMENTS / folder / f"{version}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata["tsd_assignment"] == number and nb.metadata["kernelspec"]["name"] == "python3"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and "seed" in tagged[0].source
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code)
+        calls = "".join(c.source for c in code)
+        for check in G.POINTS[number]:
+            assert f"{check}(" in calls
+        todos = [c for c in code if "NotImplementedError  # TODO" in c.source]
+        assert (len(todos) > 0) == (version == "student")
+    page = (ASSIGNMENTS / folder / "page.md").read_text()
+    assert ":::{admonition} Solution\n:class: dropdown" in page and page.startswith("(assignment-")
+
+
+# ----------------------------------------------------------------------------- grader (separate processes)
+
+
+def test_tsd_grade_solution_notebook_end_to_end(tmp_path, capsys):
+    out = tmp_path / "grades"
+    solution = ASSIGNMENTS / "01_kd_loss" / "solution.ipynb"
+    assert main(["grade", str(solution), "-p", "epochs", "2", "--out", str(out), "--timeout", "240"]) == 0
+    report = json.loads((out / "solution.grade.json").read_text())
+    assert report["status"] == "ok" and report["assignment"] == 1, report
+    assert report["score"] == report["max_score"] == 12
+    assert report["parameters"] == {"epochs": 2}
+    assert (out / "solution.executed.ipynb").exists()
+    printed = capsys.readouterr().out
+    assert "status: ok" in printed and "score: 12/12" in printed
+
+
+def test_wrong_solution_fixture_loses_the_right_points(tmp_path):
+    report = G.grade_notebook(FIXTURES / "kd_no_tau2.ipynb", timeout=240, out_dir=tmp_path)
+    assert report.status == "ok" and report.score == 9 and report.max_score == 12
+    checks = {c["name"]: c for c in report.checks}
+    assert checks["check_temperature_softmax"]["points"] == 2
+    assert checks["check_kd_loss"]["points"] == 7
+    assert checks["check_kd_loss"]["failed_cases"] == ["tau^2 scaling (tau = 2, 4, 8)"]
+    assert "forgot the tau^2 factor" in checks["check_kd_loss"]["messages"][0]
+    assert not checks["check_soft_target_entropy"]["ran"]
+
+
+def test_crashing_notebook_keeps_points_of_earlier_checks():
+    report = G.grade_notebook(FIXTURES / "crash_after_check.ipynb", timeout=240)
+    assert report.status == "crashed" and report.failing_cell == 5
+    assert "ZeroDivisionError" in report.error and "cell 5" in report.error
+    assert report.score == 2
+
+
+def test_timeout_kills_the_kernel(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    pidfile = tmp_path / "kernel.pid"
+    start = time.perf_counter()
+    report = G.grade_notebook(FIXTURES / "sleeps.ipynb", timeout=5, parameters={"pidfile": str(pidfile)})
+    assert report.status == "timeout" and "5 s" in report.error
+    assert time.perf_counter() - start < 30
+    if pidfile.exists():  # the kernel got as far as writing its pid
+        pid = int(pidfile.read_text())
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_memory_hog_is_reported():
+    report = G.grade_notebook(FIXTURES / "memory_hog.ipynb", timeout=120, memory_mb=1500)
+    assert report.status == "memory", report
+    assert "MemoryError" in report.error
+
+
+def test_folder_with_invalid_files_gets_a_summary(tmp_path, capsys):
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    (subs / "essay.ipynb").write_text("My essay about distillation, not a notebook.")
+    (subs / "broken.ipynb").write_text('{"cells": "oops", "nbformat": 4, "metadata": {}}')
+    unknown = nbformat.v4.new_notebook()
+    nbformat.write(unknown, subs / "no_metadata.ipynb")
+    empty = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", id="c0")])
+    empty.metadata.update(tsd_assignment=2, kernelspec={"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"})
+    nbformat.write(empty, subs / "nothing_done.ipynb")
+    out = tmp_path / "grades"
+    assert main(["grade", str(subs), "--out", str(out), "--timeout", "120"]) == 0
+    rows = {Path(r["notebook"]).name: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert rows["essay.ipynb"]["status"] == "invalid" and "invalid JSON" in rows["essay.ipynb"]["error"]
+    assert rows["broken.ipynb"]["status"] == "invalid" and "nbformat" in rows["broken.ipynb"]["error"]
+    assert rows["no_metadata.ipynb"]["status"] == "invalid" and "--assignment" in rows["no_metadata.ipynb"]["error"]
+    assert rows["nothing_done.ipynb"]["status"] == "ok" and rows["nothing_done.ipynb"]["score"] == "0"
+    assert rows["nothing_done.ipynb"]["max_score"] == "12"
+    assert "Traceback" not in capsys.readouterr().out
+
+
+def test_grade_missing_path_is_a_clean_error(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path / "g")]) == 2
+    assert "no such file" in capsys.readouterr().err
