@@ -483,11 +483,9 @@ maps = my_saliency_map(model, data.X_test, data.X_train[donors], window, tau=8.0
 precision = saliency_precision(maps, truth)
 chance = truth.sum(1).mean() / data.length
 '''),
+    code("check_synthetic_validation(maps, truth, precision);"),
     code('''
 print(f"saliency precision {precision:.3f} (chance {chance:.3f})")
-check_synthetic_validation(maps, truth, precision);
-'''),
-    code('''
 fig, axes = plt.subplots(3, 1, figsize=(9, 6), sharex=True, layout="constrained")
 for ax, i in zip(axes, range(3), strict=True):
     on = np.flatnonzero(truth[i])
@@ -807,6 +805,12 @@ def _notebook(a: Assignment, version: str) -> nbformat.NotebookNode:
     return nb
 
 
+def _page_code(src: str) -> str:
+    """Code as shown on the page: no IPython magics (they do not lex as Python), no lint pragmas."""
+    lines = [line for line in src.splitlines() if not line.startswith("%")]
+    return "\n".join(lines).replace("# noqa: F401  (for your code)", "# for your code").strip("\n")
+
+
 def _page(a: Assignment) -> str:
     """A MyST page: the task, starter code, and every solution in a dropdown (nothing executed)."""
     label = f"assignment-{a.folder.replace('_', '-')}"
@@ -816,12 +820,13 @@ def _page(a: Assignment) -> str:
             out.append(c.source)
         elif c.kind == "params":
             out.append("Parameters of the notebook (an instructor can set others with papermill, e.g. "
-                       "`-p seed 3`):\n\n```python\n" + c.source + "\n```")
+                       "`-p seed 3`):\n\n```python\n" + _page_code(c.source) + "\n```")
         elif c.kind == "code":
-            out.append("```python\n" + c.source + "\n```")
+            out.append("```python\n" + _page_code(c.source) + "\n```")
         elif c.kind == "todo":
-            out.append("```python\n" + c.source + "\n```")
-            out.append(":::{admonition} Solution\n:class: dropdown\n\n```python\n" + c.solution + "\n```\n:::")
+            out.append("```python\n" + _page_code(c.source) + "\n```")
+            out.append(":::{admonition} Solution\n:class: dropdown\n\n```python\n" + _page_code(c.solution)
+                       + "\n```\n:::")
         elif c.kind == "todo_md":
             out.append(c.source)
             out.append(":::{admonition} Model answers\n:class: dropdown\n\n" + c.solution + "\n:::")

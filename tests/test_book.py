@@ -16,12 +16,21 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tsd_lib.book import CHAPTER_DIR, chapter_stems, launch_links, reproduce, select_chapters
+from tsd_lib.book import (
+    CHAPTER_DIR,
+    chapter_fingerprint,
+    chapter_stems,
+    launch_links,
+    reproduce,
+    select_chapters,
+)
+from tsd_lib.experiment import RunStore
+from tsd_lib.profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb")) + sorted((REPO / "assignments").rglob("*.ipynb"))
-BOOK_FILES = ["_config.yml", "_toc.yml", "book"]
+BOOK_FILES = ["_config.yml", "_toc.yml", "book", "assignments"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
@@ -52,6 +61,15 @@ def test_launch_links_open_the_source_notebook():
     assert links["Colab"].endswith("/blob/main/notebooks/05_tsd.ipynb")
     assert links["Binder"].endswith("?labpath=notebooks/05_tsd.ipynb")
     assert (REPO / "notebooks" / "05_tsd.ipynb").exists()
+
+
+def test_chapter_fingerprint_tracks_its_inputs(tmp_path):
+    src = REPO / "notebooks" / f"{chapter_stems(REPO)[0]}.ipynb"
+    smoke, store = load_profile("smoke"), RunStore(tmp_path)
+    base = chapter_fingerprint(src, {"dataset": "A"}, smoke, store)
+    assert base == chapter_fingerprint(src, {"dataset": "A"}, smoke, store)
+    assert base != chapter_fingerprint(src, {"dataset": "B"}, smoke, store)
+    assert base != chapter_fingerprint(src, {"dataset": "A"}, load_profile("quick"), store)
 
 
 @pytest.fixture(scope="module")

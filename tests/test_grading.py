@@ -248,17 +248,49 @@ def test_assignment_notebooks_are_well_formed(folder):
 # ----------------------------------------------------------------------------- grader (separate processes)
 
 
-def test_tsd_grade_solution_notebook_end_to_end(tmp_path, capsys):
-    out = tmp_path / "grades"
-    solution = ASSIGNMENTS / "01_kd_loss" / "solution.ipynb"
-    assert main(["grade", str(solution), "-p", "epochs", "2", "--out", str(out), "--timeout", "240"]) == 0
-    report = json.loads((out / "solution.grade.json").read_text())
-    assert report["status"] == "ok" and report["assignment"] == 1, report
-    assert report["score"] == report["max_score"] == 12
-    assert report["parameters"] == {"epochs": 2}
-    assert (out / "solution.executed.ipynb").exists()
+def test_tsd_grade_all_solution_notebooks_end_to_end(tmp_path, capsys):
+    """Every reference solution scores full marks when executed by the grader (tiny epochs)."""
+    subs, out = tmp_path / "solutions", tmp_path / "grades"
+    subs.mkdir()
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        (subs / f"{folder}.ipynb").write_bytes((ASSIGNMENTS / folder / "solution.ipynb").read_bytes())
+    assert main(["grade", str(subs), "-p", "epochs", "4", "--out", str(out), "--timeout", "300"]) == 0
+    rows = {Path(r["notebook"]).stem: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert set(rows) == {"01_kd_loss", "02_window_saliency", "03_tsd_loss"}
+    for name, row in rows.items():
+        assert row["status"] == "ok" and row["score"] == row["max_score"], (name, row)
+        report = json.loads((out / f"{name}.grade.json").read_text())
+        assert report["parameters"] == {"epochs": 4} and report["assignment"] == int(name[:2])
+        assert all(c["ran"] and not c["failed_cases"] for c in report["checks"]), report["checks"]
+        assert (out / f"{name}.executed.ipynb").exists()
     printed = capsys.readouterr().out
-    assert "status: ok" in printed and "score: 12/12" in printed
+    assert "score: 12/12" in printed and "score: 15/15" in printed and "summary.csv" in printed
+
+
+def _solution_functions(folder: str) -> dict:
+    """The ``def my_...`` cells of a solution notebook, executed in a namespace with their imports."""
+    import numpy as np
+
+    namespace = {"torch": torch, "F": F, "np": np, "perturb": perturb}
+    nb = nbformat.read(ASSIGNMENTS / folder / "solution.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith("def my_"):
+            exec(cell.source, namespace)
+    return namespace
+
+
+def test_solution_functions_score_full_marks_in_process():
+    ns = _solution_functions("01_kd_loss")
+    for check, fn in [(G.check_temperature_softmax, "my_softmax_t"), (G.check_kd_loss, "my_kd_loss"),
+                      (G.check_soft_target_entropy, "my_soft_target_entropy")]:
+        assert check(ns[fn], verbose=False).passed
+    ns = _solution_functions("02_window_saliency")
+    for check, fn in [(G.check_apply_windows, "my_apply_windows"), (G.check_window_saliency, "my_saliency_map"),
+                      (G.check_planted_saliency, "my_saliency_map")]:
+        assert check(ns[fn], verbose=False).passed
+    ns = _solution_functions("03_tsd_loss")
+    assert G.check_distribution_shift(ns["my_distribution_shift"], verbose=False).passed
+    assert G.check_tsd_loss(ns["my_tsd_loss"], verbose=False).passed
 
 
 def test_wrong_solution_fixture_loses_the_right_points(tmp_path):

@@ -1398,15 +1398,17 @@ def _memory_preexec(memory_mb: int | None) -> Callable[[], None] | None:
         return None
     import resource
 
+    fsize = 1024 * 1024 * 1024  # 1 GiB per written file: enough for an executed notebook with figures
+    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, fsize)]
+    if memory_mb:
+        wanted.insert(0, (resource.RLIMIT_AS, int(memory_mb) * 1024 * 1024))
+
     def limit() -> None:
-        if memory_mb:
-            nbytes = int(memory_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        fsize = 1024 * 1024 * 1024  # 1 GiB per file: enough for an executed notebook with figures
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if hard == resource.RLIM_INFINITY or hard > fsize:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        for which, value in wanted:
+            _, hard = resource.getrlimit(which)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            with contextlib.suppress(ValueError, OSError):  # e.g. RLIMIT_AS is not enforceable on macOS
+                resource.setrlimit(which, (value, value))
 
     return limit
 
