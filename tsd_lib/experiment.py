@@ -38,6 +38,7 @@ from tsd_lib.utils import (
 SALIENCY_SEED = 0  # one fixed generator seed: teacher and student see identical perturbations
 BANK_SEED = 0  # the teacher bank is built once per teacher and shared by every student
 SYNTHETIC_PREFIX = "synthetic"
+SYNTHETIC_SIZE = (100, 100)  # train and test series of the planted-pattern set used in runs
 
 # Fields that never change results: left out of the hash (a store made on a GPU machine
 # is found by the same configs on a laptop).
@@ -218,8 +219,8 @@ class RunStore:
 def get_dataset(config: RunConfig) -> Dataset:
     """The config's dataset; names starting with ``synthetic`` build the planted-pattern set."""
     if config.dataset.lower().startswith(SYNTHETIC_PREFIX):
-        data, _ = make_synthetic(length=config.length or 100, split_seed=config.split_seed,
-                                 val_fraction=config.val_fraction)
+        data, _ = make_synthetic(n_train=SYNTHETIC_SIZE[0], n_test=SYNTHETIC_SIZE[1], length=config.length or 100,
+                                 split_seed=config.split_seed, val_fraction=config.val_fraction)
         return data
     return load_dataset(config.dataset, length=config.length, val_fraction=config.val_fraction,
                         split_seed=config.split_seed, data_dir=config.data_dir)
