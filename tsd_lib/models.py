@@ -120,7 +120,28 @@ class LSTMClassifier(nn.Module):
         return logits, {"sequence": out.transpose(1, 2), "embedding": embedding}
 
 
-class FCN(nn.Module):
+class _PooledConvNet(nn.Module):
+    """Shared forward of the conv nets: ``blocks`` in order, global average pooling, ``head``."""
+
+    blocks: nn.ModuleList
+    head: nn.Linear
+    n_channels: int
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, Features]:
+        """Logits ``(B, n_classes)``; with ``return_features`` also the last block's output."""
+        h = _check_input(x, self.n_channels)
+        for block in self.blocks:
+            h = block(h)
+        embedding = h.mean(dim=-1)
+        logits = self.head(embedding)
+        if not return_features:
+            return logits
+        return logits, {"sequence": h, "embedding": embedding}
+
+
+class FCN(_PooledConvNet):
     """Fully convolutional network for time-series classification (Wang et al., 2017).
 
     Blocks ``SameConv1d -> BatchNorm1d -> ReLU``, then global average pooling over time and a
@@ -173,18 +194,6 @@ class FCN(nn.Module):
         """Input steps to the (left, right) of an output step that influence it."""
         return sum((k - 1) // 2 for k in self.kernels), sum(k // 2 for k in self.kernels)
 
-    def forward(
-        self, x: torch.Tensor, return_features: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, Features]:
-        """Logits ``(B, n_classes)``; with ``return_features`` also the last block's output."""
-        h = _check_input(x, self.n_channels)
-        for block in self.blocks:
-            h = block(h)
-        embedding = h.mean(dim=-1)
-        logits = self.head(embedding)
-        if not return_features:
-            return logits
-        return logits, {"sequence": h, "embedding": embedding}
 
 
 class _ResidualBlock(nn.Module):
@@ -215,7 +224,7 @@ class _ResidualBlock(nn.Module):
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(_PooledConvNet):
     """Residual network for time-series classification (Wang et al., 2017; Ismail Fawaz et al., 2019).
 
     ``len(channels)`` residual blocks (default 64-128-128 filters), each with convolutions of
@@ -247,18 +256,6 @@ class ResNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(self.feature_dim, self.n_classes)
 
-    def forward(
-        self, x: torch.Tensor, return_features: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, Features]:
-        """Logits ``(B, n_classes)``; with ``return_features`` also the last block's output."""
-        h = _check_input(x, self.n_channels)
-        for block in self.blocks:
-            h = block(h)
-        embedding = h.mean(dim=-1)
-        logits = self.head(embedding)
-        if not return_features:
-            return logits
-        return logits, {"sequence": h, "embedding": embedding}
 
 
 #: Registry: name -> class or factory called as ``factory(n_channels, n_classes, **kw)``.
