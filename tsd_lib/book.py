@@ -116,8 +116,10 @@ def reproduce(
     out_dir = Path(out_dir or root / CHAPTER_DIR)
     stems = select_chapters(chapters, root)
     results = []
-    previous = os.environ.get("TSD_PROGRESS")
+    saved = {k: os.environ.get(k) for k in ("TSD_PROGRESS", "OMP_NUM_THREADS")}
     os.environ["TSD_PROGRESS"] = "0"  # no progress-bar noise on the site
+    # Chapters run small models, where extra intra-op threads only contend for the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         bar = progress(stems, desc="chapters", unit="chapter")
         for stem in bar:
@@ -135,10 +137,11 @@ def reproduce(
             stamp.write_text(fingerprint)
             results.append(ChapterResult(stem, out, time.perf_counter() - start))
     finally:
-        if previous is None:
-            os.environ.pop("TSD_PROGRESS", None)
-        else:
-            os.environ["TSD_PROGRESS"] = previous
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return results
 
 
