@@ -23,6 +23,9 @@ except ``datasets`` and ``methods``)::
     teacher_patience: null
     saliency_eval_series: null      # cap on test series used by the saliency metrics
     tsd_bank_size: 200
+    baselines:                      # extra methods on one dataset (chapter 3), outside the main grid
+      dataset: GunPoint
+      methods: [fitnets, at, rkd, dt2w]
     ablations:                      # extra runs: one dataset, each axis varied alone
       dataset: GunPoint
       seeds: [0]
@@ -49,7 +52,7 @@ _RUN_KEYS = {"length", "teacher", "student", "tau", "n_windows", "window", "epoc
              "teacher_epochs", "teacher_patience", "saliency_eval_series", "tsd_bank_size", "tsd_reduce",
              "tsd_score", "tsd_baseline", "batch_size", "lr", "val_fraction", "split_seed"}
 _KNOWN = _RUN_KEYS | {"name", "description", "datasets", "data_dir", "teacher_seeds", "seeds", "methods",
-                      "tsd_weights", "ablations", "chapters"}
+                      "tsd_weights", "baselines", "ablations", "chapters"}
 
 
 @dataclass
@@ -65,12 +68,14 @@ class Profile:
     seeds: list[int] = field(default_factory=lambda: [0])
     tsd_weights: list[float] = field(default_factory=lambda: [1.0])
     run: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)
     ablations: dict[str, Any] = field(default_factory=dict)
     chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def base_config(self, dataset: str, **changes: Any) -> RunConfig:
-        """The profile's settings for one dataset, with ``changes`` applied."""
-        return RunConfig(dataset=dataset, data_dir=self.data_dir, **{**self.run, **changes})
+        """The profile's settings for one dataset (first teacher seed), with ``changes`` applied."""
+        return RunConfig(dataset=dataset, data_dir=self.data_dir,
+                         **{"teacher_seed": self.teacher_seeds[0], **self.run, **changes})
 
     def main_configs(self) -> list[RunConfig]:
         """The main grid: datasets x teacher seeds x methods x TSD weights x student seeds."""
@@ -81,6 +86,14 @@ class Profile:
                 out.append(self.base_config(dataset, teacher_seed=teacher_seed, method=method, seed=seed,
                                             weights=None if w is None else {"tsd": float(w)}))
         return out
+
+    def baseline_configs(self) -> list[RunConfig]:
+        """Extra methods on one dataset over the student seeds (chapter 3)."""
+        if not self.baselines:
+            return []
+        dataset = self.baselines.get("dataset", self.datasets[0])
+        return [self.base_config(dataset, method=m, seed=s)
+                for m, s in itertools.product(self.baselines.get("methods", []), self.seeds)]
 
     def ablation_configs(self) -> list[RunConfig]:
         """One axis varied at a time around the profile's settings (chapter 8)."""
@@ -100,7 +113,7 @@ class Profile:
     def configs(self) -> list[RunConfig]:
         """Every run of the profile, main grid first, without duplicates."""
         seen, out = set(), []
-        for c in self.main_configs() + self.ablation_configs():
+        for c in self.main_configs() + self.baseline_configs() + self.ablation_configs():
             if c.key() not in seen:
                 seen.add(c.key())
                 out.append(c)
@@ -134,7 +147,7 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         teacher_seeds=list(raw.get("teacher_seeds", [0])), seeds=list(raw.get("seeds", [0])),
         tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])],
         run={k: v for k, v in raw.items() if k in _RUN_KEYS},
-        ablations=dict(raw.get("ablations") or {}), chapters=dict(raw.get("chapters") or {}),
+        baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}), chapters=dict(raw.get("chapters") or {}),
     )
     profile.configs()  # validates every field value early, with RunConfig's messages
     return profile
