@@ -81,6 +81,7 @@ def chapter_parameters(profile: Profile, stem: str, data_dir: str | None = None)
 
 def execute_chapter(src: Path, out: Path, parameters: dict[str, Any], cwd: Path) -> None:
     """Run one notebook with papermill; raise :class:`ChapterFailed` with the failing cell's error."""
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -93,6 +94,13 @@ def execute_chapter(src: Path, out: Path, parameters: dict[str, Any], cwd: Path)
             f"chapter {src.stem} failed in cell {err.cell_index} ({err.ename}: {err.evalue})\n"
             f"cell source:\n{err.source}\nthe partly executed notebook is in {out}"
         ) from None
+    # The page shows the parameters actually used (papermill's injected cell), not the defaults.
+    nb = nbformat.read(out, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, out)
 
 
 def reproduce(
