@@ -147,7 +147,8 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         teacher_seeds=list(raw.get("teacher_seeds", [0])), seeds=list(raw.get("seeds", [0])),
         tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])],
         run={k: v for k, v in raw.items() if k in _RUN_KEYS},
-        baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}), chapters=dict(raw.get("chapters") or {}),
+        baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),
+        chapters=dict(raw.get("chapters") or {}),
     )
     profile.configs()  # validates every field value early, with RunConfig's messages
     return profile
