@@ -161,7 +161,7 @@ def fit(
             loss, terms = objective(model, xb, yb, index=idx) if uses_index else objective(model, xb, yb)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"loss became {float(loss)} at epoch {epoch + 1} (terms: {terms}); "
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1} (terms: {terms}); "
                     "try a smaller learning rate or smaller loss weights"
                 )
             optimizer.zero_grad(set_to_none=True)
