@@ -1,6 +1,7 @@
 """Grid throughput: runs/hour of the local backend with 2 workers vs 1, and Dask vs local.
 
-Runs a slice of the smoke profile three times into fresh stores that already hold the trained
+Runs a slice of the smoke profile (with 50 epochs per run, so that a run is long enough to
+measure throughput rather than start-up) three times into fresh stores that already hold the trained
 teacher (so only student runs are timed): local with 1 worker, local with 2 workers, and a
 Dask LocalCluster with 2 workers. Worker pools are started and warmed (imports done) before
 the clock starts, for joblib and Dask alike: the ratio measures the engines' per-run cost.
@@ -22,15 +23,17 @@ from pathlib import Path
 
 os.environ.setdefault("TSD_PROGRESS", "0")
 
+import dask  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
 from tsd_lib.experiment import RunStore  # noqa: E402
-from tsd_lib.grid import run_grid  # noqa: E402
+from tsd_lib.grid import DASK_WORKER_CONFIG, run_grid  # noqa: E402
 from tsd_lib.profiles import load_profile  # noqa: E402
 from tsd_lib.utils import atomic_write_json, versions  # noqa: E402
 
-N_RUNS = 12
+N_RUNS = 16
+EPOCHS = 50  # smoke runs train 2 epochs (~0.4 s): too short to see anything but start-up costs
 OUT = Path("benchmarks/results/bench_grid.json")
 
 
@@ -65,7 +68,7 @@ def cost_table(records: list[dict]) -> dict:
 
 
 def main() -> dict:
-    configs = load_profile("smoke").main_configs()[:N_RUNS]
+    configs = [c.replace(epochs=EPOCHS, patience=EPOCHS) for c in load_profile("smoke").main_configs()[:N_RUNS]]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         teacher_store = tmp / "teacher"
@@ -73,14 +76,16 @@ def main() -> dict:
         results = [timed(configs, tmp / "s0", teacher_store, "local", 1)]
         Parallel(n_jobs=2, backend="loky")(delayed(_warm)() for _ in range(2))  # the pool is reused
         results.append(timed(configs, tmp / "s1", teacher_store, "local", 2))
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+        with dask.config.set(DASK_WORKER_CONFIG), \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             client.run(_warm)
             results.append(timed(configs, tmp / "s2", teacher_store, "dask", 2, cluster.scheduler_address))
         records = RunStore(tmp / "s0").records()
     local1, local2, dask2 = results
     out = {
-        "benchmark": "bench_grid", "profile": "smoke", "runs_per_pass": len(configs), "cpu_count": os.cpu_count(),
+        "benchmark": "bench_grid", "profile": "smoke", "runs_per_pass": len(configs), "epochs_per_run": EPOCHS,
+        "cpu_count": os.cpu_count(),
         "passes": results,
         "local2_over_local1": local2["runs_per_hour"] / local1["runs_per_hour"],
         "dask_over_local": dask2["runs_per_hour"] / local2["runs_per_hour"],

@@ -24,6 +24,13 @@ from tsd_lib.utils import progress
 
 BACKENDS = ("local", "dask")
 
+# A run is many small torch calls from Python: Dask's statistical profiler (a stack sample every
+# 10 ms) and frequent monitoring compete with it for the GIL. Off for the clusters we start.
+DASK_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
 
 @dataclass
 class GridSummary:
@@ -96,10 +103,12 @@ def _map(backend: str, calls: list[dict[str, Any]], n_jobs: int, scheduler: str 
         parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
         yield from parallel(delayed(execute)(**c) for c in calls)
     elif backend == "dask":
+        import dask
         from distributed import Client, LocalCluster, as_completed
 
-        cluster = None if scheduler else LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
-                                                     dashboard_address=None)
+        with dask.config.set(DASK_WORKER_CONFIG):
+            cluster = None if scheduler else LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
+                                                         dashboard_address=None)
         with Client(scheduler or cluster) as client:
             futures = [client.submit(execute, **c, pure=False) for c in calls]
             for fut in as_completed(futures):
