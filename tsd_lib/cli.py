@@ -218,7 +218,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for r in results:
         note = "unchanged, not re-executed" if r.cached else f"{r.seconds:6.1f} s"
         print(f"  {r.chapter:<28} {note}  -> {r.output}")
-    print(f"{len(results)} chapters executed; build the site with: jupyter-book build . -W --keep-going")
+    ran = sum(not r.cached for r in results)
+    print(f"{ran} chapters executed, {len(results) - ran} unchanged; "
+          "build the site with: jupyter-book build . -W --keep-going")
     return 0
 
 
