@@ -24,12 +24,9 @@ from tsd_lib.utils import progress
 
 BACKENDS = ("local", "dask")
 
-# A run is many small torch calls from Python: Dask's statistical profiler (a stack sample every
-# 10 ms) and frequent monitoring compete with it for the GIL. Off for the clusters we start.
-DASK_WORKER_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.worker.memory.monitor-interval": "1s",
-}
+# For the clusters we start: Dask's statistical profiler samples the worker's stacks every 10 ms,
+# which a run of many small, Python-driven torch calls does not need.
+DASK_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 @dataclass
