@@ -7,6 +7,7 @@ stops the reproduction with its failing cell's error, so no site is built that l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,7 +48,14 @@ def chapter_fingerprint(src: Path, parameters: dict[str, Any], profile: Profile,
     h = hashlib.sha256(src.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     h.update(json.dumps([c.key() for c in profile.configs()]).encode())
-    h.update(f"{__version__} {store.root.resolve()}".encode())
+    h.update(f"{__version__} {store.root.resolve()} {_library_digest()}".encode())
+    return h.hexdigest()
+
+
+@functools.cache
+def _library_digest() -> str:
+    """A digest of tsd_lib's source, read once per process (not once per chapter)."""
+    h = hashlib.sha256()
     for path in sorted(Path(__file__).parent.rglob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -90,10 +90,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tsd_lib.data import load_dataset
+    from tsd_lib.experiment import save_model
     from tsd_lib.metrics import classification_metrics, softmax
     from tsd_lib.models import build_model
     from tsd_lib.train import TrainConfig, fit, predict_logits
-    from tsd_lib.utils import atomic_torch_save, atomic_write_json, resolve_device, set_seed, versions
+    from tsd_lib.utils import atomic_write_json, resolve_device, set_seed, versions
 
     data = load_dataset(
         args.dataset, length=args.length or None, split_seed=args.split_seed, data_dir=args.data_dir
@@ -116,8 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "wall_seconds": wall, "device": str(resolve_device(args.device)), "versions": versions(),
     }
     out = Path(args.out or f"runs/train/{data.name}-{args.model}-seed{args.seed}")
-    atomic_torch_save(out / "model.pt", {"model": args.model, "state_dict": model.state_dict(),
-                                         "n_channels": data.n_channels, "n_classes": data.n_classes})
+    save_model(out / "model.pt", args.model, model, data)
     atomic_write_json(out / "metrics.json", record)
     atomic_write_json(out / "history.json", history.to_dict())
     print(json.dumps({k: v for k, v in record.items() if k != "versions"}, indent=2))

@@ -9,9 +9,11 @@ change results; a config already in the store is loaded, never retrained.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from tsd_lib.saliency.perturb import BANK_BASELINES, TeacherBank
 from tsd_lib.train import History, TrainConfig, fit, predict_logits
 from tsd_lib.utils import (
     atomic_torch_save,
+    atomic_write_bytes,
     atomic_write_json,
     resolve_device,
     set_seed,
@@ -226,12 +229,14 @@ def get_dataset(config: RunConfig) -> Dataset:
                         split_seed=config.split_seed, data_dir=config.data_dir)
 
 
-def _save_model(path: Path, name: str, model: nn.Module, data: Dataset) -> None:
+def save_model(path: Path, name: str, model: nn.Module, data: Dataset) -> None:
+    """A checkpoint :func:`load_model` rebuilds: registry name, shapes and CPU weights (atomic)."""
     atomic_torch_save(path, {"model": name, "n_channels": data.n_channels, "n_classes": data.n_classes,
                              "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
 
 
-def _load_model(path: Path) -> nn.Module:
+def load_model(path: Path) -> nn.Module:
+    """The model saved by :func:`save_model`, in eval mode."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(blob["model"], blob["n_channels"], blob["n_classes"])
     model.load_state_dict(blob["state_dict"])
@@ -244,12 +249,12 @@ def get_teacher(
     """Load the config's teacher from the store, training and storing it when missing."""
     folder = store.teacher_dir(config)
     if (folder / "record.json").exists():
-        return _load_model(folder / "model.pt"), json.loads((folder / "record.json").read_text())
+        return load_model(folder / "model.pt"), json.loads((folder / "record.json").read_text())
     set_seed(config.teacher_seed)
     teacher = build_model(config.teacher, data.n_channels, data.n_classes)
     history = fit(teacher, data, config=config.train_config(teacher=True, progress=progress))
     proba_val = softmax(predict_logits(teacher, data.X_val, device=config.device))
-    proba_test = softmax(predict_logits(teacher, data.X_test, device=config.device))
+    proba_test = teacher_test_proba(teacher, config, data, store)
     record = {
         **config.teacher_fields(), "teacher_key": config.teacher_key(),
         **{f"val_{k}": v for k, v in classification_metrics(data.y_val, proba_val).items()},
@@ -257,7 +262,7 @@ def get_teacher(
         "val_loss": min(history.column("val_loss"), default=float("nan")),
         "epochs_run": history.epochs_run, "train_seconds": history.seconds, "versions": versions(),
     }
-    _save_model(folder / "model.pt", config.teacher, teacher, data)
+    save_model(folder / "model.pt", config.teacher, teacher, data)
     atomic_write_json(folder / "history.json", history.to_dict())
     atomic_write_json(folder / "record.json", record)
     return teacher.eval(), record
@@ -284,14 +289,24 @@ def teacher_saliency(
     """The teacher's saliency maps on the evaluation series, computed once and cached."""
     key = _digest({"window": config.window, "tau": config.tau, "n": config.saliency_eval_series,
                    "seed": SALIENCY_SEED})
-    path = store.teacher_dir(config) / f"saliency-{key}.npy"
+    return _cached_array(store.teacher_dir(config) / f"saliency-{key}.npy",
+                         lambda: _maps(teacher, config, data, progress))
+
+
+def teacher_test_proba(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> np.ndarray:
+    """The teacher's test-set probabilities, computed once per teacher and cached."""
+    return _cached_array(store.teacher_dir(config) / "test-proba.npy",
+                         lambda: softmax(predict_logits(teacher, data.X_test, device=config.device)))
+
+
+def _cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if path.exists():
         return np.load(path)
-    maps = _maps(teacher, config, data, progress)
-    buf = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(buf, maps)
-    os.replace(buf, path)
-    return maps
+    array = compute()
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+    return array
 
 
 def teacher_bank(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> TeacherBank:
@@ -337,7 +352,7 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
                   wall_seconds=time.perf_counter() - start)
 
     folder = store.run_dir(config)
-    _save_model(folder / "model.pt", config.student, student, data)
+    save_model(folder / "model.pt", config.student, student, data)
     atomic_write_json(folder / "history.json", history.to_dict())
     atomic_write_json(folder / "record.json", record)
     return record
@@ -351,7 +366,7 @@ def evaluate_run(
     dev = config.device
     p_val = softmax(predict_logits(student, data.X_val, device=dev))
     p_test = softmax(predict_logits(student, data.X_test, device=dev))
-    p_teacher = softmax(predict_logits(teacher, data.X_test, device=dev))
+    p_teacher = teacher_test_proba(teacher, config, data, store)
     val = classification_metrics(data.y_val, p_val)
     sal = saliency_similarity(teacher_saliency(teacher, config, data, store, progress=progress),
                               _maps(student, config, data, progress))
@@ -378,7 +393,7 @@ def load_student(record_or_config: dict[str, Any] | RunConfig, store: RunStore |
         raise FileNotFoundError(
             f"no stored run for {config.dataset}/{config.method} (key {config.key()}) in {store.root}"
         )
-    return _load_model(path)
+    return load_model(path)
 
 
 def load_teacher(config: RunConfig, store: RunStore | str | None = None) -> nn.Module:
@@ -387,5 +402,5 @@ def load_teacher(config: RunConfig, store: RunStore | str | None = None) -> nn.M
     path = store.teacher_dir(config) / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"no stored teacher for {config.dataset} (key {config.teacher_key()}) in {store.root}")
-    return _load_model(path)
+    return load_model(path)
 

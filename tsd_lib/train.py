@@ -96,7 +96,9 @@ def predict_logits(
     return torch.cat(out).numpy()
 
 
-def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, *, device: str = "auto") -> dict[str, float]:
+def evaluate(
+    model: nn.Module, X: np.ndarray | torch.Tensor, y: np.ndarray, *, device: str = "auto"
+) -> dict[str, float]:
     """Cross-entropy and accuracy of ``model`` on ``(X, y)``."""
     if len(X) == 0:
         return {"loss": math.nan, "accuracy": math.nan}
@@ -142,6 +144,7 @@ def fit(
     y = torch.as_tensor(dataset.y_train, dtype=torch.long, device=device)
     n = len(X)
     has_val = len(dataset.X_val) > 0
+    X_val = torch.as_tensor(dataset.X_val, dtype=torch.float32, device=device)  # moved once, not every epoch
     shuffler = torch.Generator().manual_seed(config.seed)
 
     history = History()
@@ -176,7 +179,7 @@ def fit(
         row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
         row.update({f"train_{k}": v / max(seen, 1) for k, v in terms_sum.items() if k != "total"})
         if has_val:
-            val = evaluate(model, dataset.X_val, dataset.y_val, device=str(device))
+            val = evaluate(model, X_val, dataset.y_val, device=str(device))
             row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         row["seconds"] = time.perf_counter() - t0
         history.epochs.append(row)
