@@ -1413,8 +1413,27 @@ def _memory_preexec(memory_mb: int | None) -> Callable[[], None] | None:
     return limit
 
 
+def _wait_dead(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait until every pid is gone or a zombie: a killed process with a large address space
+    (torch imported) takes a moment to tear down."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:  # gone
+                break
+            time.sleep(0.02)
+
+
 def _kill_tree(proc: subprocess.Popen) -> None:
-    """Kill ``proc`` and every process it started (the kernel runs in its own session)."""
+    """Kill ``proc`` and every process it started (the kernel runs in its own session), and wait
+    until they are gone."""
     victims: list[int] = []
     try:
         import psutil
@@ -1437,6 +1456,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         proc.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
+    _wait_dead(victims)
 
 
 def _safe_name(path: Path, root: Path | None) -> str:
