@@ -12,7 +12,8 @@ import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,6 @@ from tsd_lib.experiment import SYNTHETIC_PREFIX, RunConfig, RunStore, get_datase
 from tsd_lib.utils import progress
 
 BACKENDS = ("local", "dask")
-
-# For the clusters we start: Dask's statistical profiler samples the worker's stacks every 10 ms,
-# which a run of many small, Python-driven torch calls does not need.
-DASK_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 @dataclass
@@ -87,33 +84,25 @@ def check_datasets(configs: Iterable[RunConfig]) -> dict[str, str]:
     return missing
 
 
-def _map(backend: str, calls: list[dict[str, Any]], n_jobs: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
-    """Run ``execute(**call)`` for every call on the backend, yielding results as they finish."""
-    if not calls:
-        return
-    if backend == "local":
+MapFn = Callable[[list[dict[str, Any]]], Iterator[dict[str, Any]]]
+
+
+@contextmanager
+def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapFn]:
+    """A function running ``execute(**call)`` for a list of calls on the backend, yielding results as
+    they finish. One pool (or Dask cluster) serves every call made inside the context."""
+    if backend == "dask":
+        from tsd_lib.dask_backend import dask_client, dask_map
+
+        with dask_client(n_jobs, scheduler) as client:
+            yield lambda calls: dask_map(client, execute, calls)
+    elif n_jobs == 1:
+        yield lambda calls: (execute(**c) for c in calls)
+    else:
         from joblib import Parallel, delayed
 
-        if n_jobs == 1:
-            yield from (execute(**c) for c in calls)
-            return
         parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-        yield from parallel(delayed(execute)(**c) for c in calls)
-    elif backend == "dask":
-        import dask
-        from distributed import Client, LocalCluster, as_completed
-
-        with dask.config.set(DASK_WORKER_CONFIG):
-            cluster = None if scheduler else LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
-                                                         dashboard_address=None)
-        with Client(scheduler or cluster) as client:
-            futures = [client.submit(execute, **c, pure=False) for c in calls]
-            for fut in as_completed(futures):
-                yield fut.result()
-        if cluster is not None:
-            cluster.close()
-    else:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        yield lambda calls: parallel(delayed(execute)(**c) for c in calls)
 
 
 def run_grid(
@@ -150,14 +139,25 @@ def run_grid(
     for name in {c.dataset for c in todo}:
         store.clear_failure(f"dataset-{name}")
 
-    threads = threads_per_worker(n_jobs)
+    if todo:
+        with _executor(backend, n_jobs, scheduler) as map_calls:
+            _train(todo, store, map_calls, threads_per_worker(n_jobs), summary, show_progress)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: int, summary: GridSummary,
+           show_progress: bool | None) -> None:
+    """Teachers first (one run each), then the students of every teacher that trained."""
     root = str(store.root)
     teachers = {c.teacher_key(): c for c in todo if not (store.teacher_dir(c) / "record.json").exists()}
-    bar = progress(total=len(configs), initial=summary.skipped, enabled=show_progress, desc="grid", unit="run")
+    bar = progress(total=summary.total, initial=summary.total - len(todo), enabled=show_progress, desc="grid",
+                   unit="run")
     bar.set_postfix_str(f"teachers 0/{len(teachers)}")
     bad_teachers = set()
-    for i, result in enumerate(_map(backend, [{"config": c.to_dict(), "store_root": root, "threads": threads,
-                                               "teacher_only": True} for c in teachers.values()], n_jobs, scheduler)):
+    teacher_calls = [{"config": c.to_dict(), "store_root": root, "threads": threads, "teacher_only": True}
+                     for c in teachers.values()]
+    for i, result in enumerate(map_calls(teacher_calls)):
         if result["status"] == "failed":
             bad_teachers.add(result["key"].removeprefix("teacher-"))
             summary.errors.append(result)
@@ -167,7 +167,7 @@ def run_grid(
     summary.failed += len(todo) - len(students)
     bar.update(len(todo) - len(students))
     calls = [{"config": c.to_dict(), "store_root": root, "threads": threads} for c in students]
-    for result in _map(backend, calls, n_jobs, scheduler):
+    for result in map_calls(calls):
         if result["status"] == "done":
             summary.done += 1
         else:
@@ -177,8 +177,6 @@ def run_grid(
         remaining = summary.total - summary.skipped - summary.done - summary.failed
         bar.set_postfix(done=summary.skipped + summary.done, failed=summary.failed, remaining=remaining)
     bar.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
 
 
 def grid_status(configs: list[RunConfig], store: RunStore | str | None = None) -> pd.DataFrame:
