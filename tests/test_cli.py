@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import yaml
+
 from tsd_lib.cli import main
 
 
@@ -19,8 +22,29 @@ def test_datasets_lists_offline_sets_with_sizes(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if row.startswith("GunPoint"))
-    assert line.split()[1:] == ["50", "150", "1", "150", "2"]
+    assert line.split()[1:] == ["50", "150", "1", "150", "2", "aeon"]
     assert "ItalyPowerDemand" in out
+
+
+def test_datasets_of_a_profile_say_where_each_comes_from(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for split, n in (("TRAIN", 6), ("TEST", 4)):
+        rows = [f"{i % 2}\t" + "\t".join(f"{v:.4f}" for v in rng.normal(size=12)) for i in range(n)]
+        path = tmp_path / "archive" / "Toy" / f"Toy_{split}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(rows) + "\n")
+    profile = tmp_path / "mixed.yaml"
+    profile.write_text(yaml.safe_dump({"datasets": ["GunPoint", "Toy", "Synthetic", "Wafer", "NoSuchSet"],
+                                          "methods": ["ce"]}))
+    assert main(["datasets", "--profile", str(profile), "--data-dir", str(tmp_path / "archive")]) == 1
+    lines = {row.split()[0]: row for row in capsys.readouterr().out.splitlines() if row.startswith("  ")}
+    assert "shipped with aeon (50 train / 150 test)" in lines["GunPoint"]
+    assert "in --data-dir (6 train / 4 test)" in lines["Toy"]
+    assert "generated" in lines["Synthetic"]
+    assert "MISSING, downloadable" in lines["Wafer"]
+    assert "MISSING, unknown to aeon" in lines["NoSuchSet"]
+    assert main(["datasets", "--profile", "quick"]) == 0
+    assert "all datasets available" in capsys.readouterr().out
 
 
 def test_train_writes_checkpoint_and_metrics(tmp_path, capsys):

@@ -105,6 +105,7 @@ def test_available_datasets_shipped():
         "n_channels": 1,
         "length": 150,
         "n_classes": 2,
+        "source": "aeon",
     }
 
 
@@ -224,6 +225,7 @@ def test_ts_layout(tmp_path):
     np.testing.assert_allclose(ds.X_train, X_tr.astype(np.float32), rtol=1e-6)
     np.testing.assert_array_equal(ds.y_test, [0, 1] * 3)
     assert dataset_info("Toy", tmp_path)["n_channels"] == 2
+    assert dataset_info("Toy", tmp_path)["source"] == "data_dir"
 
 
 def test_tsv_layout_string_labels(tmp_path):

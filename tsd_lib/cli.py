@@ -26,8 +26,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+SOURCES = {"aeon": "shipped with aeon", "data_dir": "in --data-dir", "cache": "in aeon's download cache"}
+
+
 def _profile_datasets(args: argparse.Namespace) -> int:
-    from tsd_lib.data import dataset_info
+    from tsd_lib.data import dataset_info, is_downloadable
     from tsd_lib.profiles import load_profile
 
     profile = load_profile(args.profile, data_dir=args.data_dir)
@@ -39,10 +42,12 @@ def _profile_datasets(args: argparse.Namespace) -> int:
             continue
         try:
             info = dataset_info(name, data_dir=profile.data_dir)
-            print(f"  {name:<32} available ({info['n_train']} train / {info['n_test']} test)")
+            print(f"  {name:<32} available, {SOURCES[info['source']]} "
+                  f"({info['n_train']} train / {info['n_test']} test)")
         except ValueError:
             missing.append(name)
-            print(f"  {name:<32} MISSING")
+            how = "downloadable through aeon (needs the network)" if is_downloadable(name) else "unknown to aeon"
+            print(f"  {name:<32} MISSING, {how}")
     if missing:
         print(f"\n{len(missing)} missing: {', '.join(missing)}.\nPass --data-dir with a local copy of the "
               "UCR archive (NAME/NAME_TRAIN.tsv or NAME/NAME_TRAIN.ts); with network access, "
@@ -75,14 +80,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(f"{name}: unreadable ({err})", file=sys.stderr)
             continue
         rows.append((name, info))
-    header = f"{'dataset':<28}{'train':>7}{'test':>7}{'channels':>10}{'length':>8}{'classes':>9}"
+    header = f"{'dataset':<28}{'train':>7}{'test':>7}{'channels':>10}{'length':>8}{'classes':>9}  source"
     print(header)
     print("-" * len(header))
     for name, info in rows:
         info = {k: ("var" if v is None else v) for k, v in info.items()}
         print(
             f"{name:<28}{info['n_train']:>7}{info['n_test']:>7}{info['n_channels']:>10}"
-            f"{info['length']:>8}{info['n_classes']:>9}"
+            f"{info['length']:>8}{info['n_classes']:>9}  {info['source']}"
         )
     print(f"\n{len(rows)} datasets load offline. Others: pass --data-dir with a local archive copy.")
     return 0

@@ -37,6 +37,7 @@ __all__ = [
     "available_datasets",
     "dataset_info",
     "encode_labels",
+    "is_downloadable",
     "load_dataset",
     "make_synthetic",
     "normalize_series",
@@ -378,17 +379,21 @@ def available_datasets(data_dir: str | os.PathLike | None = None) -> list[str]:
     return sorted(names, key=str.lower)
 
 
-def _resolve(name: str, data_dir: str | os.PathLike | None) -> tuple[str, Path] | None:
-    """``(canonical name, folder)`` of the first source holding ``name``, matched loosely."""
+def _resolve(name: str, data_dir: str | os.PathLike | None) -> tuple[str, Path, str] | None:
+    """``(canonical name, folder, source)`` of the first source holding ``name``, matched loosely.
+
+    ``source`` is ``"data_dir"``, ``"aeon"`` (shipped with the package) or ``"cache"`` (aeon's
+    download cache).
+    """
     wanted = {_fold(name)}
     if _fold(name) in _ALIASES:
         wanted.add(_fold(_ALIASES[_fold(name)]))
-    for _, found in _sources(data_dir):
+    for source, found in _sources(data_dir):
         if name in found:
-            return name, found[name]
+            return name, found[name], source
         for cand, folder in found.items():
             if _fold(cand) in wanted:
-                return cand, folder
+                return cand, folder, source
     return None
 
 
@@ -403,6 +408,11 @@ def _archive_name(name: str) -> str | None:
         if _fold(cand) == _fold(folded):
             return cand
     return None
+
+
+def is_downloadable(name: str) -> bool:
+    """True when ``name`` is a UCR/UEA archive set that aeon can download (the network is not checked)."""
+    return _archive_name(name) is not None
 
 
 # --------------------------------------------------------------------------- reading
@@ -562,7 +572,7 @@ def load_dataset(
 
     hit = _resolve(name, data_dir)
     if hit is not None:
-        canon, folder = hit
+        canon, folder, _ = hit
         X_tr, y_tr, X_te, y_te = _load_raw(canon, folder, equal_length_needed=length is None)
     else:
         canon = _archive_name(name) or name
@@ -630,17 +640,19 @@ def _build(
 
 
 def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Sizes of an offline set: ``name, n_train, n_test, n_channels, length, n_classes``.
+    """Sizes of an offline set: ``name, n_train, n_test, n_channels, length, n_classes, source``.
 
-    ``length`` is None for variable-length sets. Raises :class:`DatasetNotAvailableError` when the
-    set is not available offline (never downloads).
+    ``length`` is None for variable-length sets; ``source`` says where the files are
+    (``"data_dir"``, ``"aeon"`` for a set shipped with aeon, ``"cache"`` for aeon's download
+    cache). Raises :class:`DatasetNotAvailableError` when the set is not available offline
+    (never downloads).
     """
     hit = _resolve(name, data_dir)
     if hit is None:
         raise DatasetNotAvailableError(
             f"dataset {name!r} is not available offline. {_offline_hint(data_dir)}"
         )
-    canon, folder = hit
+    canon, folder, source = hit
     X_tr, y_tr, X_te, y_te = _read_pair(str(folder), canon)
 
     def shape(X: Any) -> tuple[int, int | None]:
@@ -658,6 +670,7 @@ def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> dict[s
         "n_channels": c_tr,
         "length": l_tr if l_tr == l_te else None,
         "n_classes": len(np.unique(y_tr)),
+        "source": source,
     }
 
 

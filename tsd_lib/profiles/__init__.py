@@ -32,7 +32,7 @@ except ``datasets`` and ``methods``)::
       method: kd+tsd
       window: [5, 10, 20]           # any RunConfig field -> list of values
     chapters:                       # papermill parameters per chapter (notebook stem)
-      ch01_teacher: {dataset: GunPoint}
+      01_teacher: {dataset: GunPoint}
 """
 
 from __future__ import annotations
