@@ -116,6 +116,13 @@ def test_missing_dataset_is_one_failure(tmp_path):
     assert "data_dir" in failures[0]["error"]
 
 
+def test_torch_threads_share_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [grid.threads_per_worker(n) for n in (1, 3, 16)] == [8, 2, 1]
+    # a given scheduler's workers live elsewhere and run one task per thread
+    assert grid.threads_per_worker(1, "tcp://host:8786") == 1
+
+
 def test_dask_local_cluster_runs_the_grid(tmp_path):
     pytest.importorskip("distributed")
     store = RunStore(tmp_path / "store")

@@ -42,8 +42,14 @@ class GridSummary:
                 f"{self.failed} failed ({self.seconds:.0f} s)")
 
 
-def threads_per_worker(n_jobs: int) -> int:
-    """Torch threads per worker: the machine's cores shared evenly, at least one."""
+def threads_per_worker(n_jobs: int, scheduler: str | None = None) -> int:
+    """Torch threads per run: this machine's cores shared evenly by ``n_jobs`` workers, at least one.
+
+    On a given Dask ``scheduler`` the workers run on machines this process cannot see, one task
+    per worker thread (what the ``OMP_NUM_THREADS=1`` that Dask's nannies set assumes): one.
+    """
+    if scheduler is not None:
+        return 1
     return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
 
 
@@ -141,7 +147,8 @@ def run_grid(
 
     if todo:
         with _executor(backend, n_jobs, scheduler) as map_calls:
-            _train(todo, store, map_calls, threads_per_worker(n_jobs), summary, show_progress)
+            threads = threads_per_worker(n_jobs, scheduler if backend == "dask" else None)
+            _train(todo, store, map_calls, threads, summary, show_progress)
     summary.seconds = time.perf_counter() - start
     return summary
 
