@@ -33,7 +33,7 @@ os.environ.setdefault("TSD_PROGRESS", "0")
 from distributed import Client, LocalCluster  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
-from tsd_lib.dask_backend import local_cluster  # noqa: E402
+from tsd_lib.dask_backend import local_cluster, preserved_environ  # noqa: E402
 from tsd_lib.experiment import RunStore  # noqa: E402
 from tsd_lib.grid import run_grid  # noqa: E402
 from tsd_lib.profiles import load_profile  # noqa: E402
@@ -51,13 +51,9 @@ def _warm() -> None:
 
 @contextmanager
 def _stock_cluster() -> Iterator[LocalCluster]:
-    """A LocalCluster with Dask's default settings. Its nannies export their variables (such as
-    ``MALLOC_TRIM_THRESHOLD_``) into this process; they are put back so the joblib workers
-    started later do not inherit them."""
-    environ = dict(os.environ)
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    os.environ.clear()
-    os.environ.update(environ)
+    """A LocalCluster with Dask's default settings (this process's environment left as it was)."""
+    with preserved_environ():
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster:
         yield cluster
 
@@ -90,8 +86,8 @@ def cost_table(records: list[dict]) -> dict:
 
 def _paired_ratio(passes: dict[str, list[dict]], a: str, b: str) -> float:
     """Median over rounds of engine ``a``'s runs/hour over engine ``b``'s in the same round."""
-    return statistics.median(pa["runs_per_hour"] / pb["runs_per_hour"] for pa, pb in zip(passes[a], passes[b],
-                                                                                        strict=True))
+    pairs = zip(passes[a], passes[b], strict=True)
+    return statistics.median(pa["runs_per_hour"] / pb["runs_per_hour"] for pa, pb in pairs)
 
 
 def main() -> dict:

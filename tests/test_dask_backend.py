@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from tsd_lib.dask_backend import dask_client, dask_map, local_cluster
+from tsd_lib.dask_backend import dask_client, dask_map, local_cluster, preserved_environ
 
 
 class _MallInfo2(ctypes.Structure):
@@ -85,10 +85,9 @@ def test_local_cluster_workers_use_the_heap_and_leave_our_environment_alone():
 
 @glibc_only
 def test_grid_plugin_fixes_workers_of_a_stock_cluster():
-    environ = dict(os.environ)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        os.environ.clear()
-        os.environ.update(environ)
+    with preserved_environ():
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster:
         with Client(cluster) as client:
             (stock,) = client.run(probe).values()
         assert stock["trim_env"] == "65536" and stock["mmapped"] == 1  # Dask's default workers

@@ -60,20 +60,24 @@ class TorchWorkerSetup(WorkerPlugin):
 
 
 @contextmanager
-def local_cluster(n_workers: int) -> Iterator[LocalCluster]:
-    """A LocalCluster of single-threaded worker processes, started with :data:`DASK_WORKER_CONFIG`.
-
-    The nannies export their variables (``OMP_NUM_THREADS=1``, ...) into this process's
-    environment before starting a worker; the environment is put back once they have.
-    """
+def preserved_environ() -> Iterator[None]:
+    """Put this process's environment back on exit: Dask's nannies export their variables
+    (``OMP_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``, ...) into it before starting a worker,
+    and processes started later (joblib's workers, say) would inherit them."""
     environ = dict(os.environ)
     try:
-        with dask.config.set(DASK_WORKER_CONFIG):
-            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+        yield
     finally:
         os.environ.clear()
         os.environ.update(environ)
+
+
+@contextmanager
+def local_cluster(n_workers: int) -> Iterator[LocalCluster]:
+    """A LocalCluster of single-threaded worker processes, started with :data:`DASK_WORKER_CONFIG`
+    and without changing this process's environment."""
+    with preserved_environ(), dask.config.set(DASK_WORKER_CONFIG):
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster:
         yield cluster
 
