@@ -155,3 +155,57 @@ def test_teacher_bank_is_built_once_per_teacher(stored, monkeypatch):
     monkeypatch.setattr(experiment, "TeacherBank", guard)
     record = run(config.replace(seed=5), store, progress=False)
     assert record["seed"] == 5 and np.isfinite(record["accuracy"])
+
+
+def test_records_say_how_training_ended(stored):
+    store, config, record = stored
+    assert record["stopped_early"] is False and record["best_epoch"] <= record["epochs_run"] == 2
+    teacher = store.load_teacher_record(config)
+    assert teacher["stopped_early"] is False and teacher["epochs_run"] == 2 and 1 <= teacher["best_epoch"] <= 2
+    assert teacher["weights_digest"] == experiment.weights_digest(load_teacher(config, store))
+    assert record["code"] == experiment.results_digest() == teacher["code"]
+
+
+def test_defaults_are_the_converged_protocol():
+    c = RunConfig(dataset="GunPoint")
+    assert (c.epochs, c.patience, c.lr, c.batch_size) == (500, 50, 0.005, 32)
+    assert (c.lr_schedule, c.warmup) == ("paper", 100)
+    t = c.train_config(teacher=True)
+    assert (t.epochs, t.patience, t.lr_schedule, t.warmup) == (500, 50, "paper", 100)
+
+
+def test_store_from_other_code_is_not_reused(stored, monkeypatch):
+    # A results-changing code change moves every key: the old record is not served, the run
+    # (and its teacher) are retrained.
+    store, config, record = stored
+    old_key, old_teacher = config.key(), config.teacher_key()
+    monkeypatch.setattr(experiment, "results_digest", lambda: "0123456789abcdef")
+    assert config.key() != old_key and config.teacher_key() != old_teacher
+    assert not store.has(config)
+    calls = []
+    real_fit = experiment.fit
+    monkeypatch.setattr(experiment, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    fresh = run(config, store, progress=False)
+    assert len(calls) == 2 and fresh["code"] == "0123456789abcdef"
+
+
+def test_teacher_caches_follow_the_teacher_weights(stored):
+    store, config, _ = stored
+    data = get_dataset(config)
+    teacher = load_teacher(config, store)
+    before = experiment.teacher_test_proba(teacher, config, data, store)
+    for p in teacher.parameters():  # a different teacher in the same folder
+        p.data.add_(0.5)
+    assert not np.allclose(experiment.teacher_test_proba(teacher, config, data, store), before)
+    assert len(list(store.teacher_dir(config).glob("test-proba-*.npy"))) == 2
+
+
+def test_budgets_are_evaluated_in_the_record(tmp_path):
+    config = RunConfig(**{**SMOKE, "epochs": 4, "patience": 4}, method="kd", budgets=(1, 3, 10))
+    record = run(config, RunStore(tmp_path), progress=False)
+    assert set(record["budgets"]) == {"1", "3", "10"}
+    assert record["budgets"]["10"]["accuracy"] == pytest.approx(record["accuracy"])
+    assert record["budgets"]["10"]["saliency_spearman"] == pytest.approx(record["saliency_spearman"])
+    for b in ("1", "3"):
+        assert record["budgets"][b]["best_epoch"] <= int(b)
+    assert config.key() != config.replace(budgets=()).key()

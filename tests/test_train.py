@@ -106,3 +106,49 @@ def test_gunpoint_teacher_reaches_sensible_accuracy(gunpoint):
     fit(model, gunpoint, epochs=60, patience=60, progress=False)
     acc = evaluate(model, gunpoint.X_test, gunpoint.y_test)["accuracy"]
     assert acc >= 0.78, f"GunPoint test accuracy {acc:.3f}"
+
+
+def test_paper_schedule_steps_per_batch(synthetic):
+    # The authors' MultiStepLR([25, 30, 35], 0.5) is stepped once per batch: the rate of an
+    # epoch's last step is halved once for every milestone passed before that step.
+    data, _ = synthetic
+    model = _smoke("fcn", data)
+    history = fit(model, data, epochs=13, patience=13, batch_size=16, lr_schedule="paper", progress=False)
+    steps_per_epoch = math.ceil(len(data.X_train) / 16)
+    expected = []
+    for epoch in range(1, 14):
+        before_last = epoch * steps_per_epoch - 1
+        expected.append(0.005 * 0.5 ** sum(before_last >= m for m in (25, 30, 35)))
+    assert history.column("lr") == pytest.approx(expected)
+    assert history.column("lr")[-1] == pytest.approx(0.005 / 8)
+    step = fit(_smoke("fcn", data), data, epochs=3, lr_step=2, lr_schedule="step", progress=False)
+    assert step.column("lr") == pytest.approx([0.005, 0.005, 0.0025])
+
+
+def test_warmup_delays_patience(synthetic):
+    # A learning rate so small that validation loss never improves after epoch 1: patience 2
+    # stops at epoch 3; a warm-up of 5 epochs lets patience count only from epoch 6 on.
+    data, _ = synthetic
+    plain = fit(_smoke("lstm_student", data), data, epochs=50, patience=2, lr=1e-30, progress=False)
+    warm = fit(_smoke("lstm_student", data), data, epochs=50, patience=2, lr=1e-30, warmup=5, progress=False)
+    assert plain.stopped_early and plain.epochs_run == 3
+    assert warm.stopped_early and warm.epochs_run == 7
+    capped = fit(_smoke("lstm_student", data), data, epochs=4, patience=2, lr=1e-30, warmup=5, progress=False)
+    assert not capped.stopped_early and capped.epochs_run == 4
+
+
+def test_budgets_keep_the_best_weights_so_far(synthetic):
+    data, _ = synthetic
+    model = _smoke("fcn", data)
+    history = fit(model, data, epochs=12, patience=3, lr=0.05, budgets=(2, 5, 400), progress=False)
+    val = history.column("val_loss")
+    for budget in (2, 5):
+        assert history.budget_best_epochs[budget] == int(np.argmin(val[:budget])) + 1
+    # a budget beyond the end is the converged (final) model
+    assert history.budget_best_epochs[400] == history.best_epoch
+    final = model.state_dict()
+    assert all(torch.equal(final[k], history.budget_states[400][k]) for k in final)
+    probe = _smoke("fcn", data)
+    probe.load_state_dict(history.budget_states[2])
+    assert evaluate(probe, data.X_val, data.y_val)["loss"] == pytest.approx(min(val[:2]), rel=1e-5)
+    assert "budget_states" not in history.to_dict()

@@ -26,6 +26,7 @@ from tsd_lib.data import Dataset, load_dataset, make_synthetic
 from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import classification_metrics, fidelity_metrics, saliency_similarity, softmax
 from tsd_lib.models import build_model
+from tsd_lib.provenance import results_digest
 from tsd_lib.saliency.maps import saliency_map
 from tsd_lib.saliency.perturb import BANK_BASELINES, TeacherBank
 from tsd_lib.train import History, TrainConfig, fit, predict_logits
@@ -48,7 +49,7 @@ SYNTHETIC_SIZE = (100, 100)  # train and test series of the planted-pattern set 
 _NOT_HASHED = {"device", "data_dir"}
 _TSD_FIELDS = {"n_windows", "window", "tsd_bank_size", "tsd_reduce", "tsd_score", "tsd_baseline"}
 _TEACHER_FIELDS = ("dataset", "length", "split_seed", "val_fraction", "teacher", "teacher_seed",
-                   "teacher_epochs", "teacher_patience", "batch_size", "lr")
+                   "teacher_epochs", "teacher_patience", "batch_size", "lr", "lr_schedule", "warmup", "code")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class RunConfig:
     tsd_reduce: str = "none"
     tsd_score: str = "kl"
     tsd_baseline: str = "other_class"
+    lr_schedule: str = "paper"
+    warmup: int = 100
+    budgets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         resolve_weights(self.method, self.weights)  # validates the method and weights
@@ -95,6 +99,8 @@ class RunConfig:
             raise ValueError(f"window ({self.window}) must be shorter than the series ({self.length})")
         if self.weights is not None:  # a frozen dataclass must stay hashable
             object.__setattr__(self, "weights", dict(sorted(self.weights.items())))
+        object.__setattr__(self, "budgets", tuple(sorted({int(b) for b in self.budgets or ()})))
+        TrainConfig(lr_schedule=self.lr_schedule, warmup=self.warmup)  # validates both
 
     def __hash__(self) -> int:
         return hash(self.key())
@@ -106,7 +112,8 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as JSON would return them (``budgets`` as a list)."""
+        return {**asdict(self), "budgets": list(self.budgets)}
 
     def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
@@ -116,8 +123,12 @@ class RunConfig:
         return resolve_weights(self.method, self.weights)
 
     def hashed_fields(self) -> dict[str, Any]:
-        """The fields that change results (TSD settings only matter when TSD is used)."""
+        """The fields that change results (TSD settings only matter when TSD is used), and the
+        digest of the code that produces them (:func:`tsd_lib.provenance.results_digest`)."""
         d = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        d["code"] = results_digest()
+        if not d["budgets"]:
+            d.pop("budgets")
         d["teacher_epochs"] = self.teacher_epochs or self.epochs
         d["teacher_patience"] = self.teacher_patience or self.patience
         d["weights"] = self.terms
@@ -146,6 +157,7 @@ class RunConfig:
         who = f"teacher {self.teacher}" if teacher else f"{self.method} {self.student}"
         return TrainConfig(
             epochs=epochs, patience=patience, batch_size=self.batch_size, lr=self.lr,
+            lr_schedule=self.lr_schedule, warmup=self.warmup, budgets=() if teacher else self.budgets,
             seed=self.teacher_seed if teacher else self.seed, device=self.device,
             progress=progress, desc=f"{self.dataset}: {who}",
         )
@@ -253,19 +265,35 @@ def get_teacher(
     set_seed(config.teacher_seed)
     teacher = build_model(config.teacher, data.n_channels, data.n_classes)
     history = fit(teacher, data, config=config.train_config(teacher=True, progress=progress))
+    save_model(folder / "model.pt", config.teacher, teacher, data)
     proba_val = softmax(predict_logits(teacher, data.X_val, device=config.device))
     proba_test = teacher_test_proba(teacher, config, data, store)
     record = {
-        **config.teacher_fields(), "teacher_key": config.teacher_key(),
+        **config.teacher_fields(), "teacher_key": config.teacher_key(), "weights_digest": weights_digest(teacher),
         **{f"val_{k}": v for k, v in classification_metrics(data.y_val, proba_val).items()},
         **{f"test_{k}": v for k, v in classification_metrics(data.y_test, proba_test).items()},
-        "val_loss": min(history.column("val_loss"), default=float("nan")),
-        "epochs_run": history.epochs_run, "train_seconds": history.seconds, "versions": versions(),
+        **_convergence(history), "train_seconds": history.seconds, "versions": versions(),
     }
-    save_model(folder / "model.pt", config.teacher, teacher, data)
     atomic_write_json(folder / "history.json", history.to_dict())
     atomic_write_json(folder / "record.json", record)
     return teacher.eval(), record
+
+
+def _convergence(history: History) -> dict[str, Any]:
+    """How a training run ended: ``stopped_early`` is true when patience ended it, false when
+    the epoch cap did."""
+    return {"val_loss": min(history.column("val_loss"), default=float("nan")),
+            "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
+            "stopped_early": history.stopped_early}
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A 12-hex-digit digest of a model's weights: ties cached teacher files to one teacher."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def _saliency_eval(config: RunConfig, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -289,13 +317,13 @@ def teacher_saliency(
     """The teacher's saliency maps on the evaluation series, computed once and cached."""
     key = _digest({"window": config.window, "tau": config.tau, "n": config.saliency_eval_series,
                    "seed": SALIENCY_SEED})
-    return _cached_array(store.teacher_dir(config) / f"saliency-{key}.npy",
+    return _cached_array(store.teacher_dir(config) / f"saliency-{key}-{weights_digest(teacher)}.npy",
                          lambda: _maps(teacher, config, data, progress))
 
 
 def teacher_test_proba(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> np.ndarray:
     """The teacher's test-set probabilities, computed once per teacher and cached."""
-    return _cached_array(store.teacher_dir(config) / "test-proba.npy",
+    return _cached_array(store.teacher_dir(config) / f"test-proba-{weights_digest(teacher)}.npy",
                          lambda: softmax(predict_logits(teacher, data.X_test, device=config.device)))
 
 
@@ -313,7 +341,7 @@ def teacher_bank(teacher: nn.Module, config: RunConfig, data: Dataset, store: Ru
     """The teacher's TSD bank for ``config`` (built once per teacher and setting, then loaded)."""
     key = _digest({"window": config.window, "bank_size": config.tsd_bank_size, "baseline": config.tsd_baseline,
                    "seed": BANK_SEED})
-    path = store.teacher_dir(config) / f"bank-{key}.pt"
+    path = store.teacher_dir(config) / f"bank-{key}-{weights_digest(teacher)}.pt"
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
         return TeacherBank.from_state(state, data.X_train, data.y_train, tau=config.tau)
@@ -362,26 +390,47 @@ def evaluate_run(
     config: RunConfig, data: Dataset, student: nn.Module, teacher: nn.Module, store: RunStore,
     history: History, *, progress: bool | None = None,
 ) -> dict[str, Any]:
-    """The record of a trained student: accuracy, fidelity and saliency alignment."""
+    """The record of a trained student: accuracy, fidelity, saliency alignment, how training
+    ended, and (``config.budgets``) the same metrics at each epoch budget."""
+    p_teacher = teacher_test_proba(teacher, config, data, store)
+    maps_teacher = teacher_saliency(teacher, config, data, store, progress=progress)
+    record = {
+        **config.to_dict(), "key": config.key(), "teacher_key": config.teacher_key(),
+        **_student_metrics(config, data, student, p_teacher, maps_teacher),
+        **_convergence(history), "train_seconds": history.seconds,
+        "device_used": str(resolve_device(config.device)), "n_test": len(data.X_test),
+        "code": results_digest(), "versions": versions(),
+    }
+    if config.budgets:
+        final = {k: v.clone() for k, v in student.state_dict().items()}
+        record["budgets"] = {}
+        for budget in config.budgets:
+            student.load_state_dict(history.budget_states[budget])
+            record["budgets"][str(budget)] = {
+                **_student_metrics(config, data, student, p_teacher, maps_teacher, fidelity=False),
+                "best_epoch": history.budget_best_epochs[budget],
+            }
+        student.load_state_dict(final)
+        student.eval()
+    return record
+
+
+def _student_metrics(config: RunConfig, data: Dataset, student: nn.Module, p_teacher: np.ndarray,
+                     maps_teacher: np.ndarray, *, fidelity: bool = True) -> dict[str, Any]:
     dev = config.device
+    student.eval()
     p_val = softmax(predict_logits(student, data.X_val, device=dev))
     p_test = softmax(predict_logits(student, data.X_test, device=dev))
-    p_teacher = teacher_test_proba(teacher, config, data, store)
     val = classification_metrics(data.y_val, p_val)
-    sal = saliency_similarity(teacher_saliency(teacher, config, data, store, progress=progress),
-                              _maps(student, config, data, progress))
-    return {
-        **config.to_dict(), "key": config.key(), "teacher_key": config.teacher_key(),
-        **classification_metrics(data.y_test, p_test),
-        **fidelity_metrics(p_teacher, p_test, data.y_test),
-        "saliency_spearman": sal["spearman"], "saliency_cosine": sal["cosine"],
-        "saliency_topk_iou": sal["topk_iou"],
-        "val_accuracy": val["accuracy"], "val_auc_pr": val["auc_pr"],
-        "val_loss": min(history.column("val_loss"), default=float("nan")),
-        "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
-        "train_seconds": history.seconds, "device_used": str(resolve_device(dev)),
-        "n_test": len(data.X_test), "versions": versions(),
-    }
+    sal = saliency_similarity(maps_teacher, _maps(student, config, data, False))
+    out = {**classification_metrics(data.y_test, p_test),
+           "saliency_spearman": sal["spearman"], "saliency_cosine": sal["cosine"],
+           "saliency_topk_iou": sal["topk_iou"], "val_accuracy": val["accuracy"], "val_auc_pr": val["auc_pr"]}
+    if fidelity:
+        out.update(fidelity_metrics(p_teacher, p_test, data.y_test))
+    else:
+        out["agreement"] = fidelity_metrics(p_teacher, p_test, data.y_test)["agreement"]
+    return out
 
 
 def load_student(record_or_config: dict[str, Any] | RunConfig, store: RunStore | str | None = None) -> nn.Module:

@@ -2,8 +2,16 @@
 
 ``fit`` trains any model on a :class:`tsd_lib.data.Dataset` with any objective
 ``objective(model, x, y) -> (loss, {term: value})``, the protocol of the TSD paper:
-Adam (lr 0.005, weight decay 1e-5), step decay x0.5, batch 32, early stopping on the
-validation cross-entropy with patience, the best-on-validation weights restored.
+Adam (lr 0.005, weight decay 1e-5), step decay x0.5, batch 32, up to 500 epochs, early
+stopping on the validation cross-entropy with patience 50, the best-on-validation weights
+restored.
+
+Two learning-rate schedules: ``"paper"`` is the authors' ``MultiStepLR([25, 30, 35], 0.5)``
+stepped once per *batch* (the rate is 0.005/8 after the 35th optimiser step); ``"step"``
+halves the rate every ``lr_step`` epochs. ``warmup`` epochs pass before patience starts to
+count (a model on its initial plateau is not stopped there; the best weights are still chosen
+over every epoch). ``budgets`` keeps the best-on-validation weights *so far* at each listed
+epoch, so one run gives every point of an epoch-budget study.
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ from tsd_lib.utils import progress, resolve_device, set_seed
 Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
 
+#: ``"paper"``: MultiStepLR per batch (the authors' code); ``"step"``: StepLR per ``lr_step`` epochs.
+LR_SCHEDULES = ("paper", "step")
+
+
 class TrainingDivergedError(RuntimeError):
     """Raised when the training loss becomes NaN or infinite."""
 
@@ -41,6 +53,11 @@ class TrainConfig:
     weight_decay: float = 1e-5
     lr_step: int = 100
     lr_gamma: float = 0.5
+    lr_schedule: str = "step"
+    lr_milestones: tuple[int, ...] = (25, 30, 35)
+    warmup: int = 0
+    clip_grad: float | None = None
+    budgets: tuple[int, ...] = ()
     seed: int = 0
     device: str = "auto"
     progress: bool | None = None
@@ -51,6 +68,14 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and patience must be >= 1")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.warmup < 0:
+            raise ValueError("warmup must be >= 0")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ValueError("clip_grad must be positive (or None)")
+        self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        self.budgets = tuple(sorted({int(b) for b in self.budgets}))
 
 
 @dataclass
@@ -61,13 +86,17 @@ class History:
     best_epoch: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
+    #: best-on-validation weights so far at each budget epoch (not serialised)
+    budget_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    #: the best epoch so far at each budget epoch
+    budget_best_epochs: dict[int, int] = field(default_factory=dict)
 
     @property
     def epochs_run(self) -> int:
         return len(self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "budget_states"}
 
     def column(self, key: str) -> list[float]:
         """One quantity over epochs, e.g. ``history.column("val_loss")``."""
@@ -137,7 +166,11 @@ def fit(
     if hasattr(objective, "parameters"):
         params += [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    per_batch = config.lr_schedule == "paper"
+    if per_batch:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     uses_index = bool(getattr(objective, "uses_index", False))
 
     X = torch.as_tensor(dataset.X_train, dtype=torch.float32, device=device)
@@ -155,7 +188,7 @@ def fit(
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=shuffler).to(device)
-        total, terms_sum, seen = 0.0, {}, 0
+        total, terms_sum, seen, lr_used = 0.0, {}, 0, optimizer.param_groups[0]["lr"]
         for i in range(0, n, config.batch_size):
             idx = order[i : i + config.batch_size]
             if len(idx) < 2 and n > 1:  # BatchNorm cannot train on a single series
@@ -169,14 +202,20 @@ def fit(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.clip_grad is not None:
+                nn.utils.clip_grad_norm_(params, config.clip_grad)
+            lr_used = optimizer.param_groups[0]["lr"]
             optimizer.step()
+            if per_batch:
+                scheduler.step()
             total += float(loss.detach()) * len(idx)
             for k, v in terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + float(v) * len(idx)
             seen += len(idx)
-        scheduler.step()
+        if not per_batch:
+            scheduler.step()
 
-        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
+        row = {"epoch": epoch + 1, "lr": lr_used, "train_loss": total / max(seen, 1)}
         row.update({f"train_{k}": v / max(seen, 1) for k, v in terms_sum.items() if k != "total"})
         if has_val:
             val = evaluate(model, X_val, dataset.y_val, device=str(device))
@@ -188,13 +227,20 @@ def fit(
         if score < best_score - 1e-12:
             best_score, bad_epochs, history.best_epoch = score, 0, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
-        else:
+        elif epoch + 1 > config.warmup:  # patience counts only after the warm-up
             bad_epochs += 1
+        if epoch + 1 in config.budgets:
+            history.budget_states[epoch + 1] = best_state
+            history.budget_best_epochs[epoch + 1] = history.best_epoch
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row.get('val_loss', math.nan):.4f}")
         if bad_epochs >= config.patience:
             history.stopped_early = True
             break
     bar.close()
+    for budget in config.budgets:  # budgets never reached: the run had converged before them
+        if budget not in history.budget_states:
+            history.budget_states[budget] = best_state
+            history.budget_best_epochs[budget] = history.best_epoch
 
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -1,0 +1,39 @@
+"""Records are tied to the code that made them: docstrings and comments do not count."""
+
+from __future__ import annotations
+
+from tsd_lib.provenance import RESULTS_MODULES, results_digest, source_digest
+
+CODE = '''"""Module docstring."""
+
+
+def f(x):
+    """Doubles."""
+    return 2 * x  # a comment
+'''
+
+
+def _digest(tmp_path, text: str) -> str:
+    path = tmp_path / "mod.py"
+    path.write_text(text)
+    return source_digest([path])
+
+
+def test_docstrings_comments_and_layout_do_not_change_the_digest(tmp_path):
+    base = _digest(tmp_path, CODE)
+    assert _digest(tmp_path, CODE.replace("Doubles.", "Twice x, see the book.")) == base
+    assert _digest(tmp_path, CODE.replace("# a comment", "# another")) == base
+    assert _digest(tmp_path, CODE.replace("\n\n\ndef", "\n\ndef").replace("2 * x", "2*x")) == base
+    assert _digest(tmp_path, CODE.replace('    """Doubles."""\n', "")) == base
+
+
+def test_code_changes_change_the_digest(tmp_path):
+    base = _digest(tmp_path, CODE)
+    assert _digest(tmp_path, CODE.replace("2 * x", "3 * x")) != base
+    assert _digest(tmp_path, CODE.replace("return 2 * x", "return x + x")) != base
+
+
+def test_results_digest_covers_the_result_modules():
+    assert len(results_digest()) == 16
+    assert {"losses", "saliency", "train.py", "models.py", "data.py"} <= set(RESULTS_MODULES)
+    assert "report.py" not in RESULTS_MODULES and "book.py" not in RESULTS_MODULES
