@@ -209,3 +209,18 @@ def test_budgets_are_evaluated_in_the_record(tmp_path):
     for b in ("1", "3"):
         assert record["budgets"][b]["best_epoch"] <= int(b)
     assert config.key() != config.replace(budgets=()).key()
+
+
+def test_teacher_seed_is_chosen_on_validation(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    config = RunConfig(**SMOKE, method="kd", teacher_seeds=(3, 4, 5))
+    assert "teacher_seed" not in config.hashed_fields()
+    assert config.key() == config.replace(teacher_seed=9).key()
+    with pytest.raises(ValueError, match="teacher_candidates"):
+        config.teacher_key()
+    record = run(config, store, progress=False)
+    teachers = {c.teacher_seed: store.load_teacher_record(c) for c in config.teacher_candidates()}
+    best = min(teachers, key=lambda s: (-teachers[s]["val_auc_pr"], teachers[s]["val_loss"]))
+    assert record["teacher_seed_chosen"] == best
+    assert record["teacher_key"] == teachers[best]["teacher_key"]
+    assert RunConfig.from_dict(record) == config

@@ -90,6 +90,7 @@ class RunConfig:
     lr_schedule: str = "paper"
     warmup: int = 100
     budgets: tuple[int, ...] = ()
+    teacher_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         resolve_weights(self.method, self.weights)  # validates the method and weights
@@ -100,6 +101,9 @@ class RunConfig:
         if self.weights is not None:  # a frozen dataclass must stay hashable
             object.__setattr__(self, "weights", dict(sorted(self.weights.items())))
         object.__setattr__(self, "budgets", tuple(sorted({int(b) for b in self.budgets or ()})))
+        object.__setattr__(self, "teacher_seeds", tuple(int(s) for s in self.teacher_seeds or ()))
+        if len(set(self.teacher_seeds)) != len(self.teacher_seeds):
+            raise ValueError(f"teacher_seeds must be distinct, got {list(self.teacher_seeds)}")
         TrainConfig(lr_schedule=self.lr_schedule, warmup=self.warmup)  # validates both
 
     def __hash__(self) -> int:
@@ -113,7 +117,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON would return them (``budgets`` as a list)."""
-        return {**asdict(self), "budgets": list(self.budgets)}
+        return {**asdict(self), "budgets": list(self.budgets), "teacher_seeds": list(self.teacher_seeds)}
 
     def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
@@ -127,8 +131,11 @@ class RunConfig:
         digest of the code that produces them (:func:`tsd_lib.provenance.results_digest`)."""
         d = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
         d["code"] = results_digest()
-        if not d["budgets"]:
-            d.pop("budgets")
+        for name in ("budgets", "teacher_seeds"):
+            if not d[name]:
+                d.pop(name)
+        if self.teacher_seeds:  # the teacher seed is chosen among the candidates
+            d.pop("teacher_seed")
         d["teacher_epochs"] = self.teacher_epochs or self.epochs
         d["teacher_patience"] = self.teacher_patience or self.patience
         d["weights"] = self.terms
@@ -145,11 +152,19 @@ class RunConfig:
         return _digest(self.hashed_fields())
 
     def teacher_fields(self) -> dict[str, Any]:
+        if self.teacher_seeds:
+            raise ValueError("a config with teacher_seeds has one teacher per candidate: use teacher_candidates()")
         d = self.hashed_fields()
         return {k: d[k] for k in _TEACHER_FIELDS}
 
     def teacher_key(self) -> str:
         return _digest(self.teacher_fields())
+
+    def teacher_candidates(self) -> list[RunConfig]:
+        """One config per candidate teacher seed (``[self]`` without ``teacher_seeds``)."""
+        if not self.teacher_seeds:
+            return [self]
+        return [self.replace(teacher_seed=s, teacher_seeds=()) for s in self.teacher_seeds]
 
     def train_config(self, *, teacher: bool = False, progress: bool | None = None) -> TrainConfig:
         epochs = (self.teacher_epochs or self.epochs) if teacher else self.epochs
@@ -279,6 +294,20 @@ def get_teacher(
     return teacher.eval(), record
 
 
+def choose_teacher(
+    config: RunConfig, data: Dataset, store: RunStore, *, progress: bool | None = None
+) -> tuple[RunConfig, nn.Module, dict[str, Any]]:
+    """The config's teacher: with ``teacher_seeds``, the candidate with the best *validation*
+    macro AUC-PR (ties: lower validation loss), every candidate trained or loaded first.
+    Returns ``(config of the chosen teacher, teacher, its record)``."""
+    candidates = [(c, *get_teacher(c, data, store, progress=progress)) for c in config.teacher_candidates()]
+    return min(candidates, key=lambda t: (-_finite(t[2]["val_auc_pr"]), _finite(t[2]["val_loss"], 1e9)))
+
+
+def _finite(x: float, default: float = 0.0) -> float:
+    return default if x is None or np.isnan(x) else float(x)
+
+
 def _convergence(history: History) -> dict[str, Any]:
     """How a training run ended: ``stopped_early`` is true when patience ended it, false when
     the epoch cap did."""
@@ -360,7 +389,7 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
         return store.load_record(config)
     start = time.perf_counter()
     data = get_dataset(config)
-    teacher, teacher_record = get_teacher(config, data, store, progress=progress)
+    tconfig, teacher, teacher_record = choose_teacher(config, data, store, progress=progress)
 
     set_seed(config.seed)
     student = build_model(config.student, data.n_channels, data.n_classes)
@@ -372,11 +401,11 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
     )
     term = objective.tsd_term
     if term is not None and term.bank_size > 0 and config.tsd_baseline in BANK_BASELINES:
-        term.bank = teacher_bank(teacher, config, data, store)
+        term.bank = teacher_bank(teacher, tconfig, data, store)
     history = fit(student, data, objective, config.train_config(progress=progress))
-    record = evaluate_run(config, data, student, teacher, store, history, progress=progress)
+    record = evaluate_run(config, data, student, teacher, store, history, progress=progress, teacher_config=tconfig)
     record.update(teacher_accuracy=teacher_record["test_accuracy"],
-                  teacher_auc_pr=teacher_record["test_auc_pr"],
+                  teacher_auc_pr=teacher_record["test_auc_pr"], teacher_seed_chosen=tconfig.teacher_seed,
                   wall_seconds=time.perf_counter() - start)
 
     folder = store.run_dir(config)
@@ -388,14 +417,16 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
 
 def evaluate_run(
     config: RunConfig, data: Dataset, student: nn.Module, teacher: nn.Module, store: RunStore,
-    history: History, *, progress: bool | None = None,
+    history: History, *, progress: bool | None = None, teacher_config: RunConfig | None = None,
 ) -> dict[str, Any]:
     """The record of a trained student: accuracy, fidelity, saliency alignment, how training
-    ended, and (``config.budgets``) the same metrics at each epoch budget."""
-    p_teacher = teacher_test_proba(teacher, config, data, store)
-    maps_teacher = teacher_saliency(teacher, config, data, store, progress=progress)
+    ended, and (``config.budgets``) the same metrics at each epoch budget. ``teacher_config``
+    is the chosen teacher's config when ``config`` has ``teacher_seeds``."""
+    tconfig = teacher_config or config
+    p_teacher = teacher_test_proba(teacher, tconfig, data, store)
+    maps_teacher = teacher_saliency(teacher, tconfig, data, store, progress=progress)
     record = {
-        **config.to_dict(), "key": config.key(), "teacher_key": config.teacher_key(),
+        **config.to_dict(), "key": config.key(), "teacher_key": tconfig.teacher_key(),
         **_student_metrics(config, data, student, p_teacher, maps_teacher),
         **_convergence(history), "train_seconds": history.seconds,
         "device_used": str(resolve_device(config.device)), "n_test": len(data.X_test),

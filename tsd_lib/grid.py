@@ -157,7 +157,8 @@ def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: in
            show_progress: bool | None) -> None:
     """Teachers first (one run each), then the students of every teacher that trained."""
     root = str(store.root)
-    teachers = {c.teacher_key(): c for c in todo if not (store.teacher_dir(c) / "record.json").exists()}
+    teachers = {t.teacher_key(): t for c in todo for t in c.teacher_candidates()
+                if not (store.teacher_dir(t) / "record.json").exists()}
     bar = progress(total=summary.total, initial=summary.total - len(todo), enabled=show_progress, desc="grid",
                    unit="run")
     bar.set_postfix_str(f"teachers 0/{len(teachers)}")
@@ -170,7 +171,7 @@ def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: in
             summary.errors.append(result)
         bar.set_postfix_str(f"teachers {i + 1}/{len(teachers)}")
 
-    students = [c for c in todo if c.teacher_key() not in bad_teachers]
+    students = [c for c in todo if not {t.teacher_key() for t in c.teacher_candidates()} & bad_teachers]
     summary.failed += len(todo) - len(students)
     bar.update(len(todo) - len(students))
     calls = [{"config": c.to_dict(), "store_root": root, "threads": threads} for c in students]
@@ -194,7 +195,8 @@ def grid_status(configs: list[RunConfig], store: RunStore | str | None = None) -
     for c in configs:
         if store.has(c):
             state = "done"
-        elif {c.key(), f"dataset-{c.dataset}", f"teacher-{c.teacher_key()}"} & failed:
+        elif {c.key(), f"dataset-{c.dataset}", *(f"teacher-{t.teacher_key()}" for t in c.teacher_candidates())} \
+                & failed:
             state = "failed"
         else:
             state = "missing"
