@@ -49,10 +49,10 @@ def test_starts_distinct_and_in_range() -> None:
     T, L, K = 100, 10, 50
     starts = draw_starts(64, K, T, L, _gen())
     assert starts.shape == (64, K) and starts.dtype == torch.long
-    assert int(starts.min()) >= 0 and int(starts.max()) <= T - L
+    assert int(starts.min()) >= 0 and int(starts.max()) < T - L  # the authors' 0 <= t < T - L
     assert all(len(set(row.tolist())) == K for row in starts)
-    # every admissible start (including T-L) is drawn somewhere
-    assert set(starts.flatten().tolist()) == set(range(T - L + 1))
+    # every admissible start is drawn somewhere, T - L never
+    assert set(starts.flatten().tolist()) == set(range(T - L))
 
 
 def test_starts_all_used_and_warns_when_too_many() -> None:
@@ -60,16 +60,18 @@ def test_starts_all_used_and_warns_when_too_many() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         starts = draw_starts(4, 100, T, L, _gen())
-    assert any("using all 16 starts" in str(w.message) for w in caught)
-    assert starts.shape == (4, T - L + 1)
+    assert any("using all 15 starts" in str(w.message) for w in caught)
+    assert starts.shape == (4, T - L)
     for row in starts:
-        assert sorted(row.tolist()) == list(range(T - L + 1))
+        assert sorted(row.tolist()) == list(range(T - L))
 
 
 def test_starts_reproducible_and_bad_window() -> None:
     assert torch.equal(draw_starts(3, 5, 30, 4, _gen(7)), draw_starts(3, 5, 30, 4, _gen(7)))
     with pytest.raises(ValueError):
         draw_starts(3, 5, 8, 10, _gen())
+    with pytest.raises(ValueError, match="shorter"):  # T = L leaves no start in 0 <= t < T - L
+        draw_starts(3, 1, 10, 10, _gen())
 
 
 # ----------------------------------------------------------------------------- donors
@@ -195,18 +197,13 @@ def _hand_example() -> dict:
     none = [[v / (sum(pos) / len(pos) + 1e-8) for v in row] for row in raw]
     sums = [sum(row) for row in raw]
     total = [v / (sum(sums) / len(sums) + 1e-8) for v in sums]
-    drops = [p[1] - q[1] for q in qs]  # target class 1
-    dpos = [v for v in drops if v > 0]
-    target = [v / (sum(dpos) / len(dpos) + 1e-8) for v in drops]
     return {
         "tau": tau,
         "logits": logits,
         "logits_perturbed": perturbed,
-        "target": [1],
         "raw_terms": [raw],
         "expected_none": [none],
         "expected_sum": [total],
-        "expected_target": [target],
     }
 
 
@@ -228,9 +225,21 @@ def test_distribution_shift_by_hand() -> None:
     np.testing.assert_allclose(
         distribution_shift(z, zp, ex["tau"], reduce="sum").numpy(), ex["expected_sum"], rtol=1e-12
     )
-    np.testing.assert_allclose(
-        target_shift(z, zp, torch.tensor(ex["target"]), ex["tau"]).numpy(), ex["expected_target"], rtol=1e-12
-    )
+
+
+def test_target_shift_by_hand_is_the_authors_q_minus_p_at_temperature_one() -> None:
+    # Target class 1. At temperature 1: p = softmax(0, log 3) = (1/4, 3/4); the perturbed logits
+    # give q_y = 1/2, 9/10, 7/8, so q_y - p_y = -1/4, 3/20, 1/8: the window whose replacement
+    # lowers the target probability is negative, and the normaliser is the mean of the two
+    # positive entries, (3/20 + 1/8) / 2 = 11/80.
+    z = torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64)
+    zp = torch.tensor([[0.0, 0.0], [0.0, math.log(9.0)], [0.0, math.log(7.0)]], dtype=torch.float64)
+    expected = [[-1 / 4 / (11 / 80 + 1e-8), 3 / 20 / (11 / 80 + 1e-8), 1 / 8 / (11 / 80 + 1e-8)]]
+    np.testing.assert_allclose(target_shift(z, zp, torch.tensor([1])).numpy(), expected, rtol=1e-12)
+    # no temperature: scaling the logits changes the probabilities, hence the score
+    assert not torch.allclose(target_shift(2 * z, 2 * zp, torch.tensor([1])), target_shift(z, zp, torch.tensor([1])))
+    with pytest.raises(TypeError):  # the old signature's positional tau must fail loudly
+        target_shift(z, zp, torch.tensor([1]), 2.0)
 
 
 def test_distribution_shift_golden_fixture() -> None:
@@ -240,7 +249,7 @@ def test_distribution_shift_golden_fixture() -> None:
     for reduce in ("none", "sum"):
         got = distribution_shift(z, zp, ex["tau"], reduce=reduce)
         np.testing.assert_allclose(got.numpy(), ex[f"expected_{reduce}"], rtol=1e-5, atol=1e-6)
-    got = target_shift(z, zp, torch.tensor(ex["target"]), ex["tau"])
+    got = target_shift(z, zp, torch.tensor(ex["target"]))
     np.testing.assert_allclose(got.numpy(), ex["expected_target"], rtol=1e-5, atol=1e-6)
 
 
@@ -313,12 +322,13 @@ def test_bank_matches_fresh_recomputation() -> None:
     X_pool = torch.randn(14, 1, 30, generator=g)
     y_pool = torch.arange(14) % 3
     teacher = _tiny_teacher()
-    bank = TeacherBank(teacher, X_pool, y_pool, bank_size=40, window=5, tau=4.0, seed=1, show_progress=False)
+    bank = TeacherBank(teacher, X_pool, y_pool, bank_size=40, window=5, tau=4.0, n_windows=10, seed=1,
+                       show_progress=False)
     assert bank.logits.shape == (14, 3) and bank.logits_perturbed.shape == (14, 40, 3)
     assert bank.precompute_seconds > 0 and not teacher.training
-    # bank entries: 40 distinct starts per series (26 possible -> all of them, then repeats), other-class donors
+    # bank entries: 25 possible starts (0 <= t < 25), all of them in every row, other-class donors
     assert bool((y_pool[bank.donors] != y_pool[:, None]).all())
-    assert all(set(row.tolist()) == set(range(26)) for row in bank.starts)
+    assert all(set(row.tolist()) == set(range(25)) for row in bank.starts)
     index = torch.tensor([3, 0, 11, 7])
     starts, donors, terms = bank.sample(index, 10, _gen(9))
     assert starts.shape == donors.shape == (4, 10) and terms.shape == (4, 10, 3)
@@ -350,18 +360,136 @@ def test_bank_zero_baseline_and_noise_refused() -> None:
         TeacherBank(teacher, X_pool, y_pool, bank_size=8, window=4, baseline="noise")
 
 
-def test_bank_sampling_is_uniform_over_starts_and_entries() -> None:
-    # T - L + 1 = 10 starts, M = 13 entries: 3 starts have two entries, 7 have one. Fresh sampling
-    # picks every start with probability K / 10; the bank must too (not favour doubled starts).
-    X_pool = torch.randn(3, 1, 14)
-    bank = TeacherBank(_tiny_teacher(), X_pool, torch.tensor([0, 1, 2]), bank_size=13, window=5, show_progress=False)
+class _LinearTeacher(torch.nn.Module):
+    """A cheap teacher for bank-layout tests (no prefix sharing, no BatchNorm)."""
+
+    def __init__(self, length: int, n_classes: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = torch.nn.Linear(length, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[:, 0])
+
+
+def _repeats_per_row(donors: torch.Tensor) -> float:
+    """Share of a row's entries whose donor already appeared earlier in the row."""
+    return sum(len(r) - len(set(r)) for r in donors.tolist()) / donors.numel()
+
+
+@pytest.mark.parametrize("class_sizes", [(80, 80), (70, 60)])  # 80 eligible donors; 60 and 70 (< T - L)
+def test_bank_step_never_reuses_a_donor_when_k_donors_exist(class_sizes: tuple[int, ...]) -> None:
+    # The quick profile's setting: T = 100, L = 10 (90 starts), M = 200, K = 50. A bank of
+    # format 1 (donors drawn per row with replacement beyond the eligible count) reused a donor
+    # for 16-30 % of a step's windows; now a step has K distinct starts and K distinct donors.
+    T, L, M, K = 100, 10, 200, 50
+    y_pool = torch.cat([torch.full((n,), c) for c, n in enumerate(class_sizes)])
+    X_pool = torch.randn(len(y_pool), 1, T, generator=_gen(1))
+    bank = TeacherBank(_LinearTeacher(T, len(class_sizes)), X_pool, y_pool, bank_size=M, window=L,
+                       n_windows=K, show_progress=False)
+    assert int(bank.starts.max()) < T - L and bank.max_block_k >= K
+    for row in bank.starts.tolist():  # every start stored floor/ceil(M / 90) = 2 or 3 times
+        assert set(torch.bincount(torch.tensor(row), minlength=T - L).tolist()) == {2, 3}
+    gen = _gen(2)
+    for _ in range(20):
+        index = torch.randperm(len(y_pool), generator=gen)[:32]
+        starts, donors, _ = bank.sample(index, K, gen)
+        assert starts.shape == (32, K)
+        assert all(len(set(r)) == K for r in starts.tolist())
+        assert _repeats_per_row(donors) == 0.0
+        assert bool((y_pool[donors] != y_pool[index][:, None]).all())
+
+
+def test_bank_with_too_few_donors_spreads_them() -> None:
+    # 8 other-class donors, K = 12: repeats are unavoidable; each donor is used at most twice
+    X_pool = torch.randn(12, 1, 40, generator=_gen(3))
+    y_pool = torch.arange(12) % 3
+    bank = TeacherBank(_LinearTeacher(40, 3), X_pool, y_pool, bank_size=60, window=4, n_windows=12,
+                       show_progress=False)
+    starts, donors, _ = bank.sample(torch.arange(12), 12, _gen(4))
+    assert all(len(set(r)) == 12 for r in starts.tolist())
+    assert all(max(torch.bincount(torch.tensor(r)).tolist()) <= 2 for r in donors.tolist())
+    assert all(len(set(r)) == 8 for r in donors.tolist())
+
+
+def test_bank_sampler_distribution() -> None:
+    # For one bank: a block uniformly among those of >= K entries, then K of its entries uniformly,
+    # so entry e of block g is drawn with probability K / (n_valid_blocks * size_g).
+    T, L, M, K = 20, 5, 40, 6  # 15 starts; 30 other-class donors: blocks [14, 13, 13]
+    y_pool = torch.arange(45) % 3
+    X_pool = torch.randn(45, 1, T, generator=_gen(5))
+    bank = TeacherBank(_LinearTeacher(T, 3), X_pool, y_pool, bank_size=M, window=L, n_windows=K,
+                       show_progress=False)
+    blocks = bank.blocks
+    assert torch.bincount(blocks).tolist() == [14, 13, 13]
     rows = 6000
-    index = torch.zeros(rows, dtype=torch.long)
-    entries = bank.sample_entries(index, 3, _gen(0))
-    starts = bank.starts[0][entries]
-    assert all(len(set(r)) == 3 for r in starts.tolist())
-    freq = torch.bincount(starts.flatten(), minlength=10).double() / rows
-    assert torch.allclose(freq, torch.full((10,), 0.3, dtype=torch.float64), atol=0.03), freq
-    per_entry = torch.bincount(entries.flatten(), minlength=13).double() / rows
-    n_entries = torch.bincount(bank.starts[0], minlength=10)[bank.starts[0]].double()
-    torch.testing.assert_close(per_entry, 0.3 / n_entries, rtol=0, atol=0.03)
+    entries = bank.sample_entries(torch.zeros(rows, dtype=torch.long), K, _gen(6))
+    assert all(len(set(blocks[r].tolist())) == 1 for r in entries)  # one block per step
+    freq = torch.bincount(entries.flatten(), minlength=M).double() / rows
+    size = torch.bincount(blocks).double()[blocks]
+    torch.testing.assert_close(freq, K / (3 * size), rtol=0, atol=0.03)
+
+
+def _ordered_pairs(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``(n, n)`` counts of ordered pairs ``(row[a], row[b])``, ``a != b``, over all rows."""
+    K = rows.shape[1]
+    a, b = torch.meshgrid(torch.arange(K), torch.arange(K), indexing="ij")
+    keep = a != b
+    flat = rows[:, a[keep]] * n + rows[:, b[keep]]
+    return torch.bincount(flat.flatten(), minlength=n * n).reshape(n, n).double()
+
+
+def test_bank_matches_fresh_sampling_averaged_over_banks() -> None:
+    # Over the bank's random construction, a step's starts are a uniform K-subset of the T - L
+    # starts and its donors a uniform K-subset of the other-class series, as in fresh sampling.
+    # The 4000 class-0 rows of one bank share their 4 eligible donors (class 1) and have
+    # independent layouts: 4000 bank constructions for the price of one.
+    T, L, M, K, n_rows = 12, 4, 10, 3, 4000  # 8 starts, blocks [5, 5]: rows cycle 4 donors
+    y_pool = torch.cat([torch.zeros(n_rows, dtype=torch.long), torch.ones(4, dtype=torch.long)])
+    X_pool = torch.randn(len(y_pool), 1, T, generator=_gen(7))
+    bank = TeacherBank(_LinearTeacher(T, 2), X_pool, y_pool, bank_size=M, window=L, n_windows=K,
+                       show_progress=False)
+    index = torch.arange(n_rows).repeat(3)
+    starts, donors, _ = bank.sample(index, K, _gen(8))
+    assert all(len(set(r)) == K for r in donors.tolist())  # 4 donors >= K = 3: never repeated
+    pairs = _ordered_pairs(starts, T - L)
+    off = ~torch.eye(T - L, dtype=torch.bool)
+    share = pairs[off] / pairs[off].mean()
+    assert float(share.min()) > 0.85 and float(share.max()) < 1.15, share
+    pairs = _ordered_pairs(donors - n_rows, 4)  # donors are pool rows n_rows .. n_rows + 3
+    share = pairs[~torch.eye(4, dtype=torch.bool)] / pairs[~torch.eye(4, dtype=torch.bool)].mean()
+    assert float(share.min()) > 0.9 and float(share.max()) < 1.1, share
+
+
+def test_bank_warns_once_and_falls_back_for_a_larger_k() -> None:
+    X_pool = torch.randn(30, 1, 30, generator=_gen(9))
+    y_pool = torch.arange(30) % 3
+    bank = TeacherBank(_LinearTeacher(30, 3), X_pool, y_pool, bank_size=40, window=5, n_windows=5,
+                       show_progress=False)
+    assert bank.max_block_k == 20  # blocks [20, 20]
+    index = torch.tensor([0, 1, 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            entries = bank.sample_entries(index, 22, _gen())  # more than a block holds
+            assert all(len(set(bank.starts[i][e].tolist())) == 22 for i, e in zip(index, entries, strict=True))
+        for _ in range(3):
+            assert bank.sample_entries(index, 40, _gen()).shape == (3, 25)  # capped at the 25 starts
+    messages = [str(w.message) for w in caught]
+    assert sum("rebuild the bank with n_windows" in m for m in messages) == 1
+    assert sum("possible window starts" in m for m in messages) == 1
+
+
+def test_bank_state_round_trip_and_old_format_refused() -> None:
+    X_pool = torch.randn(9, 1, 20, generator=_gen(10))
+    y_pool = torch.arange(9) % 3
+    bank = TeacherBank(_LinearTeacher(20, 3), X_pool, y_pool, bank_size=12, window=4, n_windows=5,
+                       show_progress=False)
+    state = bank.state_dict()
+    restored = TeacherBank.from_state(state, X_pool.numpy(), y_pool.numpy(), tau=8.0)
+    index = torch.tensor([4, 2])
+    assert torch.equal(bank.sample_entries(index, 5, _gen(1)), restored.sample_entries(index, 5, _gen(1)))
+    assert restored.max_block_k == bank.max_block_k and restored.nbytes() == bank.nbytes()
+    old = {k: v for k, v in state.items() if k not in ("format", "blocks", "n_windows")}
+    with pytest.raises(ValueError, match="format 1"):
+        TeacherBank.from_state(old, X_pool, y_pool)

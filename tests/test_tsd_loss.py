@@ -17,6 +17,7 @@ import torch
 
 from tsd_lib.losses.tsd import TSDTerm, tsd_loss
 from tsd_lib.models import build_model
+from tsd_lib.saliency.perturb import perturb
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tsd_golden.json"
 
@@ -75,9 +76,11 @@ def _golden_loss(**kw) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- invariances
 def test_zero_when_student_is_teacher_and_positive_otherwise() -> None:
-    X_pool, y_pool = _data(15, 30, 3, seed=0)
-    student, teacher = _pair()
-    twin = _seeded("lstm_teacher", 3, 1, hidden=6, layers=2).eval()
+    # float64: in float32 the twin's forward (with gradients) and the teacher's (without) round
+    # differently, and a near-zero per-class term changing sign moves the normaliser.
+    X_pool, y_pool = _data(15, 30, 3, seed=0, dtype=torch.float64)
+    student, teacher = _pair(dtype=torch.float64)
+    twin = _seeded("lstm_teacher", 3, 1, hidden=6, layers=2).double().eval()
     kw = {"n_windows": 10, "window": 5, "tau": 2.0}
     same = tsd_loss(twin, teacher, X_pool[:6], y_pool[:6], X_pool, y_pool, generator=torch.Generator(), **kw)
     other = tsd_loss(student, teacher, X_pool[:6], y_pool[:6], X_pool, y_pool, generator=torch.Generator(), **kw)
@@ -115,6 +118,69 @@ def test_golden_value() -> None:
     assert expected["setup"] == GOLDEN_SETUP
     for key, kw in (("none", {}), ("sum", {"reduce": "sum"}), ("target_prob", {"score": "target_prob"})):
         assert _golden_loss(**kw).item() == pytest.approx(expected[key], rel=1e-6)
+
+
+def _np_target_rise(z: np.ndarray, zp: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The authors' target score by hand: q_{k,y} - p_y at temperature 1, positive-mean normalised."""
+    B, k = z.shape
+    out = np.zeros((B, zp.shape[0] // B))
+    for b in range(B):
+        p = np.exp(z[b]) / np.exp(z[b]).sum()
+        for j in range(out.shape[1]):
+            q = np.exp(zp[b * out.shape[1] + j]) / np.exp(zp[b * out.shape[1] + j]).sum()
+            out[b, j] = q[y[b]] - p[y[b]]
+    return out / (out[out > 0].mean() + 1e-8)
+
+
+def _np_smooth_l1(a: np.ndarray, b: np.ndarray) -> float:
+    d = np.abs(a - b)
+    return float(np.where(d < 1, 0.5 * d * d, d - 0.5).mean())
+
+
+def test_target_prob_loss_from_the_formula() -> None:
+    # Same perturbations as tsd_loss draws (perturb() with the same generator state), plain
+    # forwards, then the score and the loss by hand.
+    s = GOLDEN_SETUP
+    student, teacher, X, y, X_pool, y_pool = _golden_problem()
+    copies, _ = perturb(X, y, X_pool, y_pool, n_windows=s["n_windows"], window=s["window"],
+                        generator=torch.Generator().manual_seed(s["seed"]))
+    with torch.no_grad():
+        zt, zt_p, zs, zs_p = (m(v).numpy() for m in (teacher, student) for v in (X, copies))
+    expected = _np_smooth_l1(_np_target_rise(zs, zs_p, y.numpy()), _np_target_rise(zt, zt_p, y.numpy()))
+    assert _golden_loss(score="target_prob").item() == pytest.approx(expected, rel=1e-9)
+    # the old definition (p_y - q_y at tau) gives another value here
+    assert _golden_loss(score="target_prob").item() != pytest.approx(4.599523722678438, rel=1e-3)
+
+
+def test_target_prob_bank_path_from_the_formula() -> None:
+    X_pool, y_pool = _data(15, 30, 3, seed=0, dtype=torch.float64)
+    student, teacher = _pair(dtype=torch.float64)
+    term = TSDTerm(teacher, X_pool, y_pool, n_windows=6, window=5, tau=2.0, bank_size=20, score="target_prob")
+    bank = term.build_bank()
+    idx = torch.tensor([1, 5, 9, 12])
+    replay = torch.Generator().set_state(term.generator.get_state())
+    entries = bank.sample_entries(idx, 6, replay)
+    copies = bank.perturbed(X_pool[idx], idx, entries)
+    with torch.no_grad():
+        zt, zt_p, zs, zs_p = (m(v).numpy() for m in (teacher, student) for v in (X_pool[idx], copies))
+        got = term(student, X_pool[idx], y_pool[idx], index=idx).item()
+    y = y_pool[idx].numpy()
+    assert got == pytest.approx(_np_smooth_l1(_np_target_rise(zs, zs_p, y), _np_target_rise(zt, zt_p, y)), rel=1e-9)
+
+
+def test_term_caps_k_once() -> None:
+    X_pool, y_pool = _data(15, 30, 3, seed=0)
+    student, teacher = _pair()
+    idx = torch.tensor([0, 4, 8])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        terms = [TSDTerm(teacher, X_pool, y_pool, n_windows=100, window=5, bank_size=b) for b in (0, 40)]
+        for term in terms:
+            for _ in range(3):
+                term(student, X_pool[idx], y_pool[idx], index=idx)
+    assert [t.n_windows for t in terms] == [25, 25]  # 0 <= t < 30 - 5
+    assert sum("exceeds the 25 possible starts" in str(w.message) for w in caught) == 2  # once per term
+    assert len(caught) == 2
 
 
 # ----------------------------------------------------------------------------- TSDTerm
@@ -187,7 +253,7 @@ def test_term_fallbacks_and_reproducibility() -> None:
 
 # ----------------------------------------------------------------------------- fixture generation
 def _numpy_shift(z: np.ndarray, zp: np.ndarray, tau: float, target: np.ndarray) -> dict:
-    """Independent float64 NumPy reference of distribution_shift / target_shift."""
+    """Independent float64 NumPy reference of distribution_shift / target_shift (q_y - p_y, tau 1)."""
 
     def log_softmax(a: np.ndarray) -> np.ndarray:
         a = a / tau
@@ -203,8 +269,12 @@ def _numpy_shift(z: np.ndarray, zp: np.ndarray, tau: float, target: np.ndarray) 
         pos = s[s > 0]
         return s / (pos.mean() + 1e-8) if pos.size else s
 
-    drop = np.exp(lp)[np.arange(B), 0, target][:, None] - np.exp(lq)[np.arange(B), :, target]
-    return {"expected_none": norm(raw), "expected_sum": norm(raw.sum(-1)), "expected_target": norm(drop)}
+    def softmax(a: np.ndarray) -> np.ndarray:  # temperature 1, as the authors' target variant
+        e = np.exp(a - a.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    rise = softmax(zp.reshape(B, -1, k))[np.arange(B), :, target] - softmax(z)[np.arange(B), target][:, None]
+    return {"expected_none": norm(raw), "expected_sum": norm(raw.sum(-1)), "expected_target": norm(rise)}
 
 
 def _regenerate() -> None:

@@ -16,7 +16,8 @@ For a batch ``x`` with labels ``y``, ``K`` perturbed copies ``x~(t)`` per series
 The teacher side is computed without gradients; gradients flow through both student forward
 passes (clean and perturbed). Paper defaults: ``K = 50`` windows, ``L = 10``, ``tau = 8``.
 Variants: ``reduce="sum"`` (``tau^2 KL(p || q_t)``, one number per window) and
-``score="target_prob"`` (target-class probability drop ``p_y - q_{t,y}``).
+``score="target_prob"`` (the authors' target-class probability change ``q_{t,y} - p_y`` at
+temperature 1, :func:`~tsd_lib.saliency.perturb.target_shift`).
 
 :func:`tsd_loss` is the straightforward version (fresh perturbations and a teacher forward at
 every step). :class:`TSDTerm` is what training uses: it precomputes the teacher side once
@@ -38,6 +39,7 @@ from tsd_lib.saliency.perturb import (
     TeacherBank,
     distribution_shift,
     kl_terms,
+    n_starts,
     normalise_shift,
     perturb,
     perturbed_logits,
@@ -79,7 +81,7 @@ def _check(score: str, reduce: str, baseline: str) -> None:
 
 def _saliency(z: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, tau: float, reduce: str, score: str):
     if score == "target_prob":
-        return target_shift(z, zp, y, tau)
+        return target_shift(z, zp, y)
     return distribution_shift(z, zp, tau, reduce=reduce)
 
 
@@ -108,7 +110,7 @@ def tsd_loss(
     ``q_k = softmax(z_f(x~_{b,k})/tau)``, normalised by the mean of the strictly positive entries
     of the batch tensor (+1e-8); see :func:`~tsd_lib.saliency.perturb.distribution_shift`.
     ``reduce="sum"`` sums over classes (``tau^2 KL``); ``score="target_prob"`` uses
-    ``p_y - q_{k,y}`` instead.
+    ``q_{k,y} - p_y`` at temperature 1 instead (the authors' definition; ``tau`` is then unused).
 
     The teacher is frozen: it is put in eval mode (and left there) and run under
     ``torch.no_grad``. The student runs with gradients on the clean batch (``student_logits``
@@ -138,10 +140,15 @@ class TSDTerm:
 
     With ``bank_size > 0`` (default 200, 4x ``K``) a :class:`TeacherBank` is built on first use
     (or on :meth:`to`): ``bank_size`` perturbations per training series with the teacher's
-    logits. Each step then draws ``K`` bank entries with distinct starts per series, rebuilds
-    the perturbed copies by a gather, runs only the student, normalises the batch's teacher
-    terms exactly as :func:`distribution_shift` would, and returns ``SmoothL1(s_S, s_T)``. Its
-    expectation matches fresh sampling; the teacher is never run during training.
+    logits. Each step then draws ``K`` bank entries per series with distinct starts and, when
+    the series has at least ``K`` eligible donors, distinct donors; rebuilds the perturbed
+    copies by a gather, runs only the student, normalises the batch's teacher terms exactly as
+    :func:`distribution_shift` would, and returns ``SmoothL1(s_S, s_T)``. Averaged over the
+    bank's random construction a step's perturbations are distributed as fresh sampling draws
+    them, so the expected loss is the same; one fixed bank offers each series only its
+    ``bank_size`` stored (start, donor) pairs. The teacher is never run during training.
+
+    ``K`` larger than the ``T - L`` possible starts is capped once, here, with one warning.
 
     Fresh sampling (:func:`tsd_loss`) is used when ``bank_size`` is 0/None, when ``index`` is
     None, for the ``"noise"`` baseline (not bankable), or (with a warning) when ``x`` is not
@@ -172,8 +179,16 @@ class TSDTerm:
         X_pool = torch.as_tensor(X_pool)
         self.X_pool = X_pool if X_pool.is_floating_point() else X_pool.float()  # float32 data stays float32
         self.y_pool = torch.as_tensor(y_pool, dtype=torch.long).reshape(-1)
-        self.n_windows = int(n_windows)
         self.window = int(window)
+        self.n_windows = int(n_windows)
+        n = n_starts(self.X_pool.shape[-1], self.window)
+        if self.n_windows > n:
+            warnings.warn(
+                f"n_windows={self.n_windows} exceeds the {n} possible starts of a length-{self.window} window "
+                f"in a length-{self.X_pool.shape[-1]} series; using all {n} starts instead",
+                stacklevel=2,
+            )
+            self.n_windows = n
         self.tau = float(tau)
         self.reduce = reduce
         self.score = score
@@ -206,6 +221,7 @@ class TSDTerm:
                 window=self.window,
                 tau=self.tau,
                 baseline=self.baseline,
+                n_windows=self.n_windows,
                 seed=self.seed,
                 device=self.device,
             )
@@ -277,8 +293,8 @@ class TSDTerm:
         zt = bank.logits[index]
         zt_p = bank.logits_perturbed[index].gather(1, entries[..., None].expand(-1, -1, zt.shape[-1]))
         if self.score == "target_prob":
-            s_T = target_shift(zt, zt_p, y, self.tau)
-            s_S = target_shift(zs, zs_p, y, self.tau)
+            s_T = target_shift(zt, zt_p, y)
+            s_S = target_shift(zs, zs_p, y)
         else:
             t_terms = kl_terms(zt, zt_p, self.tau)
             if self.reduce == "sum":
