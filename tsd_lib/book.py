@@ -125,9 +125,9 @@ def reproduce(
     store = RunStore(store)
     os.environ["TSD_RUNS"] = str(store.root.resolve())  # the chapters' kernels find the same store
     if run_grid_first:
-        summary = run_grid(profile.configs(), store, n_jobs=n_jobs)
+        summary = run_grid(profile.configs(), store, n_jobs=n_jobs, teachers=profile.teacher_configs())
         print(f"grid: {summary}")
-        if summary.failed:
+        if summary.failed or summary.errors:
             raise RuntimeError(f"{summary.failed} runs failed; see `tsd status --profile {profile.name}`")
     out_dir = Path(out_dir or root / CHAPTER_DIR)
     stems = select_chapters(chapters, root)

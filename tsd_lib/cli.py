@@ -168,6 +168,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     configs = profile.configs()
     print(f"profile {profile.name}: {len(configs)} runs, store {store.root}, backend {args.backend}")
     summary = run_grid(configs, store, backend=args.backend, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                       teachers=profile.teacher_configs(),
                        retry_failed=args.retry_failed, show_progress=False if args.quiet else None)
     print(summary)
     for err in summary.errors[:10]:

@@ -114,8 +114,12 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
 def run_grid(
     configs: list[RunConfig], store: RunStore | str | None = None, *, backend: str = "local", n_jobs: int = 1,
     scheduler: str | None = None, retry_failed: bool = False, show_progress: bool | None = None,
+    teachers: list[RunConfig] | None = None,
 ) -> GridSummary:
     """Run every config not yet in the store; failures are recorded and the grid goes on.
+
+    ``teachers`` are configs whose teachers are trained too (``Profile.teacher_configs()``), with
+    the teachers of the runs, before any student.
 
     Without ``retry_failed``, configs that failed before are left alone (``tsd status`` lists
     them). A dataset that cannot be loaded is one failure, not one per run.
@@ -144,21 +148,25 @@ def run_grid(
     todo = [c for c in todo if c.dataset not in missing]
     for name in {c.dataset for c in todo}:
         store.clear_failure(f"dataset-{name}")
+    extra = [t for t in teachers or [] if t.dataset not in check_datasets(teachers or [])]
+    extra = [t for t in extra if not (store.teacher_dir(t) / "record.json").exists()
+             and (retry_failed or f"teacher-{t.teacher_key()}" not in failed_before)]
 
-    if todo:
+    if todo or extra:
         with _executor(backend, n_jobs, scheduler) as map_calls:
             threads = threads_per_worker(n_jobs, scheduler if backend == "dask" else None)
-            _train(todo, store, map_calls, threads, summary, show_progress)
+            _train(todo, store, map_calls, threads, summary, show_progress, extra)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: int, summary: GridSummary,
-           show_progress: bool | None) -> None:
+           show_progress: bool | None, extra_teachers: list[RunConfig]) -> None:
     """Teachers first (one run each), then the students of every teacher that trained."""
     root = str(store.root)
     teachers = {t.teacher_key(): t for c in todo for t in c.teacher_candidates()
                 if not (store.teacher_dir(t) / "record.json").exists()}
+    teachers.update({t.teacher_key(): t for t in extra_teachers})
     bar = progress(total=summary.total, initial=summary.total - len(todo), enabled=show_progress, desc="grid",
                    unit="run")
     bar.set_postfix_str(f"teachers 0/{len(teachers)}")

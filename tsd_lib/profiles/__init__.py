@@ -9,7 +9,7 @@ except ``datasets`` and ``methods``)::
     data_dir: null                  # local archive copy for sets not shipped with aeon
     length: 100                     # resampled series length (null keeps the original)
     teacher: lstm_teacher
-    teacher_seeds: [0]
+    teacher_seeds: [0]              # several: the teacher seed is chosen on validation data
     student: lstm_student
     seeds: [0, 1, 2]                # student seeds
     methods: [ce, kd, tsd, kd+tsd]  # "+"-joined loss names; CE is always included
@@ -19,10 +19,21 @@ except ``datasets`` and ``methods``)::
     window: 10                      # L
     epochs: 500
     patience: 50
+    lr_schedule: paper              # the authors' per-batch MultiStepLR ("step": x0.5 per 100 epochs)
+    warmup: 100                     # epochs before early stopping's patience starts to count
+    budgets: [20, 40, 100, 300]     # also evaluate every run at these epoch budgets (chapter 6)
     teacher_epochs: null            # defaults to epochs
     teacher_patience: null
     saliency_eval_series: null      # cap on test series used by the saliency metrics
     tsd_bank_size: 200
+    pairs:                          # other teacher/student pairs on some datasets (the paper's LSTMs)
+      lstm: {datasets: [GunPoint], teacher: lstm_teacher, student: lstm_student,
+             teacher_seeds: [1, 24, 300], methods: [ce, kd, tsd, kd+tsd]}
+    teacher_study:                  # teachers alone, every seed, under settings variants (chapter 1)
+      dataset: GunPoint
+      teacher: lstm_teacher
+      seeds: [1, 24, 300, 49000, 1001]
+      variants: {paper: {warmup: 0}, remedy: {}}
     baselines:                      # extra methods on one dataset (chapter 3), outside the main grid
       dataset: GunPoint
       methods: [fitnets, at, rkd, dt2w]
@@ -50,9 +61,10 @@ PROFILE_DIR = Path(__file__).parent
 
 _RUN_KEYS = {"length", "teacher", "student", "tau", "n_windows", "window", "epochs", "patience",
              "teacher_epochs", "teacher_patience", "saliency_eval_series", "tsd_bank_size", "tsd_reduce",
-             "tsd_score", "tsd_baseline", "batch_size", "lr", "val_fraction", "split_seed"}
+             "tsd_score", "tsd_baseline", "batch_size", "lr", "val_fraction", "split_seed", "lr_schedule",
+             "warmup", "budgets"}
 _KNOWN = _RUN_KEYS | {"name", "description", "datasets", "data_dir", "teacher_seeds", "seeds", "methods",
-                      "tsd_weights", "baselines", "ablations", "chapters"}
+                      "tsd_weights", "pairs", "teacher_study", "baselines", "ablations", "chapters"}
 
 
 @dataclass
@@ -68,24 +80,60 @@ class Profile:
     seeds: list[int] = field(default_factory=lambda: [0])
     tsd_weights: list[float] = field(default_factory=lambda: [1.0])
     run: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    teacher_study: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, Any] = field(default_factory=dict)
     ablations: dict[str, Any] = field(default_factory=dict)
     chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def base_config(self, dataset: str, **changes: Any) -> RunConfig:
-        """The profile's settings for one dataset (first teacher seed), with ``changes`` applied."""
-        return RunConfig(dataset=dataset, data_dir=self.data_dir,
-                         **{"teacher_seed": self.teacher_seeds[0], **self.run, **changes})
+        """The profile's settings for one dataset, with ``changes`` applied. Several teacher seeds
+        become candidates, the teacher chosen among them on validation data."""
+        teacher = {"teacher_seed": self.teacher_seeds[0]}
+        if len(self.teacher_seeds) > 1:
+            teacher["teacher_seeds"] = tuple(self.teacher_seeds)
+        return RunConfig(dataset=dataset, data_dir=self.data_dir, **{**teacher, **self.run, **changes})
 
     def main_configs(self) -> list[RunConfig]:
-        """The main grid: datasets x teacher seeds x methods x TSD weights x student seeds."""
+        """The main grid: datasets x methods x TSD weights x student seeds."""
+        return self._grid(self.datasets, self.methods)
+
+    def _grid(self, datasets: list[str], methods: list[str], **changes: Any) -> list[RunConfig]:
         out = []
-        for dataset, teacher_seed, method in itertools.product(self.datasets, self.teacher_seeds, self.methods):
+        for dataset, method in itertools.product(datasets, methods):
             weights = self.tsd_weights if "tsd" in method.split("+") else [None]
             for w, seed in itertools.product(weights, self.seeds):
-                out.append(self.base_config(dataset, teacher_seed=teacher_seed, method=method, seed=seed,
-                                            weights=None if w is None else {"tsd": float(w)}))
+                out.append(self.base_config(dataset, method=method, seed=seed,
+                                            weights=None if w is None else {"tsd": float(w)}, **changes))
         return out
+
+    def pair_configs(self, name: str | None = None) -> list[RunConfig]:
+        """The grid of the other teacher/student pairs (all, or the pair ``name``)."""
+        out = []
+        for pair_name, spec in self.pairs.items():
+            if name not in (None, pair_name):
+                continue
+            spec = dict(spec)
+            seeds = [int(s) for s in spec.pop("teacher_seeds", self.teacher_seeds)]
+            teacher = {"teacher_seed": seeds[0], "teacher_seeds": tuple(seeds) if len(seeds) > 1 else ()}
+            out += self._grid(list(spec.pop("datasets", self.datasets)), list(spec.pop("methods", self.methods)),
+                              **teacher, **spec)
+        return out
+
+    def teacher_study_configs(self) -> dict[str, list[RunConfig]]:
+        """``{variant: [one config per teacher seed]}``: teachers trained alone (chapter 1)."""
+        if not self.teacher_study:
+            return {}
+        spec = dict(self.teacher_study)
+        dataset = spec.pop("dataset", self.datasets[0])
+        seeds = [int(s) for s in spec.pop("seeds", self.teacher_seeds)]
+        variants = spec.pop("variants", {"profile": {}})
+        return {name: [self.base_config(dataset, teacher_seed=s, teacher_seeds=(), **spec, **(changes or {}))
+                       for s in seeds] for name, changes in variants.items()}
+
+    def teacher_configs(self) -> list[RunConfig]:
+        """Teachers the grid trains beyond those of its student runs (the teacher study)."""
+        return [c for configs in self.teacher_study_configs().values() for c in configs]
 
     def baseline_configs(self) -> list[RunConfig]:
         """Extra methods on one dataset over the student seeds (chapter 3)."""
@@ -113,7 +161,7 @@ class Profile:
     def configs(self) -> list[RunConfig]:
         """Every run of the profile, main grid first, without duplicates."""
         seen, out = set(), []
-        for c in self.main_configs() + self.baseline_configs() + self.ablation_configs():
+        for c in self.main_configs() + self.pair_configs() + self.baseline_configs() + self.ablation_configs():
             if c.key() not in seen:
                 seen.add(c.key())
                 out.append(c)
@@ -147,8 +195,10 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         teacher_seeds=list(raw.get("teacher_seeds", [0])), seeds=list(raw.get("seeds", [0])),
         tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])],
         run={k: v for k, v in raw.items() if k in _RUN_KEYS},
+        pairs=dict(raw.get("pairs") or {}), teacher_study=dict(raw.get("teacher_study") or {}),
         baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),
         chapters=dict(raw.get("chapters") or {}),
     )
     profile.configs()  # validates every field value early, with RunConfig's messages
+    profile.teacher_configs()
     return profile

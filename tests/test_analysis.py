@@ -1,0 +1,79 @@
+"""The chapters' analyses: convergence audit, budget study, teachers against the literature."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+from tsd_lib.analysis import (
+    budget_frame,
+    budget_plot,
+    budget_table,
+    capped_runs,
+    convergence_audit,
+    converged_only,
+    published_fcn,
+    seed_study,
+    teacher_table,
+)
+from tsd_lib.experiment import RunConfig, RunStore, get_dataset, get_teacher
+
+matplotlib.use("Agg")
+
+
+def _record(method, seed, *, early=True, epochs_run=120, best=70, acc=0.9, budgets=(20, 300)):
+    return {"dataset": "D", "method": method, "seed": seed, "epochs": 500, "epochs_run": epochs_run,
+            "best_epoch": best, "stopped_early": early, "accuracy": acc, "saliency_spearman": 0.5,
+            "budgets": {str(b): {"accuracy": acc - 0.1 * (b < 100), "saliency_spearman": 0.4} for b in budgets}}
+
+
+def test_audit_counts_capped_runs_and_best_epochs():
+    records = [_record("ce", 0), _record("ce", 1, best=30), _record("tsd", 0, early=False, epochs_run=500, best=480)]
+    audit = convergence_audit(records)
+    assert audit.loc["ce", "runs"] == 2 and audit.loc["ce", "capped"] == 0
+    assert audit.loc["ce", "best_epoch_median"] == 50 and audit.loc["ce", "best_epoch_max"] == 70
+    assert audit.loc["tsd", "capped"] == 1 and audit.loc["tsd", "epochs_run_max"] == 500
+    assert list(capped_runs(records)["method"]) == ["tsd"]
+    assert len(converged_only(records)) == 2
+    with pytest.raises(ValueError, match="stopped_early"):
+        convergence_audit([{"method": "ce"}])
+
+
+def test_budget_frame_has_every_budget_and_the_converged_model():
+    records = [_record("ce", s, acc=0.8 + 0.1 * s) for s in (0, 1)]
+    frame = budget_frame(records)
+    assert len(frame) == 2 * 3
+    conv = frame[frame["budget"] == "converged"]
+    assert list(conv["accuracy"]) == [0.8, pytest.approx(0.9)] and list(conv["epochs"]) == [120, 120]
+    # a budget beyond the run's end counts the epochs the run took
+    assert frame[frame["budget"] == 300]["epochs"].tolist() == [120, 120]
+    table = budget_table(frame, "accuracy")
+    assert list(table.columns) == ["20 epochs", "300 epochs", "converged"]
+    assert table.loc[("D", "ce"), "20 epochs"] == "0.750 ± 0.071"
+    fig = budget_plot(frame)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="budget"):
+        budget_frame([{**_record("ce", 0), "budgets": {}}])
+
+
+def test_published_lookup():
+    assert published_fcn("GunPoint") == 1.0 and published_fcn("gunpoint") == 1.0
+    assert published_fcn("Nope") is None
+
+
+def test_teacher_table_and_seed_study(tmp_path):
+    store = RunStore(tmp_path)
+    base = RunConfig(dataset="ItalyPowerDemand", teacher="fcn", epochs=2, patience=2, teacher_epochs=2)
+    data = get_dataset(base)
+    for seed in (0, 1):
+        get_teacher(base.replace(teacher_seed=seed), data, store)
+    table = teacher_table([base.replace(teacher_seeds=(0, 1))], store)
+    assert list(table["teacher seed"]) == [0, 1] and table["chosen"].sum() == 1
+    best = table.sort_values(["val AUC-PR", "val loss"], ascending=[False, True]).iloc[0]
+    assert bool(table.set_index("teacher seed").loc[best["teacher seed"], "chosen"])
+    assert np.allclose(table["gap to published"], table["test accuracy"] - 0.963)
+    study = seed_study({"a": [base.replace(teacher_seed=s) for s in (0, 1)]}, store, data.y_test)
+    assert list(study["variant"]) == ["a", "a"] and study["at chance"].dtype == bool
+    with pytest.raises(ValueError, match="no stored teacher"):
+        teacher_table([base.replace(teacher_seed=7)], store)
