@@ -44,8 +44,9 @@ RTOL = 1e-9
 
 def _inputs() -> dict[str, torch.Tensor]:
     raw = GOLDEN["inputs"]
-    t = {k: torch.tensor(v, dtype=torch.float64) for k, v in raw.items() if k != "y"}
+    t = {k: torch.tensor(v, dtype=torch.float64) for k, v in raw.items() if k not in ("y", "dt2w_channels")}
     t["y"] = torch.tensor(raw["y"], dtype=torch.int64)
+    t["dt2w_channels"] = torch.tensor(raw["dt2w_channels"], dtype=torch.int64)
     return t
 
 
@@ -158,10 +159,15 @@ def ref_soft_dtw(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
     return float(r[n, m])
 
 
-def ref_dt2w(fs: np.ndarray, ft: np.ndarray, w: np.ndarray, gamma: float, normalize: bool = False) -> float:
+def ref_dt2w(
+    fs: np.ndarray, ft: np.ndarray, w: np.ndarray | None, gamma: float, normalize: bool = False,
+    channels: list[int] | None = None,
+) -> float:
+    """Projected student (``w``) or the teacher's ``channels``, then soft-DTW per series."""
     vals = []
     for b in range(fs.shape[0]):
-        x, y = (w @ fs[b]).T, ft[b].T
+        x = (fs[b] if w is None else w @ fs[b]).T
+        y = (ft[b] if channels is None else ft[b][channels]).T
         v = ref_soft_dtw(x, y, gamma)
         if normalize:
             v -= 0.5 * (ref_soft_dtw(x, x, gamma) + ref_soft_dtw(y, y, gamma))
@@ -188,6 +194,9 @@ def _library_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
         "rkd_default": rkd_loss(es, et),
         "rkd_dist_only": rkd_loss(es, et, w_dist=1.0, w_angle=0.0),
         "rkd_angle_only": rkd_loss(es, et, w_dist=0.0, w_angle=1.0),
+        "rkd_flat_sequence": rkd_loss(fs, ft),
+        "dt2w_default_projection": dt2w_loss(fs, ft, proj),
+        "dt2w_default_channels": dt2w_loss(fs, ft, channels=t["dt2w_channels"]),
         "dt2w_gamma0.1": dt2w_loss(fs, ft, proj, gamma=0.1),
         "dt2w_gamma1": dt2w_loss(fs, ft, proj, gamma=1.0),
         "dt2w_gamma1_normalized": dt2w_loss(fs, ft, proj, gamma=1.0, normalize=True),
@@ -211,6 +220,11 @@ def _reference_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
         "rkd_default": ref_rkd(es, et, 1.0, 2.0),
         "rkd_dist_only": ref_rkd(es, et, 1.0, 0.0),
         "rkd_angle_only": ref_rkd(es, et, 0.0, 1.0),
+        # the authors flatten (B, T, H): time-major, unlike torch's flatten of (B, D, T)
+        "rkd_flat_sequence": ref_rkd(fs.transpose(0, 2, 1).reshape(len(fs), -1),
+                                     ft.transpose(0, 2, 1).reshape(len(ft), -1), 1.0, 2.0),
+        "dt2w_default_projection": ref_dt2w(fs, ft, w, 1.2),
+        "dt2w_default_channels": ref_dt2w(fs, ft, None, 1.2, channels=t["dt2w_channels"].tolist()),
         "dt2w_gamma0.1": ref_dt2w(fs, ft, w, 0.1),
         "dt2w_gamma1": ref_dt2w(fs, ft, w, 1.0),
         "dt2w_gamma1_normalized": ref_dt2w(fs, ft, w, 1.0, normalize=True),
@@ -436,7 +450,8 @@ def test_objective_parameters_and_frozen_teacher(teacher: nn.Module, student: nn
     teacher.train()
     obj = Objective(parse_method("kd+fitnets+dt2w+at+rkd+dkd"), teacher, student=student, tau=4.0)
     params = {id(p) for p in obj.parameters()}
-    assert params == {id(obj.projections["fitnets"].weight), id(obj.projections["dt2w"].weight)}
+    assert params == {id(obj.projections["fitnets"].weight)}  # DT2W: random teacher channels, no parameters
+    assert obj.dt2w_adapter == "random_channels"
     assert obj.projections["fitnets"].weight.shape == (teacher.feature_dim, student.feature_dim, 1)
     assert not params & {id(p) for p in teacher.parameters()}
     assert not any(k.startswith("_teacher") or "teacher" in k for k in obj.state_dict())
@@ -497,3 +512,64 @@ def test_objective_kd_tsd_fitnets_on_smoke_models(teacher: nn.Module, student: n
     # without index (e.g. validation) TSD falls back to fresh perturbations
     total2, terms2 = obj(student, X[:5], y[:5])
     assert torch.isfinite(total2) and "tsd" in terms2
+
+
+# ------------------------------------------------- feature terms as the TSD authors compute them
+
+
+def test_objective_rkd_compares_flattened_sequences(teacher: nn.Module, student: nn.Module, data) -> None:
+    X, y = data
+    student.eval()
+    obj = Objective(parse_method("rkd"), teacher, student=student)
+    _, terms = obj(student, X[:8], y[:8])
+    with torch.no_grad():
+        seq_s = student(X[:8], return_features=True)[1]["sequence"].double().numpy()
+        seq_t = teacher(X[:8], return_features=True)[1]["sequence"].double().numpy()
+        emb_s = student(X[:8], return_features=True)[1]["embedding"].double().numpy()
+        emb_t = teacher(X[:8], return_features=True)[1]["embedding"].double().numpy()
+    flat = ref_rkd(seq_s.transpose(0, 2, 1).reshape(8, -1), seq_t.transpose(0, 2, 1).reshape(8, -1), 1.0, 2.0)
+    assert terms["rkd"] == pytest.approx(flat, rel=1e-4)
+    assert terms["rkd"] != pytest.approx(ref_rkd(emb_s, emb_t, 1.0, 2.0), rel=1e-2)  # not the embeddings
+
+
+def test_objective_dt2w_random_teacher_channels(teacher: nn.Module, student: nn.Module, data) -> None:
+    X, y = data
+    student.eval()
+    a = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
+    b = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
+    assert a.dt2w_gamma == 1.2 and a.dt2w_adapter == "random_channels" and list(a.parameters()) == []
+    values = [a(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]
+    assert values == [b(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]  # seeded: reproducible
+    assert len(set(values)) > 1  # a new subset every batch
+    # the first call's subset is the first D_S of a permutation drawn by a generator seeded with `seed`
+    channels = torch.randperm(teacher.feature_dim, generator=torch.Generator().manual_seed(3))[: student.feature_dim]
+    with torch.no_grad():
+        seq_s = student(X[:6], return_features=True)[1]["sequence"]
+        seq_t = teacher(X[:6], return_features=True)[1]["sequence"]
+    expected = ref_dt2w(_np(seq_s), _np(seq_t), None, 1.2, channels=channels.tolist())
+    assert values[0] == pytest.approx(expected, rel=1e-4)
+    # the learned projection on request, and as the fallback for a teacher narrower than the student
+    proj = Objective(parse_method("dt2w"), teacher, student=student, dt2w_adapter="projection")
+    assert proj.dt2w_adapter == "projection" and proj.projections["dt2w"].weight.shape == (8, 4, 1)
+    narrow_teacher = build_model("lstm_student", N_CHANNELS, N_CLASSES, hidden=2)  # D_T = 2 < D_S = 4
+    fallback = Objective(parse_method("dt2w"), narrow_teacher, student=student)
+    assert fallback.dt2w_adapter == "projection" and fallback.projections["dt2w"].weight.shape == (2, 4, 1)
+    assert math.isfinite(fallback(student, X[:6], y[:6])[1]["dt2w"])
+    with pytest.raises(ValueError, match="dt2w_adapter"):
+        Objective(parse_method("dt2w"), teacher, student=student, dt2w_adapter="pca")
+    with pytest.raises(ValueError, match="not both"):
+        dt2w_loss(seq_s, seq_t, proj.projections["dt2w"], channels=channels)
+
+
+def test_fitnets_projection_initialised_as_the_authors() -> None:
+    torch.manual_seed(0)
+    proj = make_projection(16, 100, init_range=0.005)
+    w = proj.weight.detach()
+    assert proj.bias is None
+    assert float(w.abs().max()) < 0.005 and float(w.abs().max()) > 0.004  # fills (-0.005, 0.005)
+    assert abs(float(w.mean())) < 5e-4 and float(w.std()) == pytest.approx(0.005 / math.sqrt(3), rel=0.05)
+    default = make_projection(16, 100).weight.detach()  # PyTorch's default: bound 1/sqrt(16) = 0.25
+    assert float(default.abs().max()) > 0.2
+    student, teacher = _smoke("lstm_student", 1), _smoke("resnet", 2)
+    obj = Objective(parse_method("fitnets"), teacher, student=student)
+    assert float(obj.projections["fitnets"].weight.detach().abs().max()) <= 0.005

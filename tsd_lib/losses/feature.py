@@ -3,8 +3,10 @@
 Pure functions of tensors, mdistiller style. Feature tensors follow the model contract of
 :mod:`tsd_lib.models`: ``sequence`` features are ``(B, D, T)`` (channels first, time last)
 and ``embedding`` features ``(B, D)``. Teacher features are constants (computed under
-``torch.no_grad`` by :class:`tsd_lib.losses.Objective`). Learned adapters (the FitNets /
-DT2W 1x1 projections) are passed in as modules; :func:`make_projection` builds them.
+``torch.no_grad`` by :class:`tsd_lib.losses.Objective`). Learned adapters (the FitNets 1x1
+projection, DT2W's optional one) are passed in as modules; :func:`make_projection` builds
+them. DT2W's default adapter, a random subset of the teacher's channels, is passed in as
+channel indices.
 
 References
 ----------
@@ -25,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "DT2W_GAMMA",
+    "FITNETS_INIT_RANGE",
     "at_loss",
     "dt2w_loss",
     "fitnets_loss",
@@ -40,13 +44,25 @@ Projection = Callable[[torch.Tensor], torch.Tensor]
 # log-sum-exp never see inf - inf; exp(-_BIG / gamma) underflows to exactly 0.
 _BIG = 1e10
 
+#: Half-width of the uniform initialisation of the TSD authors' FitNets regressor.
+FITNETS_INIT_RANGE = 0.005
 
-def make_projection(d_in: int, d_out: int) -> nn.Conv1d:
-    """The learned FitNets / DT2W adapter: a 1x1 ``Conv1d`` from ``d_in`` to ``d_out`` channels.
+#: Soft-DTW smoothing of the TSD authors' DT2W baseline.
+DT2W_GAMMA = 1.2
 
-    No bias, as in the TSD authors' FitNets regressor; PyTorch's default initialisation.
+
+def make_projection(d_in: int, d_out: int, init_range: float | None = None) -> nn.Conv1d:
+    """A learned adapter: a 1x1 ``Conv1d`` from ``d_in`` to ``d_out`` channels, without bias.
+
+    ``init_range=r`` draws the weights uniformly from ``(-r, r)`` (the TSD authors' FitNets
+    regressor: ``r = FITNETS_INIT_RANGE = 0.005``); ``None`` keeps PyTorch's default
+    initialisation (used for DT2W's fallback projection, for which no source gives one). No
+    bias, as in the authors' regressor, so there is no bias to initialise.
     """
-    return nn.Conv1d(int(d_in), int(d_out), kernel_size=1, bias=False)
+    conv = nn.Conv1d(int(d_in), int(d_out), kernel_size=1, bias=False)
+    if init_range is not None:
+        nn.init.uniform_(conv.weight, -float(init_range), float(init_range))
+    return conv
 
 
 def match_length(seq: torch.Tensor, length: int) -> torch.Tensor:
@@ -71,7 +87,14 @@ def fitnets_loss(feat_s: torch.Tensor, feat_t: torch.Tensor, proj: Projection) -
     :math:`T_T` when :math:`T_S \ne T_T` (see :func:`match_length`), :math:`W` the learned
     1x1 convolution ``proj`` (:math:`D_S \to D_T`) and :math:`f^T` the teacher's sequence.
     Resampling and the 1x1 convolution commute (both are linear, one over time, one over
-    channels), so resampling first is merely cheaper.
+    channels), so resampling first is merely cheaper. :class:`~tsd_lib.losses.Objective`
+    builds ``proj`` with :func:`make_projection` initialised uniformly in ``(-0.005, 0.005)``,
+    as the TSD authors do.
+
+    Schedule: Romero et al. and the TSD authors train in two stages (the hint loss alone
+    first, then cross-entropy fine-tuning). Here FitNets is trained *jointly*,
+    ``CE + w * L_FitNets`` from the first step, so that every method shares one schedule
+    (the same optimiser, epochs and early stopping), and the comparison isolates the loss.
 
     Args:
         feat_s: student sequence features ``(B, D_S, T_S)``.
@@ -139,7 +162,11 @@ def rkd_loss(
 ) -> torch.Tensor:
     r"""Relational knowledge distillation (Park et al., CVPR 2019): distance + angle terms.
 
-    On the ``embedding`` vectors (no projection needed: only relations are compared).
+    On one vector per series, ``e = flatten(features)``: inputs ``(B, ...)`` are flattened to
+    ``(B, D)``. :class:`~tsd_lib.losses.Objective` passes the flattened hidden *sequences*
+    ``(B, D, T) -> (B, D T)``, as the TSD authors do (they flatten ``(B, T, H)``; the order
+    of the coordinates does not change distances or angles). No projection is needed, and the
+    student's and teacher's sizes may differ: only relations between series are compared.
 
     * Distance-wise: :math:`\psi_D(i, j) = \|e_i - e_j\|_2 / \mu` with :math:`\mu` the mean of
       the non-zero pairwise distances in the batch;
@@ -151,13 +178,15 @@ def rkd_loss(
 
     .. math:: \mathcal{L}_{RKD} = w_D \mathcal{L}_D + w_A \mathcal{L}_A
 
-    with :math:`\ell_\delta` the smooth-L1 (Huber, :math:`\delta = 1`) loss. Defaults
-    :math:`w_D = 1, w_A = 2` follow the paper / mdistiller. A batch of one sample has no
+    with :math:`\ell_\delta` the smooth-L1 (Huber, :math:`\delta = 1`) loss. Weights: the
+    defaults :math:`w_D = 1, w_A = 2` keep Park et al.'s 1:2 ratio of distance to angle;
+    mdistiller's configuration uses :math:`w_D = 25, w_A = 50` (same ratio, 25x larger); the
+    TSD authors' values are not readable in their code. A batch of one sample has no
     relations: the loss is zero (still connected to ``emb_s`` so ``backward`` works).
 
     Args:
-        emb_s: student embeddings ``(B, D_S)``.
-        emb_t: teacher embeddings ``(B, D_T)`` (constants).
+        emb_s: student vectors ``(B, ...)`` (flattened to ``(B, D_S)``).
+        emb_t: teacher vectors ``(B, ...)`` (constants, flattened to ``(B, D_T)``).
         w_dist: weight of the distance term.
         w_angle: weight of the angle term.
     """
@@ -278,7 +307,7 @@ def _squared_euclidean_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def soft_dtw(
     x: torch.Tensor,
     y: torch.Tensor,
-    gamma: float = 0.1,
+    gamma: float = DT2W_GAMMA,
     normalize: bool = False,
     backend: str = "torch",
 ) -> torch.Tensor:
@@ -296,7 +325,8 @@ def soft_dtw(
 
     Args:
         x, y: batches of sequences, time on axis 1, features on axis 2 (tslearn's layout).
-        gamma: smoothing :math:`\gamma > 0` (smaller is closer to hard DTW).
+        gamma: smoothing :math:`\gamma > 0` (smaller is closer to hard DTW; default 1.2, the
+            TSD authors' DT2W value).
         normalize: return the divergence instead of the raw value.
         backend: ``"torch"`` (default): the vectorised anti-diagonal implementation here,
             pure PyTorch, runs on any device; ``"tslearn"``:
@@ -329,19 +359,33 @@ def soft_dtw(
 def dt2w_loss(
     feat_s: torch.Tensor,
     feat_t: torch.Tensor,
-    proj: Projection,
-    gamma: float = 0.1,
+    proj: Projection | None = None,
+    gamma: float = DT2W_GAMMA,
     normalize: bool = False,
     backend: str = "torch",
+    channels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""DT2W: soft-DTW alignment of student and teacher temporal feature maps (batch mean).
 
-    .. math:: \mathcal{L}_{DT2W} = \frac{1}{B}\sum_b \mathrm{sDTW}_\gamma\big((W * f^S_b)^\top, (f^T_b)^\top\big)
+    .. math:: \mathcal{L}_{DT2W} = \frac{1}{B}\sum_b \mathrm{sDTW}_\gamma\big(a_S(f^S_b)^\top, a_T(f^T_b)^\top\big)
 
-    with :math:`W` the learned 1x1 convolution ``proj`` (:math:`D_S \to D_T`) and the
-    sequences transposed to ``(T, D)`` (see :func:`soft_dtw`, squared Euclidean step cost).
-    Unlike FitNets, no resampling is needed: soft-DTW aligns sequences of different lengths,
-    and the warping tolerates temporal shifts between teacher and student features.
+    with the sequences transposed to ``(T, D)`` (see :func:`soft_dtw`, squared Euclidean step
+    cost) and one adapter bringing both to the same width:
+
+    * ``channels`` (the TSD authors' adapter, :class:`~tsd_lib.losses.Objective`'s default):
+      :math:`a_T(f^T) = f^T_{c}`, the teacher's channels ``c`` (``D_S`` indices, a random
+      subset drawn anew every batch by the objective), :math:`a_S` the identity: no learned
+      parameters;
+    * ``proj``: :math:`a_S(f^S) = W * f^S`, a learned 1x1 convolution ``D_S -> D_T`` (as in
+      FitNets), :math:`a_T` the identity;
+    * neither: both identities (equal widths required).
+
+    No resampling is needed: soft-DTW aligns sequences of different lengths, and the warping
+    tolerates temporal shifts between teacher and student features. ``gamma = 1.2`` by
+    default, the authors' smoothing; ``normalize=False`` (raw soft-DTW, which can be negative)
+    matches DT2W's original code and the authors' baseline. The value grows with ``T`` and the
+    width (a sum of squared distances along the path), so its weight is not comparable to the
+    other terms' weights.
 
     Implementation: by default the pure-PyTorch anti-diagonal soft-DTW of this module
     (``backend="torch"``), verified against tslearn's ``SoftDTWLossPyTorch`` by
@@ -349,13 +393,7 @@ def dt2w_loss(
     precision) but runs a numba kernel on the CPU: a host round-trip every batch on a GPU and
     8-15 s of JIT compilation per process; its cost matrix also materialises a
     ``(B, N, M, D)`` tensor. On one CPU thread (B = 32, T = 100, forward + backward) ours took
-    0.08 s vs 0.08 s at ``D_T = 16`` and 0.11 s vs 0.56 s at ``D_T = 100``, hence the
-    default. ``normalize=False`` (raw soft-DTW, which
-    can be negative) matches DT2W's original code and the TSD authors' baseline; note the
-    authors instead *reduce the teacher's channels* to the student's width (no learned
-    parameters), whereas here the student is projected up with a learned adapter, as in
-    FitNets. The value grows with ``T`` and ``D_T`` (a sum of squared distances along the
-    path), so its weight is not comparable to the other terms' weights.
+    0.08 s vs 0.08 s at ``D = 16`` and 0.11 s vs 0.56 s at ``D = 100``, hence the default.
 
     Args:
         feat_s: student sequence features ``(B, D_S, T_S)``.
@@ -364,7 +402,10 @@ def dt2w_loss(
         gamma: soft-DTW smoothing.
         normalize: use the soft-DTW divergence instead of the raw value.
         backend: ``"torch"`` or ``"tslearn"`` (see :func:`soft_dtw`).
+        channels: ``D_S`` indices of teacher channels (long tensor), instead of ``proj``.
     """
-    x = proj(feat_s).transpose(1, 2)
-    y = feat_t.transpose(1, 2).to(x.dtype)
+    if proj is not None and channels is not None:
+        raise ValueError("dt2w_loss takes either a projection or teacher channels, not both")
+    x = (feat_s if proj is None else proj(feat_s)).transpose(1, 2)
+    y = (feat_t if channels is None else feat_t[:, channels.to(feat_t.device)]).transpose(1, 2).to(x.dtype)
     return soft_dtw(x, y, gamma=gamma, normalize=normalize, backend=backend).mean()

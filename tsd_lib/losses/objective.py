@@ -9,8 +9,8 @@ under ``torch.no_grad``, then
 
 e.g. ``w_ce CE + w_kd KD + w_tsd TSD`` for ``method="kd+tsd"`` (Hewa Dehigahawattage et al.,
 ECAI 2025, the TSD paper's objective). The teacher is held but never registered as a
-sub-module, so ``objective.parameters()`` yields only the learnable adapters (FitNets / DT2W
-projections).
+sub-module, so ``objective.parameters()`` yields only the learnable adapters (the FitNets
+projection, and DT2W's when it uses one).
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsd_lib.losses.feature import at_loss, dt2w_loss, fitnets_loss, make_projection, rkd_loss
+from tsd_lib.losses.feature import (
+    DT2W_GAMMA,
+    FITNETS_INIT_RANGE,
+    at_loss,
+    dt2w_loss,
+    fitnets_loss,
+    make_projection,
+    rkd_loss,
+)
 from tsd_lib.losses.logit import ce_loss, dkd_loss, kd_loss
 from tsd_lib.losses.tsd import TSDTerm, tsd_loss
 
@@ -56,8 +64,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {name: 1.0 for name in LOSSES}
 FEATURE_TERMS: frozenset[str] = frozenset({"fitnets", "at", "rkd", "dt2w"})
 #: Terms that need a teacher (everything but CE).
 TEACHER_TERMS: frozenset[str] = frozenset(LOSSES) - {"ce"}
-#: Terms with a learned projection (student feature dim -> teacher feature dim).
-PROJECTED_TERMS: tuple[str, ...] = ("fitnets", "dt2w")
+#: DT2W adapters: the TSD authors' random subset of teacher channels, or a learned projection.
+DT2W_ADAPTERS: tuple[str, ...] = ("random_channels", "projection")
 
 
 def parse_method(method: str, weights: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -128,13 +136,24 @@ class Objective(nn.Module):
         tsd_reduce, tsd_score, tsd_baseline, tsd_bank_size: forwarded to ``TSDTerm`` as
             ``reduce``, ``score``, ``baseline``, ``bank_size``.
         dkd_alpha, dkd_beta: DKD's TCKD / NCKD weights (1, 8).
-        rkd_w_dist, rkd_w_angle: RKD's distance / angle weights (1, 2).
-        seed: seed of the TSD term's random windows / donors.
-        student: the student model; required by ``"fitnets"`` / ``"dt2w"`` to size their 1x1
-            projections (``student.feature_dim -> teacher.feature_dim``), which are built here
-            so that an optimiser can be constructed before the first batch.
+        rkd_w_dist, rkd_w_angle: RKD's distance / angle weights (1, 2: Park et al.'s ratio;
+            mdistiller uses 25, 50; the TSD authors' values are not readable). RKD compares the
+            flattened ``sequence`` features ``(B, D T)``, as the TSD authors do.
+        seed: seed of the TSD term's random windows / donors and of DT2W's channel subsets.
+        student: the student model; required by ``"fitnets"`` / ``"dt2w"`` to size their
+            adapters from ``student.feature_dim`` and ``teacher.feature_dim``; learned ones are
+            built here so that an optimiser can be constructed before the first batch. The
+            FitNets 1x1 projection is initialised uniformly in ``(-0.005, 0.005)`` (the TSD
+            authors' regressor); FitNets trains jointly with CE (see
+            :func:`~tsd_lib.losses.feature.fitnets_loss`).
         dkd_tau: DKD temperature; ``None`` uses ``tau``.
-        dt2w_gamma: soft-DTW smoothing of DT2W (0.1).
+        dt2w_gamma: soft-DTW smoothing of DT2W (1.2, the TSD authors' value).
+        dt2w_adapter: ``"random_channels"`` (default, the TSD authors' adapter: each batch the
+            teacher's sequence is reduced to a random subset of ``D_S`` of its ``D_T`` channels,
+            drawn by a generator seeded with ``seed``; no parameters) or ``"projection"`` (a
+            learned 1x1 convolution ``D_S -> D_T`` on the student, PyTorch's default init). A
+            teacher narrower than the student (``D_T < D_S``) has no such subset: DT2W then
+            falls back to the projection; :attr:`dt2w_adapter` holds the adapter in use.
 
     Calling ``objective(student, x, y, index=None)`` returns ``(total, terms)`` where
     ``terms`` maps each active term to its *unweighted* value (a Python float) plus
@@ -163,7 +182,8 @@ class Objective(nn.Module):
         seed: int = 0,
         student: nn.Module | None = None,
         dkd_tau: float | None = None,
-        dt2w_gamma: float = 0.1,
+        dt2w_gamma: float = DT2W_GAMMA,
+        dt2w_adapter: str = "random_channels",
     ) -> None:
         super().__init__()
         unknown = sorted(set(weights) - set(LOSSES))
@@ -189,17 +209,25 @@ class Objective(nn.Module):
         self.rkd_w_dist, self.rkd_w_angle = float(rkd_w_dist), float(rkd_w_angle)
         self.dt2w_gamma = float(dt2w_gamma)
 
+        if dt2w_adapter not in DT2W_ADAPTERS:
+            raise ValueError(f"dt2w_adapter must be one of {DT2W_ADAPTERS}, got {dt2w_adapter!r}")
         self.projections = nn.ModuleDict()
-        projected = [name for name in PROJECTED_TERMS if name in self.active]
-        if projected:
-            if student is None:
-                raise ValueError(
-                    f"term(s) {projected} learn a projection from the student's to the teacher's "
-                    "feature dimension; pass student=<student model> to Objective"
-                )
-            d_s, d_t = _feature_dim(student, "student"), _feature_dim(teacher, "teacher")
-            for name in projected:
-                self.projections[name] = make_projection(d_s, d_t)
+        adapted = [name for name in ("fitnets", "dt2w") if name in self.active]
+        if adapted and student is None:
+            raise ValueError(
+                f"term(s) {adapted} adapt the student's features to the teacher's width; "
+                "pass student=<student model> to Objective"
+            )
+        d_s = _feature_dim(student, "student") if adapted else 0
+        d_t = _feature_dim(teacher, "teacher") if adapted else 0
+        if "fitnets" in self.active:
+            self.projections["fitnets"] = make_projection(d_s, d_t, init_range=FITNETS_INIT_RANGE)
+        #: DT2W's adapter in use (``"projection"`` when the teacher is narrower than the student).
+        self.dt2w_adapter = "projection" if dt2w_adapter == "projection" or d_t < d_s else "random_channels"
+        if "dt2w" in self.active and self.dt2w_adapter == "projection":
+            self.projections["dt2w"] = make_projection(d_s, d_t)
+        self._dt2w_dims = (d_t, d_s)
+        self._dt2w_generator = torch.Generator().manual_seed(int(seed))
 
         tsd_term = None
         if "tsd" in self.active:
@@ -307,11 +335,15 @@ class Objective(nn.Module):
         if name == "at":
             return at_loss(feats_s["sequence"], feats_t["sequence"])
         if name == "rkd":
-            return rkd_loss(feats_s["embedding"], feats_t["embedding"], self.rkd_w_dist, self.rkd_w_angle)
+            return rkd_loss(feats_s["sequence"], feats_t["sequence"], self.rkd_w_dist, self.rkd_w_angle)
         if name == "dt2w":
-            return dt2w_loss(
-                feats_s["sequence"], feats_t["sequence"], self.projections["dt2w"], gamma=self.dt2w_gamma
-            )
+            if self.dt2w_adapter == "projection":
+                return dt2w_loss(
+                    feats_s["sequence"], feats_t["sequence"], self.projections["dt2w"], gamma=self.dt2w_gamma
+                )
+            d_t, d_s = self._dt2w_dims
+            channels = torch.randperm(d_t, generator=self._dt2w_generator)[:d_s]
+            return dt2w_loss(feats_s["sequence"], feats_t["sequence"], gamma=self.dt2w_gamma, channels=channels)
         if name == "tsd":
             return self._tsd(student, x, y, index=index, student_logits=logits_s)
         raise AssertionError(f"unhandled term {name!r}")  # pragma: no cover - LOSSES is closed
