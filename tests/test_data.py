@@ -18,6 +18,7 @@ from tsd_lib.data import (
     load_dataset,
     make_synthetic,
     resample,
+    shorten,
     stratified_split,
     validate_arrays,
 )
@@ -150,6 +151,25 @@ def test_resample_italy_and_ramp():
     x = np.random.default_rng(0).normal(size=(3, 1, 17))
     ref = np.interp(np.linspace(0, 1, 50), np.linspace(0, 1, 17), x[1, 0])
     np.testing.assert_allclose(resample(x, 50)[1, 0], ref, atol=1e-5)
+
+
+def test_stretch_false_only_shortens():
+    # the TSD authors: series longer than `length` are interpolated down, shorter ones kept
+    italy = load_dataset("ItalyPowerDemand", length=100, normalize="none", stretch=False)
+    raw = load_dataset("ItalyPowerDemand", normalize="none")
+    assert italy.length == 24
+    np.testing.assert_array_equal(italy.X_test, raw.X_test)
+    gun = load_dataset("GunPoint", length=100, normalize="none", stretch=False)
+    assert gun.length == 100
+    np.testing.assert_array_equal(gun.X_test, load_dataset("GunPoint", length=100, normalize="none").X_test)
+    # by hand: linear interpolation with aligned endpoints, 5 -> 3 points reads 0, 2, 4
+    x = np.array([[[0.0, 1.0, 4.0, 9.0, 16.0]]])
+    np.testing.assert_allclose(shorten(x, 3), [[[0.0, 4.0, 16.0]]])
+    np.testing.assert_array_equal(shorten(x, 8), x.astype(np.float32))
+    mixed = [np.arange(12.0)[None], np.arange(6.0)[None], np.arange(3.0)[None]]
+    np.testing.assert_allclose(shorten(mixed[:2], 6)[0, 0], np.linspace(0, 11, 6), atol=1e-6)
+    with pytest.raises(ValueError, match="stretch=True"):
+        shorten(mixed, 6)  # 6 and 3 points cannot share one array without stretching
 
 
 def test_multivariate_basicmotions():

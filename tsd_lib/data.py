@@ -42,6 +42,7 @@ __all__ = [
     "make_synthetic",
     "normalize_series",
     "resample",
+    "shorten",
     "stratified_split",
     "validate_arrays",
 ]
@@ -236,6 +237,30 @@ def _resample_equal(X: np.ndarray, length: int) -> np.ndarray:
     Xd = X.astype(np.float64, copy=False)
     out = Xd[..., lo] * (1.0 - w) + Xd[..., lo + 1] * w
     return out.astype(np.float32)
+
+
+def shorten(X: np.ndarray | list[np.ndarray], length: int) -> np.ndarray:
+    """Resample only the series longer than ``length`` down to it (:func:`resample`); keep the others.
+
+    The TSD authors' preprocessing: series longer than 100 points are linearly interpolated to
+    100 (endpoints aligned), shorter ones are not stretched. ``X`` is ``(n, C, L)`` or a list of
+    ``(C, L_i)`` arrays. Returns ``float32``; raises ``ValueError`` if the kept series are not
+    all of one length.
+    """
+    if int(length) < 2:
+        raise ValueError(f"length must be >= 2, got {length}")
+    length = int(length)
+    if isinstance(X, np.ndarray) and X.ndim == 3:
+        return _resample_equal(X, length) if X.shape[-1] > length else X.astype(np.float32)
+    out = [np.asarray(x, dtype=np.float64) for x in X]
+    out = [_resample_equal(x[None], length)[0] if x.shape[-1] > length else x.astype(np.float32) for x in out]
+    lengths = sorted({x.shape[-1] for x in out})
+    if len(lengths) > 1:
+        raise ValueError(
+            f"series shorter than length={length} keep their own lengths ({lengths[0]}..{lengths[-1]}) without "
+            "stretching; pass stretch=True to resample every series to one length"
+        )
+    return np.stack(out)
 
 
 def normalize_series(X: np.ndarray, method: str | None = "znorm") -> np.ndarray:
@@ -541,19 +566,26 @@ def load_dataset(
     normalize: str | None = "znorm",
     data_dir: str | os.PathLike | None = None,
     allow_download: bool = False,
+    stretch: bool = True,
 ) -> Dataset:
     """Load a UCR/UEA classification set as a :class:`Dataset`.
 
     Args:
         name: dataset name; case-insensitive, UCR-2015 spellings accepted (``"Gun_Point"``).
         length: resample every series linearly to this many points (the paper uses 100);
-            ``None`` keeps the original length (series must then share one length).
+            ``None`` keeps the original length (series must then share one length). See
+            ``stretch`` for series shorter than ``length``.
         val_fraction: share of the official TRAIN split held out, stratified, as validation.
         split_seed: seed of the validation split only (independent of any global seed).
         normalize: ``"znorm"`` (per series and channel), ``"minmax"`` or ``"none"``/``None``.
             Applied after resampling.
         data_dir: folder with a local copy of the archives (see module docstring).
         allow_download: let aeon download sets that are not available offline.
+        stretch: with ``length``, also stretch *shorter* series up to ``length`` (``True``, the
+            default, kept for backwards compatibility). ``False`` does what the TSD authors do:
+            only series longer than ``length`` are resampled down (linear interpolation,
+            endpoints aligned); shorter ones (ItalyPowerDemand, 24 points) keep their length.
+            A variable-length set whose series straddle ``length`` then fails (unequal lengths).
 
     Raises:
         DatasetNotAvailableError: the set is not available offline (and cannot be downloaded).
@@ -590,7 +622,7 @@ def load_dataset(
         if length is None and not (isinstance(X_tr, np.ndarray) and isinstance(X_te, np.ndarray)):
             raise ValueError(f"{canon}: series have unequal lengths; pass length=... to resample them")
 
-    return _build(canon, X_tr, y_tr, X_te, y_te, length, float(val_fraction), split_seed, norm)
+    return _build(canon, X_tr, y_tr, X_te, y_te, length, float(val_fraction), split_seed, norm, stretch)
 
 
 def _build(
@@ -603,6 +635,7 @@ def _build(
     val_fraction: float,
     split_seed: int,
     norm: str,
+    stretch: bool = True,
 ) -> Dataset:
     for part, X in (("train", X_tr), ("test", X_te)):
         if isinstance(X, np.ndarray) and X.ndim != 3:
@@ -615,7 +648,8 @@ def _build(
                 "(missing values or NaN-padded variable-length series are not supported)"
             )
     if length is not None:
-        X_tr, X_te = resample(X_tr, int(length)), resample(X_te, int(length))
+        fit = resample if stretch else shorten
+        X_tr, X_te = fit(X_tr, int(length)), fit(X_te, int(length))
     X_tr, y_tr_raw = validate_arrays(X_tr, y_tr, f"{name} (train)")
     X_te, y_te_raw = validate_arrays(X_te, y_te, f"{name} (test)", min_classes=1)
     if X_tr.shape[1] != X_te.shape[1]:
