@@ -9,6 +9,7 @@ from tsd_lib.models import (
     FCN,
     MODELS,
     SMOKE_SETTINGS,
+    ChainedLSTMClassifier,
     LSTMClassifier,
     ResNet,
     SameConv1d,
@@ -80,8 +81,11 @@ def test_full_size_models() -> None:
     assert 250_000 < sizes["fcn"] < 300_000  # ~266k for the classic FCN
     assert sizes["fcn_small"] < 2_000
     assert 450_000 < sizes["resnet"] < 550_000  # ~507k for the classic ResNet
+    assert sizes["lstm_teacher_chained"] == sizes["lstm_teacher"]  # same weights, chained differently
     teacher = build_model("lstm_teacher", 1, 10)
     assert isinstance(teacher, LSTMClassifier) and teacher.lstm.num_layers == 3 and teacher.feature_dim == 100
+    chained = build_model("lstm_teacher_chained", 1, 10)
+    assert isinstance(chained, ChainedLSTMClassifier) and len(chained.lstms) == 3 and chained.feature_dim == 100
     student = build_model("lstm_student", 1, 10)
     assert student.lstm.num_layers == 1 and student.feature_dim == 16
     fcn = build_model("fcn", 1, 10)
@@ -145,3 +149,35 @@ def test_same_conv_matches_torch_same_padding(k: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.testing.assert_close(ours(x), ref(x))
+
+
+def _lstm_by_hand(lstm: torch.nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    """One 1-layer LSTM unrolled step by step (PyTorch's gate order i, f, g, o); x is (B, T, C)."""
+    w_ih, w_hh = lstm.weight_ih_l0.double(), lstm.weight_hh_l0.double()
+    bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).double()
+    outs = []
+    for t in range(x.shape[1]):
+        i, f, g, o = (x[:, t] @ w_ih.T + h @ w_hh.T + bias).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs, dim=1), h, c
+
+
+def test_chained_lstm_layers_start_from_the_final_state_below() -> None:
+    model = _smoke("lstm_teacher_chained", 2, 3, seed=4).eval()
+    x = torch.randn(5, 2, 17, dtype=torch.float64)
+    with torch.no_grad():
+        logits, feats = model.double()(x, return_features=True)
+        out = x.transpose(1, 2)
+        h = c = torch.zeros(5, model.hidden, dtype=torch.float64)
+        for lstm in model.lstms:  # each layer from the final (h, c) of the layer below
+            out, h, c = _lstm_by_hand(lstm, out, h, c)
+        torch.testing.assert_close(feats["sequence"], out.transpose(1, 2), rtol=0, atol=1e-12)
+        torch.testing.assert_close(logits, model.head(out[:, -1]), rtol=0, atol=1e-12)
+        # not what zero initial states give (the stacked nn.LSTM of LSTMClassifier)
+        zeros = torch.zeros(5, model.hidden, dtype=torch.float64)
+        out0 = x.transpose(1, 2)
+        for lstm in model.lstms:
+            out0, _, _ = _lstm_by_hand(lstm, out0, zeros, zeros)
+        assert (out0 - out).abs().max() > 1e-3

@@ -306,6 +306,8 @@ def test_prefix_sharing_only_for_lstm_classifiers() -> None:
     from tsd_lib.models import build_model
 
     assert not supports_prefix_sharing(build_model("fcn_small", 1, 2))
+    chained = build_model("lstm_teacher_chained", 1, 2)  # layer 2 depends on layer 1's final state
+    assert not supports_prefix_sharing(chained) and not hasattr(chained, "lstm")  # maps' LSTM engine needs .lstm
     assert not supports_prefix_sharing(build_model("lstm_student", 1, 2), device="cuda")
 
 

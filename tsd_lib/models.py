@@ -14,6 +14,9 @@ Models
 ``lstm_teacher`` / ``lstm_student``
     :class:`LSTMClassifier`; 3x100 and 1x16 LSTM classifying from the last time step, as in
     the TSD paper's scripts (Hewa Dehigahawattage et al., ECAI 2025).
+``lstm_teacher_chained``
+    :class:`ChainedLSTMClassifier`, 3x100: the teacher of the authors' ``teacher_main.py``,
+    three 1-layer LSTMs, each starting from the final state of the layer below.
 ``fcn`` / ``fcn_small``
     :class:`FCN`, the fully convolutional baseline of Wang et al. (2017), 128-256-128 filters
     with kernels 8-5-3; the small variant has 8-16-8 filters with kernels 5-5-3 (the kernel
@@ -37,6 +40,7 @@ from torch import nn
 
 __all__ = [
     "FCN",
+    "ChainedLSTMClassifier",
     "MODELS",
     "SMOKE_SETTINGS",
     "LSTMClassifier",
@@ -92,9 +96,10 @@ class LSTMClassifier(nn.Module):
     resume from it on each perturbed suffix (prefix sharing), then apply ``self.head`` to the
     last output; the result equals ``forward`` on the full series.
 
-    Note: the TSD authors' teacher chains three 1-layer LSTMs, each initialised from the
-    previous layer's final state; here we use a standard stacked ``nn.LSTM`` (zero initial
-    state in every layer).
+    Note: the TSD authors' ``teacher_main.py`` chains three 1-layer LSTMs, each initialised
+    from the previous layer's final state (:class:`ChainedLSTMClassifier`,
+    ``lstm_teacher_chained``); this class is a standard stacked ``nn.LSTM`` (zero initial state
+    in every layer), the teacher their student code loads.
     """
 
     def __init__(self, n_channels: int, n_classes: int, hidden: int = 100, layers: int = 3) -> None:
@@ -113,6 +118,49 @@ class LSTMClassifier(nn.Module):
         """Logits ``(B, n_classes)``; with ``return_features`` also the hidden states."""
         x = _check_input(x, self.n_channels)
         out, _ = self.lstm(x.transpose(1, 2))  # (B, T, H)
+        embedding = out[:, -1]
+        logits = self.head(embedding)
+        if not return_features:
+            return logits
+        return logits, {"sequence": out.transpose(1, 2), "embedding": embedding}
+
+
+class ChainedLSTMClassifier(nn.Module):
+    """Single-layer LSTMs in a chain, each starting from the final state of the layer below.
+
+    Layer 1 reads the series from a zero state; layer ``l > 1`` reads layer ``l-1``'s outputs
+    ``h^{(l-1)}_{1..T}`` starting from that layer's *final* state,
+    ``(h^{(l)}_0, c^{(l)}_0) = (h^{(l-1)}_T, c^{(l-1)}_T)``, instead of zeros; ``logits =
+    head(h^{(top)}_T)``. This is the teacher of the TSD authors' ``teacher_main.py``
+    (``LSTMClassifierTeacherUnrolled``; three layers of 100 units). Same feature contract as
+    :class:`LSTMClassifier`: ``sequence`` the top layer's outputs ``(B, H, T)``, ``embedding``
+    its last step. The layers are ``self.lstms`` (``nn.ModuleList`` of 1-layer
+    ``nn.LSTM(batch_first=True)``); the model has no ``lstm`` attribute, so the prefix-sharing
+    shortcuts for :class:`LSTMClassifier` never apply to it. They would be wrong: a window
+    changes layer 1's final state, hence every step of layer 2.
+    """
+
+    def __init__(self, n_channels: int, n_classes: int, hidden: int = 100, layers: int = 3) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        self.n_channels = int(n_channels)
+        self.n_classes = int(n_classes)
+        self.hidden = int(hidden)
+        self.layers = int(layers)
+        self.feature_dim = self.hidden
+        sizes = [self.n_channels] + [self.hidden] * (self.layers - 1)
+        self.lstms = nn.ModuleList(nn.LSTM(size, self.hidden, batch_first=True) for size in sizes)
+        self.head = nn.Linear(self.hidden, self.n_classes)
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, Features]:
+        """Logits ``(B, n_classes)``; with ``return_features`` also the top layer's hidden states."""
+        out = _check_input(x, self.n_channels).transpose(1, 2)  # (B, T, C)
+        state = None
+        for lstm in self.lstms:
+            out, state = lstm(out, state)
         embedding = out[:, -1]
         logits = self.head(embedding)
         if not return_features:
@@ -262,6 +310,7 @@ class ResNet(_PooledConvNet):
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lstm_teacher": partial(LSTMClassifier, hidden=100, layers=3),
     "lstm_student": partial(LSTMClassifier, hidden=16, layers=1),
+    "lstm_teacher_chained": partial(ChainedLSTMClassifier, hidden=100, layers=3),
     "fcn": partial(FCN, channels=(128, 256, 128), kernels=(8, 5, 3)),
     "fcn_small": partial(FCN, channels=(8, 16, 8), kernels=(5, 5, 3)),
     "resnet": partial(ResNet, channels=(64, 128, 128), kernels=(8, 5, 3)),
@@ -271,6 +320,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 SMOKE_SETTINGS: dict[str, dict] = {
     "lstm_teacher": {"hidden": 4, "layers": 3},
     "lstm_student": {"hidden": 4, "layers": 1},
+    "lstm_teacher_chained": {"hidden": 4, "layers": 3},
     "fcn": {"channels": (4, 4, 4)},
     "fcn_small": {"channels": (4, 4, 4)},
     "resnet": {"channels": (4, 8, 8)},
