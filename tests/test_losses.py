@@ -573,3 +573,56 @@ def test_fitnets_projection_initialised_as_the_authors() -> None:
     student, teacher = _smoke("lstm_student", 1), _smoke("resnet", 2)
     obj = Objective(parse_method("fitnets"), teacher, student=student)
     assert float(obj.projections["fitnets"].weight.detach().abs().max()) <= 0.005
+
+
+# ------------------------------------------------------------------ teacher logits cache
+
+
+def _count_forwards(model: nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_objective_caches_teacher_logits_for_kd_and_dkd(teacher: nn.Module, student: nn.Module, data) -> None:
+    import warnings
+
+    X, y = data
+    student.eval()
+    calls = _count_forwards(teacher)
+    cached = Objective(parse_method("kd+dkd"), teacher, X, y)
+    plain = Objective(parse_method("kd+dkd"), teacher)  # no X_pool: a teacher forward per batch
+    assert cached.uses_index and not plain.uses_index
+    for idx in (torch.tensor([0, 3, 4, 7, 9, 12]), torch.tensor([17, 1, 2]), torch.tensor([5, 6, 8, 10])):
+        total_c, terms_c = cached(student, X[idx], y[idx], index=idx)
+        total_p, terms_p = plain(student, X[idx], y[idx])
+        torch.testing.assert_close(total_c, total_p, rtol=1e-6, atol=1e-6)
+        assert terms_c == pytest.approx(terms_p, rel=1e-6, abs=1e-6)
+    assert calls[0] == 1 + 3  # one pass over X_pool (18 rows, one chunk), then only the uncached objective
+    total_c.backward()  # gradients still reach the student only
+    assert all(p.grad is None for p in teacher.parameters())
+    # without index, or with x not X_pool[index] (warned once), the teacher runs on x
+    calls[0] = 0
+    cached(student, X[:4], y[:4])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            _, shifted = cached(student, X[:4] + 1.0, y[:4], index=torch.arange(4))
+    assert calls[0] == 3 and sum("differs from X_pool" in str(w.message) for w in caught) == 1
+    assert shifted == pytest.approx(plain(student, X[:4] + 1.0, y[:4])[1], rel=1e-6)
+    # feature terms need the teacher's features anyway: no cache, no index
+    assert not Objective(parse_method("kd+at"), teacher, X, y).uses_index
+
+
+def test_objective_kd_reads_the_tsd_banks_teacher_logits(teacher: nn.Module, student: nn.Module, data) -> None:
+    X, y = data
+    student.eval()
+    obj = Objective(parse_method("kd+tsd"), teacher, X, y, student=student, n_windows=4, window=5, tsd_bank_size=8)
+    obj.to("cpu")  # builds the bank: the teacher's last run
+    calls = _count_forwards(teacher)
+    idx = torch.tensor([2, 5, 11, 16])
+    _, terms = obj(student, X[idx], y[idx], index=idx)
+    assert calls[0] == 0
+    with torch.no_grad():
+        expected = kd_loss(student(X[idx]), teacher(X[idx]), tau=8.0).item()
+    assert terms["kd"] == pytest.approx(expected, rel=1e-5)

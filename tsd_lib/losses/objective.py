@@ -15,6 +15,7 @@ projection, and DT2W's when it uses one).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -129,8 +130,11 @@ class Objective(nn.Module):
         teacher: the trained teacher; required by every term except ``"ce"``. It is put in
             eval mode with ``requires_grad_(False)`` and stored *without* registering it as a
             sub-module: ``parameters()``/``state_dict()`` never include it.
-        X_pool, y_pool: training series / labels for the TSD perturbation bank (required by
-            ``"tsd"``); passed to :class:`tsd_lib.losses.tsd.TSDTerm`.
+        X_pool, y_pool: training series / labels (the rows ``fit`` indexes): the TSD
+            perturbation pool (required by ``"tsd"``; passed to
+            :class:`tsd_lib.losses.tsd.TSDTerm`) and, when ``"kd"``/``"dkd"`` are active and no
+            feature term is, the series whose teacher logits are cached (see below). Pass them
+            whenever a teacher term is active.
         tau: temperature of KD, DKD (unless ``dkd_tau``) and TSD (8, the TSD scripts' value).
         n_windows, window: TSD's number of perturbed windows ``K`` (50) and length ``L`` (10).
         tsd_reduce, tsd_score, tsd_baseline, tsd_bank_size: forwarded to ``TSDTerm`` as
@@ -157,8 +161,15 @@ class Objective(nn.Module):
 
     Calling ``objective(student, x, y, index=None)`` returns ``(total, terms)`` where
     ``terms`` maps each active term to its *unweighted* value (a Python float) plus
-    ``"total"``. :attr:`uses_index` is true when TSD is active (``fit`` then passes the batch's
-    row indices into the training set, used by the TSD bank).
+    ``"total"``. :attr:`uses_index` is true when TSD is active or teacher logits are cached
+    (``fit`` then passes the batch's row indices into the training set).
+
+    Teacher logits cache: the teacher is frozen and the training series are fixed, so for KD /
+    DKD without feature terms its logits on ``X_pool`` are computed once, lazily at the first
+    indexed call (or taken from the TSD bank, which stores them), and looked up by ``index``
+    afterwards: a KD step then costs about a CE step. The cached values equal a per-batch
+    forward up to float rounding of the batch layout (~1e-7). Without ``index``, or when ``x``
+    is not ``X_pool[index]`` (a warning, once), the teacher runs on ``x`` as before.
     """
 
     def __init__(
@@ -247,10 +258,15 @@ class Objective(nn.Module):
                 seed=seed,
             )
         object.__setattr__(self, "_tsd", tsd_term)  # holds the teacher too: not a sub-module
-        self.uses_index: bool = tsd_term is not None
         self._needs_features = any(name in FEATURE_TERMS for name in self.active)
         self._needs_teacher_out = any(name in FEATURE_TERMS or name in ("kd", "dkd") for name in self.active)
         self._device = _module_device(teacher)
+        caching = self._needs_teacher_out and not self._needs_features and X_pool is not None
+        #: Training series whose teacher logits are cached (``None``: no cache).
+        self._X_pool = torch.as_tensor(X_pool, dtype=torch.float32, device=self._device) if caching else None
+        self._cached_logits: torch.Tensor | None = None
+        self._warned_mismatch = False
+        self.uses_index: bool = tsd_term is not None or caching
 
     @property
     def teacher(self) -> nn.Module | None:
@@ -279,8 +295,32 @@ class Objective(nn.Module):
         device = fn(torch.empty(0, device=self._device)).device
         if self._tsd is not None:
             self._tsd.to(device)
+        if self._X_pool is not None:
+            self._X_pool, self._cached_logits = fn(self._X_pool), None  # recomputed on first use
         self._device = device
         return self
+
+    def _teacher_logits(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """The teacher's logits on ``x``: from the cache when ``x`` is ``X_pool[index]``, else a forward."""
+        if index is not None and self._X_pool is not None:
+            rows = index.to(self._X_pool.device)
+            if x.shape == (rows.shape[0], *self._X_pool.shape[1:]) and torch.equal(x, self._X_pool[rows].to(x.dtype)):
+                return self._logit_table()[rows]
+            if not self._warned_mismatch:
+                warnings.warn("Objective: x differs from X_pool[index]; running the teacher", stacklevel=3)
+                self._warned_mismatch = True
+        with torch.no_grad():
+            return self._teacher(x)
+
+    def _logit_table(self) -> torch.Tensor:
+        """Teacher logits ``(N, k)`` of every ``X_pool`` row: the TSD bank's, or computed once here."""
+        if self._tsd is not None and self._tsd.use_bank:
+            return self._tsd.build_bank().logits
+        if self._cached_logits is None:
+            with torch.no_grad():
+                chunks = [self._teacher(part) for part in self._X_pool.split(_CACHE_BATCH)]
+            self._cached_logits = torch.cat(chunks)
+        return self._cached_logits
 
     def extra_repr(self) -> str:
         terms = ", ".join(f"{name}={self.weights[name]:g}" for name in self.active)
@@ -295,12 +335,11 @@ class Objective(nn.Module):
         else:
             logits_s, feats_s = student(x), {}
         logits_t, feats_t = None, {}
-        if self._needs_teacher_out:
+        if self._needs_features:
             with torch.no_grad():
-                if self._needs_features:
-                    logits_t, feats_t = self._teacher(x, return_features=True)
-                else:
-                    logits_t = self._teacher(x)
+                logits_t, feats_t = self._teacher(x, return_features=True)
+        elif self._needs_teacher_out:
+            logits_t = self._teacher_logits(x, index)
 
         values: list[torch.Tensor] = []
         total = logits_s.new_zeros(())
@@ -347,6 +386,10 @@ class Objective(nn.Module):
         if name == "tsd":
             return self._tsd(student, x, y, index=index, student_logits=logits_s)
         raise AssertionError(f"unhandled term {name!r}")  # pragma: no cover - LOSSES is closed
+
+
+#: Rows per teacher forward when caching its logits on the training set.
+_CACHE_BATCH = 256
 
 
 def _feature_dim(model: nn.Module | None, role: str) -> int:
