@@ -167,11 +167,19 @@ def test_records_say_how_training_ended(stored):
 
 
 def test_defaults_are_the_converged_protocol():
-    c = RunConfig(dataset="GunPoint")
+    c = RunConfig(dataset="GunPoint")  # the paper's LSTM pair
     assert (c.epochs, c.patience, c.lr, c.batch_size) == (500, 50, 0.005, 32)
-    assert (c.lr_schedule, c.warmup) == ("paper", 100)
-    t = c.train_config(teacher=True)
-    assert (t.epochs, t.patience, t.lr_schedule, t.warmup) == (500, 50, "paper", 100)
+    for t in (c.train_config(teacher=True), c.train_config()):
+        assert (t.epochs, t.patience, t.lr, t.lr_schedule, t.warmup) == (500, 50, 0.005, "paper", 200)
+    fcn = c.replace(teacher="fcn", student="fcn_small")
+    for t in (fcn.train_config(teacher=True), fcn.train_config()):
+        assert (t.epochs, t.patience, t.lr_schedule, t.lr_step, t.warmup) == (500, 50, "step", 100, 0)
+    # a mixed pair: each model gets its own protocol
+    mixed = c.replace(student="fcn_small")
+    assert mixed.train_config(teacher=True).warmup == 200 and mixed.train_config().warmup == 0
+    # spelling out the default protocol is the same run; another protocol is another run
+    assert c.replace(lr_schedule="paper", warmup=200).key() == c.key()
+    assert c.replace(warmup=0).key() != c.key() and c.replace(warmup=0).teacher_key() != c.teacher_key()
 
 
 def test_store_from_other_code_is_not_reused(stored, monkeypatch):

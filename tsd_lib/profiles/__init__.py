@@ -19,8 +19,9 @@ except ``datasets`` and ``methods``)::
     window: 10                      # L
     epochs: 500
     patience: 50
-    lr_schedule: paper              # the authors' per-batch MultiStepLR ("step": x0.5 per 100 epochs)
-    warmup: 100                     # epochs before early stopping's patience starts to count
+    lr_schedule: null               # "paper" (the authors' per-batch MultiStepLR) or "step" (x0.5 per
+                                    # 100 epochs); null: per architecture (LSTMs paper, conv nets step)
+    warmup: null                    # epochs before patience counts; null: per architecture (LSTMs 200)
     budgets: [20, 40, 100, 300]     # also evaluate every run at these epoch budgets (chapter 6)
     teacher_epochs: null            # defaults to epochs
     teacher_patience: null
