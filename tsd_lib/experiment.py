@@ -41,6 +41,7 @@ from tsd_lib.utils import (
 
 SALIENCY_SEED = 0  # one fixed generator seed: teacher and student see identical perturbations
 BANK_SEED = 0  # the teacher bank is built once per teacher and shared by every student
+_BANK_FORMAT = TeacherBank.FORMAT  # a cached bank of another layout is not loaded
 SYNTHETIC_PREFIX = "synthetic"
 SYNTHETIC_SIZE = (100, 100)  # train and test series of the planted-pattern set used in runs
 
@@ -48,7 +49,7 @@ SYNTHETIC_SIZE = (100, 100)  # train and test series of the planted-pattern set 
 # is found by the same configs on a laptop).
 _NOT_HASHED = {"device", "data_dir"}
 _TSD_FIELDS = {"n_windows", "window", "tsd_bank_size", "tsd_reduce", "tsd_score", "tsd_baseline"}
-_TEACHER_FIELDS = ("dataset", "length", "split_seed", "val_fraction", "teacher", "teacher_seed",
+_TEACHER_FIELDS = ("dataset", "length", "stretch", "split_seed", "val_fraction", "teacher", "teacher_seed",
                    "teacher_epochs", "teacher_patience", "batch_size", "lr", "lr_schedule", "warmup", "code")
 
 
@@ -64,6 +65,7 @@ class RunConfig:
     dataset: str
     data_dir: str | None = None
     length: int | None = 100
+    stretch: bool = False
     teacher: str = "lstm_teacher"
     teacher_seed: int = 0
     student: str = "lstm_student"
@@ -274,7 +276,7 @@ def get_dataset(config: RunConfig) -> Dataset:
                                  split_seed=config.split_seed, val_fraction=config.val_fraction)
         return data
     return load_dataset(config.dataset, length=config.length, val_fraction=config.val_fraction,
-                        split_seed=config.split_seed, data_dir=config.data_dir)
+                        split_seed=config.split_seed, data_dir=config.data_dir, stretch=config.stretch)
 
 
 def save_model(path: Path, name: str, model: nn.Module, data: Dataset) -> None:
@@ -390,13 +392,13 @@ def _cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
 def teacher_bank(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> TeacherBank:
     """The teacher's TSD bank for ``config`` (built once per teacher and setting, then loaded)."""
     key = _digest({"window": config.window, "bank_size": config.tsd_bank_size, "baseline": config.tsd_baseline,
-                   "seed": BANK_SEED})
+                   "n_windows": config.n_windows, "format": _BANK_FORMAT, "seed": BANK_SEED})
     path = store.teacher_dir(config) / f"bank-{key}-{weights_digest(teacher)}.pt"
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
         return TeacherBank.from_state(state, data.X_train, data.y_train, tau=config.tau)
     bank = TeacherBank(teacher, data.X_train, data.y_train, bank_size=config.tsd_bank_size, window=config.window,
-                       tau=config.tau, baseline=config.tsd_baseline, seed=BANK_SEED,
+                       n_windows=config.n_windows, tau=config.tau, baseline=config.tsd_baseline, seed=BANK_SEED,
                        device=resolve_device(config.device), show_progress=False)
     atomic_torch_save(path, bank.state_dict())
     return bank

@@ -7,7 +7,8 @@ except ``datasets`` and ``methods``)::
     description: one line
     datasets: [GunPoint, ...]       # names; "Synthetic" is the planted-pattern set
     data_dir: null                  # local archive copy for sets not shipped with aeon
-    length: 100                     # resampled series length (null keeps the original)
+    length: 100                     # series longer than this are resampled down (null keeps them)
+    stretch: false                  # true: shorter series are stretched up to `length` too
     teacher: lstm_teacher
     teacher_seeds: [0]              # several: the teacher seed is chosen on validation data
     student: lstm_student
@@ -63,7 +64,7 @@ PROFILE_DIR = Path(__file__).parent
 _RUN_KEYS = {"length", "teacher", "student", "tau", "n_windows", "window", "epochs", "patience",
              "teacher_epochs", "teacher_patience", "saliency_eval_series", "tsd_bank_size", "tsd_reduce",
              "tsd_score", "tsd_baseline", "batch_size", "lr", "val_fraction", "split_seed", "lr_schedule",
-             "warmup", "budgets"}
+             "warmup", "budgets", "stretch"}
 _KNOWN = _RUN_KEYS | {"name", "description", "datasets", "data_dir", "teacher_seeds", "seeds", "methods",
                       "tsd_weights", "pairs", "teacher_study", "baselines", "ablations", "chapters"}
 
