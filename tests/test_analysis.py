@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 
 from tsd_lib.analysis import (
     budget_frame,
+    budget_gap,
     budget_plot,
     budget_table,
     capped_runs,
@@ -51,6 +53,12 @@ def test_budget_frame_has_every_budget_and_the_converged_model():
     table = budget_table(frame, "accuracy")
     assert list(table.columns) == ["20 epochs", "300 epochs", "converged"]
     assert table.loc[("D", "ce"), "20 epochs"] == "0.750 ± 0.071"
+    tsd = budget_frame([{**_record("tsd", s, acc=0.95), "dataset": "D"} for s in (0, 1)])
+    both = pd.concat([frame, tsd])
+    assert budget_gap(both, "accuracy", "tsd", "ce", "converged")["D"] == pytest.approx(0.95 - 0.85)
+    assert budget_gap(both, "accuracy", "tsd", "ce", 20)["D"] == pytest.approx(0.85 - 0.75)
+    with pytest.raises(ValueError, match="kd"):
+        budget_gap(both, "accuracy", "kd", "ce", 20)
     fig = budget_plot(frame)
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="budget"):

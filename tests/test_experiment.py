@@ -172,8 +172,9 @@ def test_defaults_are_the_converged_protocol():
     for t in (c.train_config(teacher=True), c.train_config()):
         assert (t.epochs, t.patience, t.lr, t.lr_schedule, t.warmup) == (500, 50, 0.005, "paper", 200)
     fcn = c.replace(teacher="fcn", student="fcn_small")
-    for t in (fcn.train_config(teacher=True), fcn.train_config()):
-        assert (t.epochs, t.patience, t.lr_schedule, t.lr_step, t.warmup) == (500, 50, "step", 100, 0)
+    t, s = fcn.train_config(teacher=True), fcn.train_config()
+    assert (t.epochs, t.patience, t.lr_schedule, t.warmup) == (500, 50, "paper", 0)
+    assert (s.epochs, s.patience, s.lr_schedule, s.lr_step, s.warmup) == (500, 50, "step", 100, 0)
     # a mixed pair: each model gets its own protocol
     mixed = c.replace(student="fcn_small")
     assert mixed.train_config(teacher=True).warmup == 200 and mixed.train_config().warmup == 0

@@ -116,11 +116,21 @@ def test_missing_dataset_is_one_failure(tmp_path):
     assert "data_dir" in failures[0]["error"]
 
 
-def test_torch_threads_share_the_cores(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert [grid.threads_per_worker(n) for n in (1, 3, 16)] == [8, 2, 1]
-    # a given scheduler's workers live elsewhere and run one task per thread
-    assert grid.threads_per_worker(1, "tcp://host:8786") == 1
+def test_records_do_not_depend_on_the_worker_layout(tmp_path):
+    # One torch thread per run, whatever --n-jobs: a store resumed with another layout stays one
+    # set of results.
+    configs = load_profile(_profile_file(tmp_path, epochs=3, patience=3, teacher_epochs=3)).configs()
+    records = []
+    for n_jobs in (1, 2):
+        store = RunStore(tmp_path / f"store{n_jobs}")
+        assert run_grid(configs, store, n_jobs=n_jobs, show_progress=False).done == len(configs)
+        records.append({r["key"]: r for r in store.records()})
+    assert records[0].keys() == records[1].keys()
+    timing = {"train_seconds", "wall_seconds"}
+    for key, record in records[0].items():
+        assert {k: v for k, v in record.items() if k not in timing} == \
+            {k: v for k, v in records[1][key].items() if k not in timing}, key
+    assert grid.RUN_THREADS == 1
 
 
 def test_dask_local_cluster_runs_the_grid(tmp_path):

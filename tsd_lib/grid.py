@@ -42,15 +42,10 @@ class GridSummary:
                 f"{self.failed} failed ({self.seconds:.0f} s)")
 
 
-def threads_per_worker(n_jobs: int, scheduler: str | None = None) -> int:
-    """Torch threads per run: this machine's cores shared evenly by ``n_jobs`` workers, at least one.
-
-    On a given Dask ``scheduler`` the workers run on machines this process cannot see, one task
-    per worker thread (what the ``OMP_NUM_THREADS=1`` that Dask's nannies set assumes): one.
-    """
-    if scheduler is not None:
-        return 1
-    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+#: Torch threads per run, whatever the worker layout: results do not depend on ``n_jobs`` or the
+#: machine's core count (intra-op threads change floating-point summation order); runs are the
+#: unit of parallelism.
+RUN_THREADS = 1
 
 
 def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_only: bool = False) -> dict[str, Any]:
@@ -154,8 +149,7 @@ def run_grid(
 
     if todo or extra:
         with _executor(backend, n_jobs, scheduler) as map_calls:
-            threads = threads_per_worker(n_jobs, scheduler if backend == "dask" else None)
-            _train(todo, store, map_calls, threads, summary, show_progress, extra)
+            _train(todo, store, map_calls, RUN_THREADS, summary, show_progress, extra)
     summary.seconds = time.perf_counter() - start
     return summary
 

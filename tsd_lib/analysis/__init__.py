@@ -2,7 +2,7 @@
 LSTM teacher's seed study, the epoch-budget study and the convergence audit."""
 
 from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit
-from tsd_lib.analysis.budget import budget_frame, budget_plot, budget_table
+from tsd_lib.analysis.budget import budget_frame, budget_gap, budget_plot, budget_table
 from tsd_lib.analysis.published import PUBLISHED_FCN, PUBLISHED_SOURCE, published_fcn
 from tsd_lib.analysis.teachers import seed_study, teacher_table
 
@@ -10,6 +10,7 @@ __all__ = [
     "PUBLISHED_FCN",
     "PUBLISHED_SOURCE",
     "budget_frame",
+    "budget_gap",
     "budget_plot",
     "budget_table",
     "capped_runs",

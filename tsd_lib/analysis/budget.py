@@ -87,3 +87,12 @@ def budget_plot(frame: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "sali
     if title:
         fig.suptitle(title)
     return fig
+
+
+def budget_gap(frame: pd.DataFrame, metric: str, method: str, base: str, budget: Any) -> pd.Series:
+    """Per dataset: mean ``metric`` of ``method`` minus that of ``base`` at one ``budget``
+    (an epoch count or ``"converged"``), means over seeds."""
+    g = frame[frame["budget"] == budget].groupby(["dataset", "method"])[metric].mean().unstack()
+    if method not in g or base not in g:
+        raise ValueError(f"no {method!r} or {base!r} runs at budget {budget!r}")
+    return (g[method] - g[base]).dropna()

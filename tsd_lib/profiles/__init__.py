@@ -130,7 +130,7 @@ class Profile:
         dataset = spec.pop("dataset", self.datasets[0])
         seeds = [int(s) for s in spec.pop("seeds", self.teacher_seeds)]
         variants = spec.pop("variants", {"profile": {}})
-        return {name: [self.base_config(dataset, teacher_seed=s, teacher_seeds=(), **spec, **(changes or {}))
+        return {name: [self.base_config(dataset, **{**spec, **(changes or {}), "teacher_seed": s, "teacher_seeds": ()})
                        for s in seeds] for name, changes in variants.items()}
 
     def teacher_configs(self) -> list[RunConfig]:
