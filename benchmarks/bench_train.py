@@ -5,8 +5,8 @@ Run from the project root: ``python benchmarks/bench_train.py``. Writes
 
 Setting: the quick profile's GunPoint pair: GunPoint resampled to length 100 (training split
 after the 20 % validation hold-out), teacher ``fcn`` (128-256-128, random init: epoch time does
-not depend on the teacher's quality), student ``fcn_small`` (8-16-8), tau = 4, K = 50 windows
-of L = 10, teacher bank of 200 perturbations per series, batch 32, one torch thread. Each
+not depend on the teacher's quality), student ``fcn_small`` (8-16-8), the quick profile's tau, K
+windows of length L, teacher bank of 200 perturbations per series, batch 32, one torch thread. Each
 variant trains through the library path, ``fit(student, data, Objective(...))``, whose epoch
 seconds include the validation pass:
 
@@ -45,6 +45,7 @@ os.environ.setdefault("TSD_PROGRESS", "0")
 from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
 from tsd_lib.models import build_model  # noqa: E402
+from tsd_lib.profiles import load_profile  # noqa: E402
 from tsd_lib.saliency.perturb import TeacherBank  # noqa: E402
 from tsd_lib.train import TrainConfig, fit  # noqa: E402
 from tsd_lib.utils import atomic_write_json, set_seed  # noqa: E402
@@ -53,7 +54,8 @@ from tsd_lib.utils import atomic_write_json, set_seed  # noqa: E402
 THREADS = int(os.environ.get("TSD_BENCH_THREADS", "1"))
 DATASET, LENGTH = "GunPoint", 100
 TEACHER, STUDENT = "fcn", "fcn_small"
-BATCH, K, L, TAU, BANK_SIZE = 32, 50, 10, 4.0, 200
+_QUICK = load_profile("quick").base_config("GunPoint")
+BATCH, K, L, TAU, BANK_SIZE = _QUICK.batch_size, _QUICK.n_windows, _QUICK.window, _QUICK.tau, _QUICK.tsd_bank_size
 ROUNDS, EPOCHS = 5, 10  # timed epochs per variant: ROUNDS * EPOCHS
 VARIANTS = {
     "ce": {"ce": 1.0},

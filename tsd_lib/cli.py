@@ -95,20 +95,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tsd_lib.data import load_dataset
-    from tsd_lib.experiment import save_model
+    from tsd_lib.experiment import default_protocol, save_model
     from tsd_lib.metrics import classification_metrics, softmax
     from tsd_lib.models import build_model
     from tsd_lib.train import TrainConfig, fit, predict_logits
     from tsd_lib.utils import atomic_write_json, resolve_device, set_seed, versions
 
     data = load_dataset(
-        args.dataset, length=args.length or None, split_seed=args.split_seed, data_dir=args.data_dir
+        args.dataset, length=args.length or None, split_seed=args.split_seed, data_dir=args.data_dir, stretch=False
     )
     set_seed(args.seed)
     model = build_model(args.model, data.n_channels, data.n_classes)
     config = TrainConfig(
         epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device,
-        progress=False if args.quiet else None, desc=f"{args.model} on {data.name}",
+        progress=False if args.quiet else None, desc=f"{args.model} on {data.name}", **default_protocol(args.model),
     )
     start = time.perf_counter()
     history = fit(model, data, config=config)
@@ -118,8 +118,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     record = {
         "dataset": data.name, "model": args.model, "seed": args.seed, "split_seed": args.split_seed,
         "length": data.length, **{f"test_{k}": v for k, v in metrics.items()},
-        "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
-        "wall_seconds": wall, "device": str(resolve_device(args.device)), "versions": versions(),
+        "epochs_run": history.epochs_run, "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
+        **{f"{k}_used": getattr(config, k) for k in ("lr_schedule", "warmup")}, "wall_seconds": wall,
+        "device": str(resolve_device(args.device)), "versions": versions(),
     }
     out = Path(args.out or f"runs/train/{data.name}-{args.model}-seed{args.seed}")
     save_model(out / "model.pt", args.model, model, data)

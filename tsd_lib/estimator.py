@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from tsd_lib.data import Dataset, stratified_split, validate_arrays
+from tsd_lib.experiment import default_protocol
 from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import softmax
 from tsd_lib.models import build_model
@@ -62,9 +63,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.progress = progress
 
-    def _train_config(self, *, epochs: int, seed: int, desc: str) -> TrainConfig:
+    def _train_config(self, model: str, *, epochs: int, seed: int, desc: str) -> TrainConfig:
+        """The protocol of :class:`~tsd_lib.experiment.RunConfig` for ``model`` (schedule and warm-up
+        per architecture, :func:`~tsd_lib.experiment.default_protocol`)."""
         return TrainConfig(epochs=epochs, patience=self.patience, batch_size=self.batch_size, lr=self.lr,
-                           seed=seed, device=self.device, progress=self.progress, desc=desc)
+                           seed=seed, device=self.device, progress=self.progress, desc=desc,
+                           **default_protocol(model))
 
     def _dataset(self, X: np.ndarray, y: np.ndarray) -> Dataset:
         tr, va = stratified_split(y, self.val_fraction, seed=self.seed)
@@ -82,7 +86,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             return teacher
         set_seed(self.teacher_seed)
         teacher = build_model(self.teacher, data.n_channels, data.n_classes, **(self.teacher_kwargs or {}))
-        config = self._train_config(epochs=self.teacher_epochs or self.epochs, seed=self.teacher_seed,
+        config = self._train_config(self.teacher, epochs=self.teacher_epochs or self.epochs, seed=self.teacher_seed,
                                     desc=f"teacher {self.teacher}")
         self.teacher_history_ = fit(teacher, data, config=config)
         return teacher.eval()
@@ -103,7 +107,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             student=student,
         )
         self.history_: History = fit(student, data, objective,
-                                     self._train_config(epochs=self.epochs, seed=self.seed, desc=self.method))
+                                     self._train_config(self.student, epochs=self.epochs, seed=self.seed,
+                                                        desc=self.method))
         self.student_ = student.eval()
         return self
 

@@ -1,7 +1,7 @@
 """Analyses the chapters show, as tested functions: teachers against the literature, the
 LSTM teacher's seed study, the epoch-budget study and the convergence audit."""
 
-from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit
+from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit, verdict
 from tsd_lib.analysis.budget import budget_frame, budget_gap, budget_plot, budget_table
 from tsd_lib.analysis.published import PUBLISHED_FCN, PUBLISHED_SOURCE, published_fcn
 from tsd_lib.analysis.teachers import seed_study, teacher_table
@@ -19,4 +19,5 @@ __all__ = [
     "published_fcn",
     "seed_study",
     "teacher_table",
+    "verdict",
 ]

@@ -47,3 +47,11 @@ def convergence_audit(records: Iterable[Mapping[str, Any]] | pd.DataFrame,
         epochs_run_max=("epochs_run", "max"),
     )
     return out
+
+
+def verdict(holds: bool, n_capped: int, agrees: str = "**agrees** with the paper",
+            disagrees: str = "**disagrees** with the paper") -> str:
+    """A claim's verdict text, or "undecided" when capped runs stand behind it."""
+    if n_capped:
+        return f"**undecided**: {n_capped} run(s) behind it hit the epoch cap"
+    return agrees if holds else disagrees

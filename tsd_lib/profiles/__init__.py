@@ -31,11 +31,12 @@ except ``datasets`` and ``methods``)::
     pairs:                          # other teacher/student pairs on some datasets (the paper's LSTMs)
       lstm: {datasets: [GunPoint], teacher: lstm_teacher, student: lstm_student,
              teacher_seeds: [1, 24, 300], methods: [ce, kd, tsd, kd+tsd]}
-    teacher_study:                  # teachers alone, every seed, under settings variants (chapter 1)
-      dataset: GunPoint
-      teacher: lstm_teacher
-      seeds: [1, 24, 300, 49000, 1001]
-      variants: {paper: {warmup: 0}, remedy: {}}
+    teacher_study:                  # teachers alone, every seed, under settings variants (chapter 1);
+      - name: LSTM on GunPoint      # one study or a list of them
+        dataset: GunPoint
+        teacher: lstm_teacher
+        seeds: [1, 24, 300, 49000, 1001]
+        variants: {paper: {warmup: 0}, remedy: {}}
     baselines:                      # extra methods on one dataset (chapter 3), outside the main grid
       dataset: GunPoint
       methods: [fitnets, at, rkd, dt2w]
@@ -83,7 +84,7 @@ class Profile:
     tsd_weights: list[float] = field(default_factory=lambda: [1.0])
     run: dict[str, Any] = field(default_factory=dict)
     pairs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    teacher_study: dict[str, Any] = field(default_factory=dict)
+    teacher_study: dict[str, Any] | list[dict[str, Any]] = field(default_factory=dict)
     baselines: dict[str, Any] = field(default_factory=dict)
     ablations: dict[str, Any] = field(default_factory=dict)
     chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -122,20 +123,23 @@ class Profile:
                               **teacher, **spec)
         return out
 
-    def teacher_study_configs(self) -> dict[str, list[RunConfig]]:
-        """``{variant: [one config per teacher seed]}``: teachers trained alone (chapter 1)."""
-        if not self.teacher_study:
-            return {}
-        spec = dict(self.teacher_study)
-        dataset = spec.pop("dataset", self.datasets[0])
-        seeds = [int(s) for s in spec.pop("seeds", self.teacher_seeds)]
-        variants = spec.pop("variants", {"profile": {}})
-        return {name: [self.base_config(dataset, **{**spec, **(changes or {}), "teacher_seed": s, "teacher_seeds": ()})
-                       for s in seeds] for name, changes in variants.items()}
+    def teacher_study_configs(self) -> dict[str, dict[str, list[RunConfig]]]:
+        """``{study: {variant: [one config per teacher seed]}}``: teachers trained alone (chapter 1)."""
+        specs = self.teacher_study if isinstance(self.teacher_study, list) else [self.teacher_study]
+        out = {}
+        for spec in (dict(s) for s in specs if s):
+            dataset = spec.pop("dataset", self.datasets[0])
+            name = spec.pop("name", f"{dataset}: {spec.get('teacher', self.run.get('teacher', 'teacher'))}")
+            seeds = [int(s) for s in spec.pop("seeds", self.teacher_seeds)]
+            variants = spec.pop("variants", {"profile": {}})
+            out[name] = {v: [self.base_config(dataset, **{**spec, **(changes or {}), "teacher_seed": s,
+                                                          "teacher_seeds": ()}) for s in seeds]
+                         for v, changes in variants.items()}
+        return out
 
     def teacher_configs(self) -> list[RunConfig]:
         """Teachers the grid trains beyond those of its student runs (the teacher study)."""
-        return [c for configs in self.teacher_study_configs().values() for c in configs]
+        return [c for study in self.teacher_study_configs().values() for configs in study.values() for c in configs]
 
     def baseline_configs(self) -> list[RunConfig]:
         """Extra methods on one dataset over the student seeds (chapter 3)."""
@@ -197,7 +201,7 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         teacher_seeds=list(raw.get("teacher_seeds", [0])), seeds=list(raw.get("seeds", [0])),
         tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])],
         run={k: v for k, v in raw.items() if k in _RUN_KEYS},
-        pairs=dict(raw.get("pairs") or {}), teacher_study=dict(raw.get("teacher_study") or {}),
+        pairs=dict(raw.get("pairs") or {}), teacher_study=raw.get("teacher_study") or {},
         baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),
         chapters=dict(raw.get("chapters") or {}),
     )
