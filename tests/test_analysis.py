@@ -15,6 +15,7 @@ from tsd_lib.analysis import (
     capped_runs,
     converged_only,
     convergence_audit,
+    nearest_budget,
     published_fcn,
     seed_study,
     teacher_table,
@@ -60,6 +61,7 @@ def test_budget_frame_has_every_budget_and_the_converged_model():
     assert budget_gap(both, "accuracy", "tsd", "ce", 20)["D"] == pytest.approx(0.85 - 0.75)
     with pytest.raises(ValueError, match="kd"):
         budget_gap(both, "accuracy", "kd", "ce", 20)
+    assert nearest_budget(frame) == 20 and nearest_budget(frame, 250) == 300
     fig = budget_plot(frame)
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="budget"):

@@ -96,3 +96,11 @@ def budget_gap(frame: pd.DataFrame, metric: str, method: str, base: str, budget:
     if method not in g or base not in g:
         raise ValueError(f"no {method!r} or {base!r} runs at budget {budget!r}")
     return (g[method] - g[base]).dropna()
+
+
+def nearest_budget(frame: pd.DataFrame, target: int = 40) -> int:
+    """The evaluated epoch budget closest to ``target`` (the "tight budget" the chapters quote)."""
+    budgets = [b for b in set(frame["budget"]) if b != CONVERGED]
+    if not budgets:
+        raise ValueError("no epoch budget in the frame")
+    return min(budgets, key=lambda b: (abs(b - target), b))
