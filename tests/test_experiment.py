@@ -168,13 +168,13 @@ def test_records_say_how_training_ended(stored):
 
 def test_defaults_are_the_converged_protocol():
     c = RunConfig(dataset="GunPoint")  # the paper's LSTM pair
-    assert (c.epochs, c.patience, c.lr, c.batch_size) == (500, 50, 0.005, 32)
+    assert (c.epochs, c.patience, c.lr, c.batch_size) == (1000, 50, 0.005, 32)
     for t in (c.train_config(teacher=True), c.train_config()):
-        assert (t.epochs, t.patience, t.lr, t.lr_schedule, t.warmup) == (500, 50, 0.005, "paper", 200)
+        assert (t.epochs, t.patience, t.lr, t.lr_schedule, t.warmup) == (1000, 50, 0.005, "paper", 200)
     fcn = c.replace(teacher="fcn", student="fcn_small")
     t, s = fcn.train_config(teacher=True), fcn.train_config()
-    assert (t.epochs, t.patience, t.lr_schedule, t.warmup) == (500, 50, "paper", 0)
-    assert (s.epochs, s.patience, s.lr_schedule, s.lr_step, s.warmup) == (500, 50, "step", 100, 0)
+    assert (t.epochs, t.patience, t.lr_schedule, t.warmup) == (1000, 50, "paper", 0)
+    assert (s.epochs, s.patience, s.lr_schedule, s.lr_step, s.warmup) == (1000, 50, "step", 100, 0)
     # a mixed pair: each model gets its own protocol
     mixed = c.replace(student="fcn_small")
     assert mixed.train_config(teacher=True).warmup == 200 and mixed.train_config().warmup == 0

@@ -74,7 +74,7 @@ class RunConfig:
     tau: float = 8.0
     n_windows: int = 50
     window: int = 10
-    epochs: int = 500
+    epochs: int = 1000
     patience: int = 50
     seed: int = 0
     split_seed: int = 0
