@@ -70,6 +70,23 @@ def test_chapter_fingerprint_tracks_its_inputs(tmp_path):
     assert base == chapter_fingerprint(src, {"dataset": "A"}, smoke, store)
     assert base != chapter_fingerprint(src, {"dataset": "B"}, smoke, store)
     assert base != chapter_fingerprint(src, {"dataset": "A"}, load_profile("quick"), store)
+    # the records it reads, not the store's location: new or changed content under the same path
+    record = store.run_dir(smoke.configs()[0]) / "record.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"accuracy": 0.5}')
+    with_record = chapter_fingerprint(src, {"dataset": "A"}, smoke, store)
+    assert with_record != base
+    record.write_text('{"accuracy": 0.9}')
+    assert chapter_fingerprint(src, {"dataset": "A"}, smoke, store) != with_record
+    assert chapter_fingerprint(src, {"dataset": "A"}, smoke, RunStore(tmp_path / "elsewhere")) == base
+
+
+def test_unknown_chapter_fails_before_any_training(tmp_path, monkeypatch):
+    import tsd_lib.book as book
+
+    monkeypatch.setattr(book, "run_grid", lambda *a, **k: pytest.fail("the grid ran"))
+    with pytest.raises(ValueError, match="no chapter numbered"):
+        reproduce("smoke", chapters="99", store=tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -43,12 +43,26 @@ class ChapterResult:
 
 def chapter_fingerprint(src: Path, parameters: dict[str, Any], profile: Profile, store: RunStore) -> str:
     """What an executed chapter depends on: its source, parameters, the library, the profile and
-    the store's location (runs are deterministic functions of their configs, so the store's
-    content needs no hashing)."""
+    the stored records the profile's runs and teachers point at (their content, not the store's
+    location: a store swapped under the same path re-executes the chapter)."""
     h = hashlib.sha256(src.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     h.update(json.dumps([c.key() for c in profile.configs()]).encode())
-    h.update(f"{__version__} {store.root.resolve()} {_library_digest()}".encode())
+    h.update(f"{__version__} {_library_digest()} {records_digest(profile, store)}".encode())
+    return h.hexdigest()
+
+
+def records_digest(profile: Profile, store: RunStore) -> str:
+    """A digest of the stored records of the profile's runs and of their teachers (missing ones
+    count as missing)."""
+    h = hashlib.sha256()
+    teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
+    teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
+    paths = [store.run_dir(c) / "record.json" for c in profile.configs()]
+    paths += [store.teacher_dir(t) / "record.json" for t in teachers.values()]
+    for path in paths:
+        h.update(str(path.relative_to(store.root)).encode())
+        h.update(path.read_bytes() if path.exists() else b"missing")
     return h.hexdigest()
 
 
@@ -124,13 +138,13 @@ def reproduce(
     profile = profile if isinstance(profile, Profile) else load_profile(profile, data_dir=data_dir)
     store = RunStore(store)
     os.environ["TSD_RUNS"] = str(store.root.resolve())  # the chapters' kernels find the same store
+    stems = select_chapters(chapters, root)  # a bad chapter number fails before any training
     if run_grid_first:
         summary = run_grid(profile.configs(), store, n_jobs=n_jobs, teachers=profile.teacher_configs())
         print(f"grid: {summary}")
         if summary.failed or summary.errors:
             raise RuntimeError(f"{summary.failed} runs failed; see `tsd status --profile {profile.name}`")
     out_dir = Path(out_dir or root / CHAPTER_DIR)
-    stems = select_chapters(chapters, root)
     results = []
     saved = {k: os.environ.get(k) for k in ("TSD_PROGRESS", "OMP_NUM_THREADS")}
     os.environ["TSD_PROGRESS"] = "0"  # no progress-bar noise on the site
