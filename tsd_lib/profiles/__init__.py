@@ -59,15 +59,14 @@ from typing import Any
 import yaml
 
 from tsd_lib.experiment import RunConfig
+from tsd_lib.profiles.schema import RUN_SCHEMA, ProfileError, check_profile
+
+__all__ = ["PROFILE_DIR", "Profile", "ProfileError", "available_profiles", "load_profile"]
 
 PROFILE_DIR = Path(__file__).parent
 
-_RUN_KEYS = {"length", "teacher", "student", "tau", "n_windows", "window", "epochs", "patience",
-             "teacher_epochs", "teacher_patience", "saliency_eval_series", "tsd_bank_size", "tsd_reduce",
-             "tsd_score", "tsd_baseline", "batch_size", "lr", "val_fraction", "split_seed", "lr_schedule",
-             "warmup", "budgets", "stretch"}
-_KNOWN = _RUN_KEYS | {"name", "description", "datasets", "data_dir", "teacher_seeds", "seeds", "methods",
-                      "tsd_weights", "pairs", "teacher_study", "baselines", "ablations", "chapters"}
+_RUN_KEYS = set(RUN_SCHEMA)
+
 
 
 @dataclass
@@ -188,13 +187,13 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         path = PROFILE_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         raise ValueError(f"unknown profile {name_or_path!r}; packaged profiles: {', '.join(available_profiles())}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    unknown = set(raw) - _KNOWN
-    if unknown:
-        raise ValueError(f"profile {path.name}: unknown keys {sorted(unknown)}")
-    for key in ("datasets", "methods"):
-        if not raw.get(key):
-            raise ValueError(f"profile {path.name}: '{key}' must be a non-empty list")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ProfileError(f"profile {path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
+    raw = check_profile(raw or {}, str(path))
     profile = Profile(
         name=raw.get("name", path.stem), datasets=list(raw["datasets"]), methods=list(raw["methods"]),
         description=raw.get("description", ""), data_dir=data_dir or raw.get("data_dir"),
@@ -205,6 +204,9 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),
         chapters=dict(raw.get("chapters") or {}),
     )
-    profile.configs()  # validates every field value early, with RunConfig's messages
-    profile.teacher_configs()
+    try:  # every combination, with RunConfig's messages (e.g. a window longer than the series)
+        profile.configs()
+        profile.teacher_configs()
+    except ValueError as err:
+        raise ProfileError(f"profile {path}: {err}") from None
     return profile

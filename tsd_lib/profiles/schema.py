@@ -1,0 +1,168 @@
+"""The profile schema: every key's type and range, checked when a profile is loaded.
+
+``check_profile(raw, file)`` returns the profile with numbers normalised (``tau: 8`` becomes
+``8.0``, so a profile and ``--tau 8.0`` give one run key) or raises ``ValueError`` with a
+message naming the file and the key, before any run is expanded or trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from tsd_lib.experiment import RunConfig
+from tsd_lib.losses.tsd import SCORES
+from tsd_lib.saliency.perturb import BASELINES
+from tsd_lib.train import LR_SCHEDULES
+
+Check = Callable[[Any, str], Any]
+
+
+class ProfileError(ValueError):
+    """A profile that does not follow the schema."""
+
+
+def _fail(where: str, what: str, value: Any) -> None:
+    raise ProfileError(f"{where} must be {what}, got {value!r}")
+
+
+def _int(low: int | None = None, optional: bool = False) -> Check:
+    def check(v: Any, where: str) -> int | None:
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
+            _fail(where, f"an integer{'' if low is None else f' >= {low}'}{' or null' if optional else ''}", v)
+        return int(v)
+    return check
+
+
+def _float(low: float = 0.0, high: float | None = None, strict: bool = True) -> Check:
+    def check(v: Any, where: str) -> float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = ok and (v > low if strict else v >= low) and (high is None or v < high)
+        if not ok:
+            bounds = f"{'>' if strict else '>='} {low:g}" + ("" if high is None else f" and < {high:g}")
+            _fail(where, f"a number {bounds}", v)
+        return float(v)
+    return check
+
+
+def _str(choices: tuple[str, ...] | None = None, optional: bool = False) -> Check:
+    def check(v: Any, where: str) -> str | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str) or (choices is not None and v not in choices):
+            _fail(where, f"one of {list(choices)}" if choices else "a string", v)
+        return v
+    return check
+
+
+def _bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        _fail(where, "true or false", v)
+    return v
+
+
+def _list(item: Check, nonempty: bool = True) -> Check:
+    def check(v: Any, where: str) -> list[Any]:
+        if not isinstance(v, list) or (nonempty and not v):
+            _fail(where, "a non-empty list" if nonempty else "a list", v)
+        return [item(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    return check
+
+
+def _mapping(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, Mapping):
+        _fail(where, "a mapping (key: value)", v)
+    return dict(v)
+
+
+#: The keys a run reads (``RunConfig`` fields a profile may set) and their checks.
+RUN_SCHEMA: dict[str, Check] = {
+    "length": _int(2, optional=True), "stretch": _bool, "teacher": _str(), "student": _str(),
+    "tau": _float(), "n_windows": _int(1), "window": _int(1), "epochs": _int(1), "patience": _int(1),
+    "teacher_epochs": _int(1, optional=True), "teacher_patience": _int(1, optional=True),
+    "saliency_eval_series": _int(1, optional=True), "tsd_bank_size": _int(0),
+    "tsd_reduce": _str(("none", "sum")), "tsd_score": _str(SCORES), "tsd_baseline": _str(BASELINES),
+    "batch_size": _int(1), "lr": _float(), "val_fraction": _float(0.0, 1.0, strict=False), "split_seed": _int(),
+    "lr_schedule": _str(LR_SCHEDULES, optional=True), "warmup": _int(0, optional=True),
+    "budgets": _list(_int(1), nonempty=False),
+}
+
+#: Every top-level key and its check.
+SCHEMA: dict[str, Check] = {
+    **RUN_SCHEMA, "name": _str(), "description": _str(), "data_dir": _str(optional=True),
+    "datasets": _list(_str()), "methods": _list(_str()), "teacher_seeds": _list(_int()),
+    "seeds": _list(_int()), "tsd_weights": _list(_float()), "pairs": _mapping, "teacher_study": lambda v, w: v,
+    "baselines": _mapping, "ablations": _mapping, "chapters": _mapping,
+}
+
+_FIELDS = {f.name for f in fields(RunConfig)}
+
+
+def _run_changes(spec: Mapping[str, Any], where: str, extra: Mapping[str, Check]) -> dict[str, Any]:
+    out = {}
+    for key, value in spec.items():
+        check = extra.get(key) or RUN_SCHEMA.get(key)
+        if check is None:
+            raise ProfileError(f"{where}: unknown key {key!r}; allowed: {sorted({*extra, *RUN_SCHEMA})}")
+        out[key] = check(value, f"{where}: {key!r}")
+    return out
+
+
+def _ablations(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    out = _run_changes({k: spec[k] for k in ("dataset", "seeds", "method") if k in spec}, where,
+                       {"dataset": _str(), "seeds": _list(_int()), "method": _str()})
+    for axis, values in spec.items():
+        if axis in out:
+            continue
+        check = _float() if axis == "tsd_weight" else RUN_SCHEMA.get(axis)
+        if check is None:
+            allowed = sorted({"tsd_weight", *(set(RUN_SCHEMA) & _FIELDS)})
+            raise ProfileError(f"{where}: unknown ablation axis {axis!r}; axes: {allowed}")
+        out[axis] = _list(check)(values, f"{where}: {axis!r}")
+    return out
+
+
+def _teacher_study(value: Any, where: str) -> list[dict[str, Any]]:
+    specs = value if isinstance(value, list) else [value]
+    out = []
+    for i, spec in enumerate(specs):
+        here = f"{where}[{i}]" if isinstance(value, list) else where
+        spec = _mapping(spec, here)
+        variants = {name: _run_changes(_mapping(ch or {}, f"{here}: variant {name!r}"), f"{here}: variant {name!r}", {})
+                    for name, ch in _mapping(spec.pop("variants", {"profile": {}}), f"{here}: 'variants'").items()}
+        spec = _run_changes(spec, here, {"name": _str(), "dataset": _str(), "seeds": _list(_int())})
+        out.append({**spec, "variants": variants})
+    return out
+
+
+def check_profile(raw: Any, file: str) -> dict[str, Any]:
+    """The profile ``raw`` (parsed YAML) checked against :data:`SCHEMA`, numbers normalised."""
+    where = f"profile {file}"
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{where}: the file must hold a mapping of keys, got {type(raw).__name__}")
+    unknown = set(raw) - set(SCHEMA)
+    if unknown:
+        raise ProfileError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(SCHEMA)}")
+    for key in ("datasets", "methods"):
+        if key not in raw:
+            raise ProfileError(f"{where}: '{key}' is required (a non-empty list)")
+    out = {key: SCHEMA[key](value, f"{where}: '{key}'") for key, value in raw.items()}
+    if "pairs" in out:
+        out["pairs"] = {name: _run_changes(_mapping(spec, f"{where}: pair {name!r}"), f"{where}: pair {name!r}",
+                                           {"datasets": _list(_str()), "methods": _list(_str()),
+                                            "teacher_seeds": _list(_int())})
+                        for name, spec in out["pairs"].items()}
+    if "teacher_study" in out:
+        out["teacher_study"] = _teacher_study(out["teacher_study"], f"{where}: 'teacher_study'")
+    if "baselines" in out:
+        out["baselines"] = _run_changes(out["baselines"], f"{where}: 'baselines'",
+                                        {"dataset": _str(), "methods": _list(_str())})
+    if "ablations" in out:
+        out["ablations"] = _ablations(out["ablations"], f"{where}: 'ablations'")
+    if "chapters" in out:
+        out["chapters"] = {stem: _mapping(params or {}, f"{where}: chapter {stem!r}")
+                           for stem, params in out["chapters"].items()}
+    return out
