@@ -161,6 +161,41 @@ def test_killed_grid_resumes_without_duplicates(tmp_path):
     assert len(records) == n and len({r["key"] for r in records}) == n
 
 
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_killed_grid_leaves_no_workers(tmp_path):
+    profile = _profile_file(tmp_path, seeds=[0, 1, 2, 3], epochs=30, patience=30)
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "tsd_lib", "grid", "--profile", str(profile), "--store", str(store), "--quiet",
+           "--n-jobs", "2"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "TSD_PROGRESS": "0"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(store.glob("teachers/*/record.json")):
+        time.sleep(0.2)
+    time.sleep(1.0)  # the student phase has started its workers
+    workers = _children(proc.pid)
+    assert workers, "the grid started no worker processes"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if Path(f"/proc/{p}").exists() and "zombie" not in _state(p)}
+        time.sleep(0.2)
+    assert not alive, f"worker processes {sorted(alive)} outlived the killed grid"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
+
+
 def test_paper_smoke_profile_end_to_end(tmp_path, shared_ucr_dir):
     from tsd_lib.report import write_report
 

@@ -9,6 +9,7 @@ same teacher. Completed runs are skipped, so a killed grid resumes where it stop
 from __future__ import annotations
 
 import os
+import signal
 import time
 import traceback
 from collections import Counter
@@ -46,6 +47,18 @@ class GridSummary:
 #: machine's core count (intra-op threads change floating-point summation order); runs are the
 #: unit of parallelism.
 RUN_THREADS = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker when the process that started it dies (a killed grid leaves no
+    worker processes behind); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
 
 
 def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_only: bool = False) -> dict[str, Any]:
@@ -100,10 +113,13 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
     elif n_jobs == 1:
         yield lambda calls: (execute(**c) for c in calls)
     else:
-        from joblib import Parallel, delayed
+        from concurrent.futures import as_completed
 
-        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-        yield lambda calls: parallel(delayed(execute)(**c) for c in calls)
+        from joblib.externals.loky import get_reusable_executor
+
+        # every worker ends when this process dies: a killed grid leaves no workers behind
+        executor = get_reusable_executor(max_workers=n_jobs, initializer=_die_with_parent)
+        yield lambda calls: (f.result() for f in as_completed([executor.submit(execute, **c) for c in calls]))
 
 
 def run_grid(
