@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
 from tsd_lib.cli import main
@@ -75,3 +76,36 @@ def test_unknown_dataset_is_a_clean_error(capsys):
     assert main(["train", "--dataset", "NoSuchSet", "--epochs", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "NoSuchSet" in err and "data_dir" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["distill", "--dataset", "GunPoint", "--tau", "0"], "--tau must be > 0"),
+    (["distill", "--dataset", "GunPoint", "--tau", "-2"], "--tau must be > 0"),
+    (["distill", "--dataset", "GunPoint", "--weights", "[1, 2]"], "--weights must be a JSON object"),
+    (["distill", "--dataset", "GunPoint", "--weights", "{tsd: 1"], "--weights is not valid JSON"),
+    (["distill", "--dataset", "GunPoint", "--saliency-eval-series", "-5"], "--saliency-eval-series must be >= 1"),
+    (["distill", "--dataset", "GunPoint", "--device", "tpu"], "--device must be auto, cpu, cuda"),
+    (["train", "--dataset", "GunPoint", "--epochs", "0"], "--epochs must be >= 1"),
+])
+def test_bad_options_fail_fast_without_a_traceback(argv, message, capsys, monkeypatch):
+    import tsd_lib.experiment as experiment
+
+    monkeypatch.setattr(experiment, "run", lambda *a, **k: pytest.fail("work started"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cuda_on_a_cpu_machine_is_refused(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "--dataset", "GunPoint", "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_store_that_is_a_file_is_refused(tmp_path, capsys):
+    store = tmp_path / "store"
+    store.write_text("not a folder")
+    assert main(["status", "--profile", "smoke", "--store", str(store)]) == 2
+    assert "is a file" in capsys.readouterr().err
