@@ -28,9 +28,7 @@ costs a CE step) and ``kdtsd_over_tsd_epoch <= 1.3`` (KD adds nothing to TSD's c
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -42,13 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TSD_PROGRESS", "0")
 
+from _report import finish  # noqa: E402  (benchmarks/, first on sys.path)
+
 from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
 from tsd_lib.models import build_model  # noqa: E402
 from tsd_lib.profiles import load_profile  # noqa: E402
 from tsd_lib.saliency.perturb import TeacherBank  # noqa: E402
 from tsd_lib.train import TrainConfig, fit  # noqa: E402
-from tsd_lib.utils import atomic_write_json, set_seed  # noqa: E402
+from tsd_lib.utils import set_seed  # noqa: E402
 
 # One thread by default (see bench_tsd.py: on a shared 2-core machine 2 OpenMP threads spin-wait).
 THREADS = int(os.environ.get("TSD_BENCH_THREADS", "1"))
@@ -142,16 +142,8 @@ def main() -> dict:
             "kd_over_ce_epoch<=1.3": ratio["kd"] <= 1.3,
             "kdtsd_over_tsd_epoch<=1.3": kdtsd_over_tsd <= 1.3,
         },
-        "load_average_1min_at_start": load,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "total_seconds": time.perf_counter() - t_start,
     }
-    atomic_write_json(RESULTS, result)
-    print(json.dumps(result, sort_keys=True))
-    return result
+    return finish(RESULTS, result, t_start, load)
 
 
 if __name__ == "__main__":

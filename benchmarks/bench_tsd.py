@@ -30,9 +30,7 @@ default (``TSD_BENCH_THREADS`` overrides it).
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -47,12 +45,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TSD_PROGRESS", "0")
 
+from _report import finish  # noqa: E402  (benchmarks/, first on sys.path)
+
 from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
 from tsd_lib.losses.tsd import TSDTerm  # noqa: E402
 from tsd_lib.models import build_model  # noqa: E402
 from tsd_lib.train import TrainConfig, fit  # noqa: E402
-from tsd_lib.utils import atomic_write_json, set_seed  # noqa: E402
+from tsd_lib.utils import set_seed  # noqa: E402
 
 # One thread by default: on a shared 2-core machine, 2 OpenMP threads spin-wait whenever the
 # other core is busy and epoch times then vary 5x; one thread gives stable CPU times.
@@ -269,16 +269,8 @@ def main() -> dict:
             "reference_over_ours_epoch>=10": med["reference"] / med["tsd"] >= 10,
             "precompute_over_reference_epoch<=10": precompute / med["reference"] <= 10,
         },
-        "load_average_1min_at_start": load,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "total_seconds": time.perf_counter() - t_start,
     }
-    atomic_write_json(RESULTS, result)
-    print(json.dumps(result, sort_keys=True))
-    return result
+    return finish(RESULTS, result, t_start, load)
 
 
 if __name__ == "__main__":
