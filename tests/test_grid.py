@@ -208,3 +208,18 @@ def test_paper_smoke_profile_end_to_end(tmp_path, shared_ucr_dir):
     assert {r["method"] for r in records} == set(profile.methods)
     written = write_report(records, tmp_path / "report")
     assert all(Path(p).stat().st_size > 0 for p in written.values())
+
+
+def test_profile_teachers_are_trained_beside_the_runs(tmp_path):
+    study = [{"name": "s", "dataset": "ItalyPowerDemand", "teacher": "fcn_small", "seeds": [5, 6],
+              "variants": {"a": {}, "b": {"lr_schedule": "step"}}}]
+    profile = load_profile(_profile_file(tmp_path, methods=["ce"], seeds=[0], teacher_study=study))
+    teachers = profile.teacher_configs()
+    assert len(teachers) == 4
+    store = RunStore(tmp_path / "store")
+    summary = run_grid(profile.configs(), store, teachers=teachers, show_progress=False)
+    assert summary.done == len(profile.configs()) and not summary.errors
+    assert all((store.teacher_dir(t) / "record.json").exists() for t in teachers)
+    # a second call trains nothing
+    again = run_grid(profile.configs(), store, teachers=teachers, show_progress=False)
+    assert again.skipped == len(profile.configs()) and again.done == 0

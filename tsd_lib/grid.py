@@ -159,8 +159,9 @@ def run_grid(
     todo = [c for c in todo if c.dataset not in missing]
     for name in {c.dataset for c in todo}:
         store.clear_failure(f"dataset-{name}")
-    extra = [t for t in teachers or [] if t.dataset not in check_datasets(teachers or [])]
-    extra = [t for t in extra if not (store.teacher_dir(t) / "record.json").exists()
+    unloadable = check_datasets(teachers or [])  # once, not once per teacher
+    extra = [t for t in teachers or [] if t.dataset not in unloadable
+             and not (store.teacher_dir(t) / "record.json").exists()
              and (retry_failed or f"teacher-{t.teacher_key()}" not in failed_before)]
 
     if todo or extra:
