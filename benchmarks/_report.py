@@ -1,5 +1,5 @@
-"""The shared tail of the benchmarks: the machine's facts, then the JSON result written and
-printed as the last stdout line."""
+"""What every benchmark does first and last: threads and load at the start; the machine's facts,
+then the JSON result written and printed as the last stdout line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from typing import Any
 import torch
 
 from tsd_lib.utils import atomic_write_json
+
+
+def begin(threads: int) -> tuple[float, float | None]:
+    """Start a benchmark: set torch's threads; return the start time and the 1-minute load average."""
+    torch.set_num_threads(threads)
+    return time.perf_counter(), (os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
 
 
 def finish(path: Path, result: dict[str, Any], t_start: float, load: float | None) -> dict[str, Any]:

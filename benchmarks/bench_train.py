@@ -31,16 +31,13 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TSD_PROGRESS", "0")
 
-from _report import finish  # noqa: E402  (benchmarks/, first on sys.path)
+from _report import begin, finish  # noqa: E402  (benchmarks/, first on sys.path)
 
 from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
@@ -85,9 +82,7 @@ def epoch_times(name: str, ds, teacher, bank: TeacherBank, init: dict) -> list[f
 
 
 def main() -> dict:
-    t_start = time.perf_counter()
-    torch.set_num_threads(THREADS)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t_start, load = begin(THREADS)
     ds = load_dataset(DATASET, length=LENGTH)
     set_seed(0)
     teacher = build_model(TEACHER, ds.n_channels, ds.n_classes).eval()

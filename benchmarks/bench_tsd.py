@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TSD_PROGRESS", "0")
 
-from _report import finish  # noqa: E402  (benchmarks/, first on sys.path)
+from _report import begin, finish  # noqa: E402  (benchmarks/, first on sys.path)
 
 from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
@@ -161,9 +161,7 @@ def library_path(ds, teacher, fresh_student) -> dict:
 
 
 def main() -> dict:
-    t_start = time.perf_counter()
-    torch.set_num_threads(THREADS)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t_start, load = begin(THREADS)
     ds = load_dataset(DATASET, length=LENGTH)
     X = torch.as_tensor(ds.X_train, dtype=torch.float32)
     y = torch.as_tensor(ds.y_train, dtype=torch.long)
