@@ -94,3 +94,74 @@ def test_verdict_is_undecided_with_capped_runs():
     assert verdict(True, 0) == "**agrees** with the paper"
     assert verdict(False, 0, disagrees="no") == "no"
     assert verdict(True, 2).startswith("**undecided**: 2 run(s)")
+
+
+# Ablations: a fake source of records keyed by config, so the expected tables are known.
+
+class _FakeSource:
+    def __init__(self, profile, score):
+        self.records = {c.key(): score(c) for c in profile.ablation_configs()}
+
+    def load_record(self, config):
+        return self.records[config.key()]
+
+
+def _ablation_profile(tmp_path):
+    import yaml
+
+    from tsd_lib.profiles import load_profile
+
+    spec = {"datasets": ["ItalyPowerDemand"], "methods": ["kd+tsd"], "seeds": [0, 1], "teacher": "fcn",
+            "student": "fcn_small", "ablations": {"seeds": [0, 1], "window": [5, 20], "tsd_bank_size": [0]}}
+    path = tmp_path / "abl.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_profile(path)
+
+
+def _score(config):
+    # the window moves AUC-PR by 0.1 per 5 steps; seeds add +-0.01; the bank size changes nothing
+    auc = 0.5 + 0.02 * config.window + (0.01 if config.seed else -0.01)
+    return {"accuracy": auc, "auc_pr": auc, "saliency_spearman": 0.3, "train_seconds": 10.0,
+            "epochs_run": 100 if config.tsd_bank_size else 50, "wall_seconds": 12.0}
+
+
+def test_ablation_tables_and_findings_follow_the_runs(tmp_path):
+    from tsd_lib.analysis import ablation_findings, ablation_runs, ablation_stats, ablation_table, bank_vs_fresh
+
+    profile = _ablation_profile(tmp_path)
+    runs = ablation_runs(profile, _FakeSource(profile, _score))
+    assert len(runs) == 2 * 3 + 2 * 2  # per seed: window base + 2 values; bank base + 1 value
+    stats = ablation_stats(runs)
+    window = stats["window"]
+    assert list(window.index) == [5, 10, 20] and window.loc[10, "is_base"] and window["seeds"].eq(2).all()
+    assert window.loc[20, "auc_pr_mean"] == pytest.approx(0.9)
+    assert window.loc[5, "auc_pr_std"] == pytest.approx(np.std([0.59, 0.61], ddof=1))
+    table = ablation_table(window, "window")
+    assert list(table.index) == ["5", "10 (base)", "20"] and table.loc["20", "auc_pr"] == "0.900 ± 0.014"
+    lines = dict(zip(stats, ablation_findings(stats), strict=True))
+    assert "**window**: best mean test auc-pr at 20 (base: 10); the spread across values (0.300) exceeds" \
+        in lines["window"]
+    assert "at 200 (the base setting)" in lines["tsd_bank_size"]  # a tie: the bank size moves nothing
+    assert "within the mean seed std (0.014)" in lines["tsd_bank_size"]
+    bank, message = bank_vs_fresh(stats, runs, banked=200)
+    assert bank.loc["auc_pr", "difference"] == pytest.approx(0.0) and bank["verdict"].eq("within seed noise").all()
+    assert "0.10 s with the bank vs 0.20 s with fresh sampling" in message
+    del stats["tsd_bank_size"]
+    assert bank_vs_fresh(stats, runs, banked=200) == (None, "This profile has no bank-size ablation.")
+
+
+def test_seed_study_summary_and_matching_candidates():
+    from tsd_lib.analysis import matching_candidates, seed_study_summary
+    from tsd_lib.profiles import load_profile
+
+    study = pd.DataFrame({"variant": ["a", "a", "b", "b"], "teacher seed": [1, 2, 1, 2],
+                          "test accuracy": [0.5, 0.9, 0.8, 0.95], "at chance": [True, False, False, False],
+                          "chosen": [False, True, True, False], "epochs run": [60, 250, 240, 260],
+                          "best epoch": [10, 200, 190, 210]})
+    lines = seed_study_summary(study, "T")
+    assert lines[0].startswith("- **T, a**: 1 of 2 seeds stay at chance; test accuracy 0.500-0.900")
+    assert "validation picks seed 1 (test accuracy 0.800, 240 epochs, best epoch 190)" in lines[1]
+    quick, studies = load_profile("quick"), load_profile("studies")
+    found = matching_candidates(quick.pair_configs("lstm")[0], studies.teacher_study_configs())
+    assert [c.teacher_seed for c in found] == [1, 24, 300, 49000, 1001] and all(c.warmup is None for c in found)
+    assert matching_candidates(quick.base_config("GunPoint"), studies.teacher_study_configs()) == []

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tsd_lib import __version__
+from tsd_lib.archive import Archive
 from tsd_lib.experiment import RunStore
 from tsd_lib.grid import run_grid
 from tsd_lib.profiles import Profile, load_profile
@@ -54,7 +55,7 @@ def chapter_fingerprint(src: Path, parameters: dict[str, Any], profile: Profile,
 
 def records_digest(profile: Profile, store: RunStore) -> str:
     """A digest of the stored records of the profile's runs and of their teachers (missing ones
-    count as missing)."""
+    count as missing), and of the results archive the profile reads."""
     h = hashlib.sha256()
     teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
     teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
@@ -63,6 +64,8 @@ def records_digest(profile: Profile, store: RunStore) -> str:
     for path in paths:
         h.update(str(path.relative_to(store.root)).encode())
         h.update(path.read_bytes() if path.exists() else b"missing")
+    if profile.archive:  # the committed archive the profile's studies come from
+        h.update(Archive.load(profile.archive).digest().encode())
     return h.hexdigest()
 
 

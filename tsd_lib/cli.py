@@ -231,6 +231,33 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    from tsd_lib.archive import archive_dir, make_archive
+    from tsd_lib.experiment import RunStore
+    from tsd_lib.profiles import load_profile
+
+    profile = load_profile(args.profile, data_dir=args.data_dir)
+    out = Path(args.out) if args.out else archive_dir(profile.name)
+    store = RunStore(args.store)
+    print(f"profile {profile.name}: {len(profile.configs())} runs -> archive {out} (store {store.root})")
+    summary = make_archive(profile, store, out, n_jobs=args.n_jobs, command=f"tsd archive --profile {args.profile}",
+                           show_progress=False if args.quiet else None)
+    print(summary)
+    for err in summary.errors[:10]:
+        print(f"  failed: {err.get('dataset', '')} {err.get('key', '')}: {err['error']}")
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tsd_lib.archive import Archive
+    from tsd_lib.verify import verify
+
+    result = verify(Archive.load(args.archive), sample=args.sample, keys=args.key, seed=args.seed,
+                    data_dir=args.data_dir, store=args.store, tolerance=args.tolerance)
+    print(result)
+    return 0 if result.ok else 1
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from tsd_lib.grading import grade_command
 
@@ -296,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-execute chapters even when nothing changed")
     p.set_defaults(func=cmd_reproduce)
 
+    p = sub.add_parser("archive", help="run a profile and export its records to a results archive (results/NAME)")
+    _add_profile_args(p)
+    p.add_argument("--out", default=None, help="archive folder (default results/PROFILE)")
+    p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("verify", help="re-run archived configs in a fresh store and compare with the archive")
+    p.add_argument("--archive", required=True, help="an archive folder (results/NAME) or profile name")
+    p.add_argument("--sample", type=int, default=None, help="re-run N archived runs chosen at random")
+    p.add_argument("--key", action="append", default=None, help="re-run this archived run (key prefix; repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice")
+    p.add_argument("--tolerance", type=float, default=0.01, help="largest absolute difference per metric")
+    p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive")
+    p.add_argument("--store", default=None, help="store for the re-runs (default: a temporary folder)")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("grade", help="grade assignment notebooks (run in a separate, time/memory-limited process)")
     p.add_argument("path", help="a submitted notebook, or a folder of them")
     p.add_argument("--assignment", type=int, default=None, help="assignment number (default: notebook metadata)")
@@ -309,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _POSITIVE = {"epochs": 1, "patience": 1, "n_windows": 1, "window": 1, "saliency_eval_series": 1, "n_jobs": 1,
-             "length": 0, "timeout": 0}
+             "length": 0, "timeout": 0, "sample": 1, "tolerance": 0}
 
 
 def check_args(args: argparse.Namespace) -> None:

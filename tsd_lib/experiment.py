@@ -252,6 +252,9 @@ class RunStore:
         """Every recorded failure (a later success clears its failure)."""
         return [json.loads(p.read_text()) for p in sorted((self.root / "failures").glob("*.json"))]
 
+    def has_teacher(self, config: RunConfig) -> bool:
+        return (self.teacher_dir(config) / "record.json").exists()
+
     def load_teacher_record(self, config: RunConfig) -> dict[str, Any]:
         return json.loads((self.teacher_dir(config) / "record.json").read_text())
 

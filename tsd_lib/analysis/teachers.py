@@ -4,13 +4,18 @@ teacher fails to learn, under each settings variant, and which seed validation p
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.published import published_fcn
 from tsd_lib.experiment import RunConfig, RunStore
+
+if TYPE_CHECKING:
+    import matplotlib.figure
+
+    from tsd_lib.archive import Archive, Records
 
 #: A teacher "stays at chance" when its test accuracy is within this margin of the majority-class rate.
 CHANCE_MARGIN = 0.05
@@ -25,16 +30,16 @@ def _row(config: RunConfig, record: dict[str, Any]) -> dict[str, Any]:
             "train seconds": record["train_seconds"]}
 
 
-def teacher_table(configs: list[RunConfig], store: RunStore) -> pd.DataFrame:
-    """One row per stored teacher of ``configs`` (every candidate seed), with ``chosen`` (the
-    seed validation picks) and, for FCN teachers, the published FCN accuracy and our gap."""
+def teacher_table(configs: list[RunConfig], store: RunStore | Archive | Records) -> pd.DataFrame:
+    """One row per stored teacher of ``configs`` (every candidate seed; from a run store or a
+    results archive), with ``chosen`` (the seed validation picks) and, for FCN teachers, the
+    published FCN accuracy and our gap."""
     rows, seen = [], set()
     for config in configs:
         candidates = config.teacher_candidates()
         found = []
         for c in candidates:
-            path = store.teacher_dir(c) / "record.json"
-            if c.teacher_key() in seen or not path.exists():
+            if c.teacher_key() in seen or not store.has_teacher(c):
                 continue
             seen.add(c.teacher_key())
             found.append(_row(c, store.load_teacher_record(c)))
@@ -52,7 +57,8 @@ def teacher_table(configs: list[RunConfig], store: RunStore) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def seed_study(variants: dict[str, list[RunConfig]], store: RunStore, y_test: np.ndarray) -> pd.DataFrame:
+def seed_study(variants: dict[str, list[RunConfig]], store: RunStore | Archive | Records,
+               y_test: np.ndarray) -> pd.DataFrame:
     """Per settings variant and teacher seed: the teacher's scores, whether it stayed at chance
     (test accuracy within :data:`CHANCE_MARGIN` of the majority-class rate of ``y_test``) and
     which seed validation picks within the variant."""
@@ -67,3 +73,57 @@ def seed_study(variants: dict[str, list[RunConfig]], store: RunStore, y_test: np
     if not frames:
         raise ValueError("the profile has no teacher study")
     return pd.concat(frames, ignore_index=True)
+
+
+def choose_seed(candidates: list[RunConfig], store: RunStore | Archive | Records) -> int:
+    """The teacher seed validation picks among ``candidates`` (one config per seed, stored), by the
+    rule of :func:`tsd_lib.experiment.choose_teacher`."""
+    config = candidates[0].replace(teacher_seeds=tuple(c.teacher_seed for c in candidates))
+    table = teacher_table([config], store)
+    return int(table.loc[table.chosen, "teacher seed"].iloc[0])
+
+
+def matching_candidates(pair: RunConfig, studies: dict[str, dict[str, list[RunConfig]]]) -> list[RunConfig]:
+    """The study variant that trains ``pair``'s teacher under the same settings over several seeds
+    (``[]`` when no study does)."""
+    def settings(c: RunConfig) -> dict[str, Any]:
+        return {k: v for k, v in c.teacher_fields().items() if k != "teacher_seed"}
+
+    target = settings(pair.teacher_candidates()[0])
+    for variants in studies.values():
+        for configs in variants.values():
+            if len(configs) > 1 and settings(configs[0]) == target:
+                return configs
+    return []
+
+
+SEED_STUDY_COLUMNS = ["variant", "teacher", "teacher seed", "epochs run", "best epoch", "stopped early",
+                      "val accuracy", "val loss", "test accuracy", "at chance", "chosen"]
+
+
+def seed_study_plot(study: pd.DataFrame, y_test: np.ndarray, title: str) -> matplotlib.figure.Figure:
+    """Test accuracy per teacher seed and variant, against the majority-class rate."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 2.8), layout="constrained")
+    order = list(dict.fromkeys(study["variant"]))
+    wide = study.pivot(index="teacher seed", columns="variant", values="test accuracy")[order]
+    wide.plot.bar(ax=ax, rot=0, width=0.8)
+    majority = float(np.bincount(np.asarray(y_test)).max() / len(y_test))
+    ax.axhline(majority, color="tab:red", ls="--", lw=1, label="majority-class rate")
+    ax.set(ylabel="test accuracy", ylim=(0, 1.05), title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def seed_study_summary(study: pd.DataFrame, title: str) -> list[str]:
+    """One markdown line per variant: seeds at chance, the accuracy range, the seed validation picks."""
+    lines = []
+    for name, g in study.groupby("variant", sort=False):
+        pick = g[g.chosen].iloc[0]
+        lines.append(f"- **{title}, {name}**: {int(g['at chance'].sum())} of {len(g)} seeds stay at chance; test "
+                     f"accuracy {g['test accuracy'].min():.3f}-{g['test accuracy'].max():.3f} (mean "
+                     f"{g['test accuracy'].mean():.3f}); validation picks seed {int(pick['teacher seed'])} (test "
+                     f"accuracy {pick['test accuracy']:.3f}, {int(pick['epochs run'])} epochs, best epoch "
+                     f"{int(pick['best epoch'])}).")
+    return lines

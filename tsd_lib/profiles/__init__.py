@@ -40,6 +40,7 @@ except ``datasets`` and ``methods``)::
     baselines:                      # extra methods on one dataset (chapter 3), outside the main grid
       dataset: GunPoint
       methods: [fitnets, at, rkd, dt2w]
+      seeds: [0]                    # default: the student seeds
     ablations:                      # extra runs: one dataset, each axis varied alone
       dataset: GunPoint
       seeds: [0]
@@ -47,6 +48,8 @@ except ``datasets`` and ``methods``)::
       window: [5, 10, 20]           # any RunConfig field -> list of values
     chapters:                       # papermill parameters per chapter (notebook stem)
       01_teacher: {dataset: GunPoint}
+    archive: studies                # a profile whose committed archive (results/studies/) supplies
+                                    # the teacher study and ablations this profile does not run
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class Profile:
     baselines: dict[str, Any] = field(default_factory=dict)
     ablations: dict[str, Any] = field(default_factory=dict)
     chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    archive: str | None = None
 
     def base_config(self, dataset: str, **changes: Any) -> RunConfig:
         """The profile's settings for one dataset, with ``changes`` applied. Several teacher seeds
@@ -145,23 +149,45 @@ class Profile:
         if not self.baselines:
             return []
         dataset = self.baselines.get("dataset", self.datasets[0])
+        seeds = self.baselines.get("seeds", self.seeds)
         return [self.base_config(dataset, method=m, seed=s)
-                for m, s in itertools.product(self.baselines.get("methods", []), self.seeds)]
+                for m, s in itertools.product(self.baselines.get("methods", []), seeds)]
 
-    def ablation_configs(self) -> list[RunConfig]:
-        """One axis varied at a time around the profile's settings (chapter 8)."""
-        if not self.ablations:
-            return []
+    def ablation_spec(self) -> tuple[str, list[int], str, dict[str, list[Any]]]:
+        """The ablations' dataset, seeds, method and ``{axis: values}``."""
         spec = dict(self.ablations)
         dataset = spec.pop("dataset", self.datasets[0])
-        seeds = spec.pop("seeds", self.seeds)
+        seeds = [int(s) for s in spec.pop("seeds", self.seeds)]
         method = spec.pop("method", "kd+tsd")
+        return dataset, seeds, method, spec
+
+    def ablation_base(self, seed: int) -> RunConfig:
+        """The setting every ablation run varies one axis of (for one seed)."""
+        dataset, _, method, _ = self.ablation_spec()
+        return self.base_config(dataset, method=method, seed=seed)
+
+    def ablation_axes(self) -> list[tuple[str, Any, RunConfig]]:
+        """``(axis, value, config)`` for every ablation run, the base setting included once per
+        axis and seed (``value`` is then the base's own value of the axis)."""
+        if not self.ablations:
+            return []
+        dataset, seeds, method, axes = self.ablation_spec()
         out = []
-        for axis, values in spec.items():
-            for value, seed in itertools.product(values, seeds):
-                changes = {"weights": {"tsd": float(value)}} if axis == "tsd_weight" else {axis: value}
-                out.append(self.base_config(dataset, method=method, seed=seed, **changes))
+        for axis, values in axes.items():
+            for seed in seeds:
+                base = self.ablation_base(seed)
+                own = base.terms.get("tsd") if axis == "tsd_weight" else getattr(base, axis)
+                out.append((axis, own, base))
+                for value in values:
+                    if value == own:
+                        continue
+                    changes = {"weights": {"tsd": float(value)}} if axis == "tsd_weight" else {axis: value}
+                    out.append((axis, value, self.base_config(dataset, method=method, seed=seed, **changes)))
         return out
+
+    def ablation_configs(self) -> list[RunConfig]:
+        """One axis varied at a time around the profile's settings, and the base runs (chapter 8)."""
+        return list({c.key(): c for _, _, c in self.ablation_axes()}.values())
 
     def configs(self) -> list[RunConfig]:
         """Every run of the profile, main grid first, without duplicates."""
@@ -202,8 +228,11 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         run={k: v for k, v in raw.items() if k in _RUN_KEYS},
         pairs=dict(raw.get("pairs") or {}), teacher_study=raw.get("teacher_study") or {},
         baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),
-        chapters=dict(raw.get("chapters") or {}),
+        chapters=dict(raw.get("chapters") or {}), archive=raw.get("archive"),
     )
+    if profile.archive is not None and profile.archive not in available_profiles():
+        raise ProfileError(f"profile {path}: 'archive' names no packaged profile: {profile.archive!r}; "
+                           f"profiles: {', '.join(available_profiles())}")
     try:  # every combination, with RunConfig's messages (e.g. a window longer than the series)
         profile.configs()
         profile.teacher_configs()

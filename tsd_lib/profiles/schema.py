@@ -95,7 +95,7 @@ SCHEMA: dict[str, Check] = {
     **RUN_SCHEMA, "name": _str(), "description": _str(), "data_dir": _str(optional=True),
     "datasets": _list(_str()), "methods": _list(_str()), "teacher_seeds": _list(_int()),
     "seeds": _list(_int()), "tsd_weights": _list(_float()), "pairs": _mapping, "teacher_study": lambda v, w: v,
-    "baselines": _mapping, "ablations": _mapping, "chapters": _mapping,
+    "baselines": _mapping, "ablations": _mapping, "chapters": _mapping, "archive": _str(optional=True),
 }
 
 _FIELDS = {f.name for f in fields(RunConfig)}
@@ -159,7 +159,7 @@ def check_profile(raw: Any, file: str) -> dict[str, Any]:
         out["teacher_study"] = _teacher_study(out["teacher_study"], f"{where}: 'teacher_study'")
     if "baselines" in out:
         out["baselines"] = _run_changes(out["baselines"], f"{where}: 'baselines'",
-                                        {"dataset": _str(), "methods": _list(_str())})
+                                        {"dataset": _str(), "methods": _list(_str()), "seeds": _list(_int())})
     if "ablations" in out:
         out["ablations"] = _ablations(out["ablations"], f"{where}: 'ablations'")
     if "chapters" in out:

@@ -1,0 +1,144 @@
+"""The results archive: export, lookups across code versions, ``tsd verify``, the committed studies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tsd_lib import experiment
+from tsd_lib.analysis import choose_seed, matching_candidates
+from tsd_lib.archive import Archive, Records, archive_dir, export_archive, make_archive, study_source
+from tsd_lib.cli import main
+from tsd_lib.experiment import RunStore
+from tsd_lib.profiles import load_profile
+
+TINY = {
+    "name": "tiny", "description": "two runs and a two-seed teacher study",
+    "datasets": ["ItalyPowerDemand"], "methods": ["ce", "kd+tsd"], "seeds": [0],
+    "teacher": "fcn", "student": "fcn_small", "epochs": 2, "patience": 2, "teacher_epochs": 2,
+    "n_windows": 2, "window": 5, "tsd_bank_size": 4, "saliency_eval_series": 4,
+    "teacher_study": {"name": "FCN", "dataset": "ItalyPowerDemand", "seeds": [0, 1]},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny profile, its store and its archive (made once for the module)."""
+    root = tmp_path_factory.mktemp("archive")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    profile = load_profile(path)
+    store = RunStore(root / "store")
+    summary = make_archive(profile, store, root / "out", command="tsd archive --profile tiny.yaml", show_progress=False)
+    assert summary.failed == 0
+    return profile, store, root / "out"
+
+
+def test_export_holds_every_record_with_its_config(tiny):
+    profile, store, out = tiny
+    archive = Archive.load(out)
+    assert len(archive.records()) == 2 and len(archive.teacher_records()) == 2
+    for config in profile.configs():
+        assert archive.load_record(config) == store.load_record(config)
+    for config in profile.teacher_configs():
+        assert archive.has_teacher(config)
+        assert archive.load_teacher_record(config) == store.load_teacher_record(config)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runs"] == 2 and manifest["teachers"] == 2 and manifest["missing"] == 0
+    assert "tsd archive --profile tiny.yaml" in (out / "README.md").read_text()
+    assert not archive.stale
+    missing = profile.base_config("ItalyPowerDemand", method="kd", seed=5)
+    assert not archive.has(missing)
+    with pytest.raises(FileNotFoundError, match="not in the archive"):
+        archive.load_record(missing)
+
+
+def test_records_are_found_after_the_code_changed_and_marked_stale(tiny, monkeypatch):
+    profile, _, out = tiny
+    config = profile.configs()[0]
+    before = config.key()
+    monkeypatch.setattr(experiment, "results_digest", lambda: "0000000000000000")
+    monkeypatch.setattr("tsd_lib.archive.results_digest", lambda: "0000000000000000")
+    assert config.key() != before  # a run store would retrain it ...
+    archive = Archive.load(out)
+    assert archive.has(config) and archive.stale  # ... the archive still shows it, marked as made by other code
+    assert "has changed since" in archive.describe()
+
+
+def test_export_again_is_identical(tiny, tmp_path):
+    profile, store, out = tiny
+    export_archive(profile, store, tmp_path, command="tsd archive --profile tiny.yaml")
+    for file in out.glob("*.jsonl"):
+        assert (tmp_path / file.name).read_bytes() == file.read_bytes()
+
+
+def test_verify_reproduces_and_catches_a_changed_number(tiny, tmp_path, capsys):
+    _, _, out = tiny
+    assert main(["verify", "--archive", str(out), "--sample", "2"]) == 0
+    assert "2 of 2 runs match" in capsys.readouterr().out
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    (forged / "manifest.json").write_text((out / "manifest.json").read_text())
+    lines = []
+    for line in (out / "ItalyPowerDemand.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["kind"] == "run":
+            entry["record"]["accuracy"] += 0.1
+        lines.append(json.dumps(entry))
+    (forged / "ItalyPowerDemand.jsonl").write_text("\n".join(lines))
+    key = next(json.loads(x)["key"] for x in lines if json.loads(x)["kind"] == "run")
+    assert main(["verify", "--archive", str(forged), "--key", key[:8]]) == 1
+    assert "0 of 1 runs match" in capsys.readouterr().out
+    assert main(["verify", "--archive", str(forged), "--key", "ffffffff"]) == 2
+    assert main(["verify", "--archive", str(tmp_path / "none"), "--sample", "1"]) == 2
+
+
+def test_a_damaged_archive_line_is_named(tiny, tmp_path):
+    _, _, out = tiny
+    (tmp_path / "manifest.json").write_text((out / "manifest.json").read_text())
+    (tmp_path / "X.jsonl").write_text('{"kind": "run"}\n')
+    with pytest.raises(ValueError, match=r"X.jsonl, line 1"):
+        Archive(tmp_path)
+
+
+def test_ablation_axes_include_the_base_runs_once():
+    profile = load_profile("studies")
+    axes = profile.ablation_axes()
+    _, seeds, _, spec = profile.ablation_spec()
+    for axis, values in spec.items():
+        rows = [(v, c) for a, v, c in axes if a == axis]
+        base = profile.ablation_base(seeds[0])
+        own = base.terms["tsd"] if axis == "tsd_weight" else getattr(base, axis)
+        assert sorted({v for v, _ in rows}, key=str) == sorted({own, *values}, key=str)
+        assert len(rows) == len(seeds) * len({own, *values})
+    keys = [c.key() for c in profile.ablation_configs()]
+    assert len(keys) == len(set(keys))
+
+
+# The committed archive of the studies profile, which the quick book reads.
+
+def test_studies_share_the_quick_settings(tmp_path):
+    quick, studies = load_profile("quick"), load_profile("studies")
+    assert quick.run == studies.run and quick.seeds == studies.seeds and quick.datasets == studies.datasets
+    profile, source = study_source(quick, RunStore(tmp_path))
+    assert profile.name == "studies" and isinstance(source, Records)
+    config = profile.ablation_configs()[0]
+    assert source.from_archive([config]) == [config]  # an empty store: the archive answers
+
+
+def test_committed_studies_archive_is_complete():
+    profile, archive = load_profile("studies"), Archive.load("studies")
+    assert archive.path == archive_dir("studies")
+    missing = [c for c in profile.configs() if not archive.has(c)]
+    missing += [t for t in profile.teacher_configs() if not archive.has_teacher(t)]
+    assert not missing, f"{len(missing)} studies runs not archived: rerun `tsd archive --profile studies`"
+
+
+def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
+    quick, studies = load_profile("quick"), load_profile("studies")
+    pair = quick.pair_configs("lstm")[0]
+    candidates = matching_candidates(pair, studies.teacher_study_configs())
+    assert len(candidates) == 5 and all(c.teacher == "lstm_teacher" and c.dataset == "GunPoint" for c in candidates)
+    assert choose_seed(candidates, Archive.load("studies")) == pair.teacher_seed

@@ -1,0 +1,317 @@
+"""A results archive: finished records committed to the repository, read without the data.
+
+``results/<profile>/`` holds one JSON-lines file per dataset (run and teacher records with their
+configs; no model weights), a ``manifest.json`` (profile, code digest, versions, machine, dates,
+counts) and a generated ``README.md``. :func:`export_archive` writes it from a run store;
+:class:`Archive` reads it with the lookups chapters use on a :class:`~tsd_lib.experiment.RunStore`
+(``has``, ``load_record``, ``has_teacher``, ``load_teacher_record``), so a chapter shows archived
+studies that a CPU build does not retrain. A record is found by its config's fields without the
+code digest; :attr:`Archive.stale` says whether results-changing code changed since it was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tsd_lib import __version__
+from tsd_lib.experiment import RunConfig, RunStore
+from tsd_lib.grid import GridSummary, run_grid
+from tsd_lib.profiles import Profile, load_profile
+from tsd_lib.provenance import results_digest
+from tsd_lib.utils import atomic_write_bytes, versions
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE_ROOT = PROJECT_ROOT / "results"
+MANIFEST = "manifest.json"
+
+
+def archive_dir(name: str) -> Path:
+    """``results/<name>/`` at the project root."""
+    return ARCHIVE_ROOT / name
+
+
+def _signature(fields: dict[str, Any]) -> str:
+    """The identity of a config across code versions: its hashed fields without the code digest."""
+    return json.dumps({k: v for k, v in fields.items() if k != "code"}, sort_keys=True, default=str)
+
+
+def run_signature(config: RunConfig) -> str:
+    return _signature(config.hashed_fields())
+
+
+def teacher_signature(config: RunConfig) -> str:
+    return _signature(config.teacher_fields())
+
+
+def machine() -> dict[str, Any]:
+    """The machine's CPU, core count and GPU (if any)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "system": platform.system()}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def profile_teachers(profile: Profile) -> list[RunConfig]:
+    """Every teacher a profile trains: the candidates of its runs and its teacher studies."""
+    teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
+    teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
+    return list(teachers.values())
+
+
+def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
+    """Write the profile's finished records in ``store`` to the archive folder ``out``; return the
+    manifest. Runs not yet finished are counted as missing; exporting again adds them."""
+    out = Path(out)
+    lines: dict[str, list[str]] = defaultdict(list)
+    codes, n_runs, n_teachers, missing = set(), 0, 0, 0
+    for config in profile.configs():
+        if not store.has(config):
+            missing += 1
+            continue
+        record = store.load_record(config)
+        codes.add(record["code"])
+        lines[config.dataset].append(json.dumps({"kind": "run", "key": config.key(), "config": config.to_dict(),
+                                                 "record": record}, sort_keys=True))
+        n_runs += 1
+    for config in profile_teachers(profile):
+        if not store.has_teacher(config):
+            missing += 1
+            continue
+        record = store.load_teacher_record(config)
+        codes.add(record["code"])
+        lines[config.dataset].append(json.dumps({"kind": "teacher", "key": config.teacher_key(),
+                                                 "config": config.to_dict(), "record": record}, sort_keys=True))
+        n_teachers += 1
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.jsonl"):
+        if old.stem not in lines:
+            old.unlink()
+    for dataset, rows in lines.items():
+        atomic_write_bytes(out / f"{dataset}.jsonl", ("\n".join(sorted(rows)) + "\n").encode())
+    previous = _read_manifest(out)
+    manifest = {
+        "profile": profile.name, "description": profile.description, "command": command,
+        "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
+        "created": previous.get("created", _now()), "updated": _now(),
+        "runs": n_runs, "teachers": n_teachers, "missing": missing,
+    }
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(out / "README.md", readme(manifest).encode())
+    return manifest
+
+
+def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n_jobs: int = 1,
+                 command: str = "", show_progress: bool | None = None) -> GridSummary:
+    """Train the profile's teachers, then its runs one part at a time (main grid, pairs, baselines,
+    ablations), exporting the archive after each part: a stopped archive keeps what finished, and
+    running it again resumes (the store keeps every finished run)."""
+    total = GridSummary()
+    parts = [[], profile.main_configs(), profile.pair_configs(), profile.baseline_configs(),
+             profile.ablation_configs()]
+    for i, configs in enumerate(parts):
+        summary = run_grid(configs, store, n_jobs=n_jobs, show_progress=show_progress,
+                           teachers=profile_teachers(profile) if i == 0 else None)
+        for name in ("total", "skipped", "done", "failed", "seconds"):
+            setattr(total, name, getattr(total, name) + getattr(summary, name))
+        total.errors += summary.errors
+        export_archive(profile, store, out, command=command)
+    return total
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def readme(manifest: dict[str, Any]) -> str:
+    """The archive's README: what it holds and how it was produced."""
+    m = manifest["machine"]
+    hw = f"{m['cpu']}, {m['cores']} cores" + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+    return (
+        f"# Results archive: profile `{manifest['profile']}`\n\n{manifest['description']}\n\n"
+        f"- Produced by: `{manifest['command'] or 'tsd archive --profile ' + manifest['profile']}`\n"
+        f"- {manifest['runs']} student runs and {manifest['teachers']} teachers"
+        f"{'' if not manifest['missing'] else ', ' + str(manifest['missing']) + ' not finished yet'}\n"
+        f"- Code digest (`tsd_lib.provenance.results_digest`): {', '.join(manifest['code']) or '-'}; "
+        f"tsd_lib {manifest['tsd_lib']}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()) if k != "tsd_lib") + "\n"
+        f"- Machine: {hw}\n- Started {manifest['created']}, last updated {manifest['updated']} (UTC)\n\n"
+        "One JSON-lines file per dataset: each line is a run or teacher record with its config (no "
+        "weights). `tsd verify --archive <this folder> --sample N` re-runs archived configs and "
+        "compares. This file is generated by `tsd archive`; do not edit it.\n"
+    )
+
+
+class Archive:
+    """A results archive folder, read-only, with :class:`RunStore`'s record lookups."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not (self.path / MANIFEST).exists():
+            raise FileNotFoundError(f"no results archive at {self.path} (no {MANIFEST}); "
+                                    "make one with `tsd archive --profile NAME`")
+        self.manifest = _read_manifest(self.path)
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._teachers: dict[str, dict[str, Any]] = {}
+        self.entries: list[dict[str, Any]] = []
+        for file in sorted(self.path.glob("*.jsonl")):
+            for n, line in enumerate(file.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    config = RunConfig.from_dict(entry["config"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                    raise ValueError(f"{file}, line {n}: not an archive entry ({err})") from None
+                self.entries.append(entry)
+                if entry["kind"] == "run":
+                    self._runs[run_signature(config)] = entry["record"]
+                else:
+                    self._teachers[teacher_signature(config)] = entry["record"]
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike) -> Archive:
+        """An archive by profile name (``results/<name>``) or by folder."""
+        path = Path(name_or_path)
+        return cls(path if path.exists() or path.is_absolute() or len(path.parts) > 1 else archive_dir(str(path)))
+
+    def __repr__(self) -> str:
+        return f"Archive({str(self.path)!r}: {len(self._runs)} runs, {len(self._teachers)} teachers)"
+
+    def has(self, config: RunConfig) -> bool:
+        return run_signature(config) in self._runs
+
+    def load_record(self, config: RunConfig) -> dict[str, Any]:
+        try:
+            return self._runs[run_signature(config)]
+        except KeyError:
+            raise FileNotFoundError(f"run {config.dataset} {config.method} seed {config.seed} is not in the archive "
+                                    f"{self.path}; rerun `tsd archive --profile {self.profile}`") from None
+
+    def has_teacher(self, config: RunConfig) -> bool:
+        return teacher_signature(config) in self._teachers
+
+    def load_teacher_record(self, config: RunConfig) -> dict[str, Any]:
+        try:
+            return self._teachers[teacher_signature(config)]
+        except KeyError:
+            raise FileNotFoundError(f"teacher {config.dataset} {config.teacher} seed {config.teacher_seed} is not in "
+                                    f"the archive {self.path}; rerun `tsd archive --profile {self.profile}`") from None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every archived run record."""
+        return list(self._runs.values())
+
+    def teacher_records(self) -> list[dict[str, Any]]:
+        return list(self._teachers.values())
+
+    @property
+    def profile(self) -> str:
+        return self.manifest.get("profile", self.path.name)
+
+    @property
+    def codes(self) -> set[str]:
+        return {e["record"]["code"] for e in self.entries}
+
+    @property
+    def stale(self) -> bool:
+        """Whether some record was made by results-changing code other than the current one."""
+        return bool(self.codes - {results_digest()})
+
+    def digest(self) -> str:
+        """A digest of the archive's files (a chapter that reads it re-executes when it changes)."""
+        h = hashlib.sha256()
+        for file in sorted(self.path.glob("*.jsonl")):
+            h.update(file.name.encode() + file.read_bytes())
+        return h.hexdigest()
+
+    def describe(self) -> str:
+        """One markdown paragraph: what the archive holds, where it was made, whether it is current."""
+        m = self.manifest
+        where = m.get("machine", {})
+        hw = f"{where.get('cpu', '?')}, {where.get('cores', '?')} cores" + (
+            f", GPU {where['gpu']}" if where.get("gpu") else "")
+        current = results_digest()
+        state = (f"the current code ({current}) is the code that made it" if not self.stale else
+                 f"**the results-changing code has changed since** (now {current}): these numbers may differ from "
+                 f"what the code gives today; rerun `tsd archive --profile {self.profile}`")
+        return (f"From the committed results archive `results/{self.path.name}/` ({len(self._runs)} runs, "
+                f"{len(self._teachers)} teachers; produced by `tsd archive --profile {self.profile}` on {hw}, "
+                f"last updated {m.get('updated', '?')}, code {', '.join(sorted(self.codes)) or '-'}): {state}.")
+
+
+class Records:
+    """Records from a run store, else from a results archive: what the current code trained here
+    comes first; the archive supplies the runs a CPU build does not train."""
+
+    def __init__(self, store: RunStore, archive: Archive) -> None:
+        self.store, self.archive = store, archive
+
+    def __repr__(self) -> str:
+        return f"Records({self.store!r}, then {self.archive!r})"
+
+    def has(self, config: RunConfig) -> bool:
+        return self.store.has(config) or self.archive.has(config)
+
+    def load_record(self, config: RunConfig) -> dict[str, Any]:
+        return self.store.load_record(config) if self.store.has(config) else self.archive.load_record(config)
+
+    def has_teacher(self, config: RunConfig) -> bool:
+        return self.store.has_teacher(config) or self.archive.has_teacher(config)
+
+    def load_teacher_record(self, config: RunConfig) -> dict[str, Any]:
+        if self.store.has_teacher(config):
+            return self.store.load_teacher_record(config)
+        return self.archive.load_teacher_record(config)
+
+    def from_archive(self, configs: Iterable[RunConfig]) -> list[RunConfig]:
+        """The configs whose records come from the archive (not in the store)."""
+        return [c for c in configs if not self.store.has(c) and self.archive.has(c)]
+
+
+def study_source(profile: Profile, store: RunStore) -> tuple[Profile, RunStore | Records]:
+    """Where a profile's studies (teacher seeds, baselines over seeds, ablations) come from: its
+    own store, or, for a profile with ``archive: NAME``, the profile ``NAME`` with the store's
+    records first and the committed archive ``results/NAME`` for the rest."""
+    if not profile.archive:
+        return profile, store
+    return load_profile(profile.archive, data_dir=profile.data_dir), Records(store, Archive.load(profile.archive))
+
+
+def sample_entries(archive: Archive, n: int | None = None, *, keys: Iterable[str] = (), seed: int = 0) -> list[dict]:
+    """Archived run entries named by ``keys`` (key prefixes), else ``n`` chosen at random with ``seed``."""
+    import random
+
+    runs = [e for e in archive.entries if e["kind"] == "run"]
+    keys = list(keys)
+    if keys:
+        chosen = [e for e in runs if any(e["key"].startswith(k) for k in keys)]
+        unknown = [k for k in keys if not any(e["key"].startswith(k) for e in runs)]
+        if unknown:
+            raise ValueError(f"no archived run with key {', '.join(unknown)} in {archive.path}")
+        return chosen
+    if n is None or n < 1:
+        raise ValueError("give --sample N (N >= 1) or --key KEY")
+    return random.Random(seed).sample(runs, min(n, len(runs)))
