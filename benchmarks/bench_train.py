@@ -70,8 +70,8 @@ def epoch_times(name: str, ds, teacher, bank: TeacherBank, init: dict) -> list[f
     student.load_state_dict(init)
     weights = VARIANTS[name]
     pool = (None, None) if name == "kd_uncached" else (ds.X_train, ds.y_train)
-    objective = Objective(weights, teacher, *pool, tau=TAU, n_windows=K, window=L, tsd_bank_size=BANK_SIZE,
-                          student=student)
+    tsd = {"tsd": {"n_windows": K, "window": L, "bank_size": BANK_SIZE}} if "tsd" in weights else None
+    objective = Objective(weights, teacher, *pool, tau=TAU, settings=tsd, student=student)
     if objective.tsd_term is not None:
         objective.tsd_term.bank = bank
     config = TrainConfig(epochs=1 + EPOCHS, patience=10 * EPOCHS, batch_size=BATCH, device="cpu", progress=False)

@@ -137,9 +137,8 @@ def library_path(ds, teacher, fresh_student) -> dict:
     """
     out = {}
     for name, weights in (("kd", {"ce": 1, "kd": 1}), ("tsd", {"ce": 1, "kd": 1, "tsd": 1})):
-        objective = Objective(
-            weights, teacher, ds.X_train, ds.y_train, tau=TAU, n_windows=K, window=L, tsd_bank_size=BANK_SIZE
-        )
+        tsd = {"tsd": {"n_windows": K, "window": L, "bank_size": BANK_SIZE}} if "tsd" in weights else None
+        objective = Objective(weights, teacher, ds.X_train, ds.y_train, tau=TAU, settings=tsd)
         config = TrainConfig(
             epochs=FIT_EPOCHS,
             patience=10 * FIT_EPOCHS,

@@ -498,7 +498,8 @@ def test_objective_to_moves_teacher(teacher: nn.Module, student: nn.Module) -> N
 def test_objective_kd_tsd_fitnets_on_smoke_models(teacher: nn.Module, student: nn.Module, data) -> None:
     X, y = data
     obj = Objective(
-        parse_method("kd+tsd+fitnets"), teacher, X, y, student=student, n_windows=4, window=5, tsd_bank_size=8
+        parse_method("kd+tsd+fitnets"), teacher, X, y, student=student,
+        settings={"tsd": {"n_windows": 4, "window": 5, "bank_size": 8}}
     )
     assert obj.uses_index
     obj.to("cpu")
@@ -537,7 +538,7 @@ def test_objective_dt2w_random_teacher_channels(teacher: nn.Module, student: nn.
     student.eval()
     a = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
     b = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
-    assert a.dt2w_gamma == 1.2 and a.dt2w_adapter == "random_channels" and list(a.parameters()) == []
+    assert a.settings["dt2w"]["gamma"] == 1.2 and a.dt2w_adapter == "random_channels" and list(a.parameters()) == []
     values = [a(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]
     assert values == [b(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]  # seeded: reproducible
     assert len(set(values)) > 1  # a new subset every batch
@@ -549,14 +550,14 @@ def test_objective_dt2w_random_teacher_channels(teacher: nn.Module, student: nn.
     expected = ref_dt2w(_np(seq_s), _np(seq_t), None, 1.2, channels=channels.tolist())
     assert values[0] == pytest.approx(expected, rel=1e-4)
     # the learned projection on request, and as the fallback for a teacher narrower than the student
-    proj = Objective(parse_method("dt2w"), teacher, student=student, dt2w_adapter="projection")
+    proj = Objective(parse_method("dt2w"), teacher, student=student, settings={"dt2w": {"adapter": "projection"}})
     assert proj.dt2w_adapter == "projection" and proj.projections["dt2w"].weight.shape == (8, 4, 1)
     narrow_teacher = build_model("lstm_student", N_CHANNELS, N_CLASSES, hidden=2)  # D_T = 2 < D_S = 4
     fallback = Objective(parse_method("dt2w"), narrow_teacher, student=student)
     assert fallback.dt2w_adapter == "projection" and fallback.projections["dt2w"].weight.shape == (2, 4, 1)
     assert math.isfinite(fallback(student, X[:6], y[:6])[1]["dt2w"])
     with pytest.raises(ValueError, match="dt2w_adapter"):
-        Objective(parse_method("dt2w"), teacher, student=student, dt2w_adapter="pca")
+        Objective(parse_method("dt2w"), teacher, student=student, settings={"dt2w": {"adapter": "pca"}})
     with pytest.raises(ValueError, match="not both"):
         dt2w_loss(seq_s, seq_t, proj.projections["dt2w"], channels=channels)
 
@@ -617,7 +618,8 @@ def test_objective_caches_teacher_logits_for_kd_and_dkd(teacher: nn.Module, stud
 def test_objective_kd_reads_the_tsd_banks_teacher_logits(teacher: nn.Module, student: nn.Module, data) -> None:
     X, y = data
     student.eval()
-    obj = Objective(parse_method("kd+tsd"), teacher, X, y, student=student, n_windows=4, window=5, tsd_bank_size=8)
+    obj = Objective(parse_method("kd+tsd"), teacher, X, y, student=student,
+        settings={"tsd": {"n_windows": 4, "window": 5, "bank_size": 8}})
     obj.to("cpu")  # builds the bank: the teacher's last run
     calls = _count_forwards(teacher)
     idx = torch.tensor([2, 5, 11, 16])
@@ -626,3 +628,64 @@ def test_objective_kd_reads_the_tsd_banks_teacher_logits(teacher: nn.Module, stu
     with torch.no_grad():
         expected = kd_loss(student(X[idx]), teacher(X[idx]), tau=8.0).item()
     assert terms["kd"] == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------- the registry: settings per term, dispatch by entry
+
+
+def test_resolve_settings_defaults_tau_and_errors() -> None:
+    from tsd_lib.losses import TSD_DEFAULTS, resolve_settings
+
+    s = resolve_settings(["ce", "kd", "dkd", "tsd"], {"dkd": {"beta": 2.0}, "tsd": {"n_windows": 4}}, tau=4.0)
+    assert s["ce"] == {} and s["kd"] == {"tau": 4.0}
+    assert s["dkd"] == {"alpha": 1.0, "beta": 2.0, "tau": 4.0}
+    assert s["tsd"] == {**TSD_DEFAULTS, "n_windows": 4, "tau": 4.0}
+    assert resolve_settings(["dkd"], {"dkd": {"tau": 2.0}}, tau=4.0)["dkd"]["tau"] == 2.0  # a term's own wins
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['gama'\] for loss 'dt2w'"):
+        resolve_settings(["dt2w"], {"dt2w": {"gama": 1.0}})
+    with pytest.raises(ValueError, match=r"loss\(es\) \['rkd'\] that the method does not use"):
+        resolve_settings(["ce", "kd"], {"rkd": {"w_dist": 25.0}})
+
+
+def test_tsd_defaults_are_tsdterms_own() -> None:
+    import inspect
+
+    from tsd_lib.losses import TSD_DEFAULTS, TSDTerm
+
+    params = inspect.signature(TSDTerm.__init__).parameters
+    assert {k: params[k].default for k in TSD_DEFAULTS} == TSD_DEFAULTS
+
+
+def test_term_settings_reach_the_loss(teacher: nn.Module, student: nn.Module, data) -> None:
+    X, y = data
+    student.eval()
+    obj = Objective(parse_method("dkd+rkd"), teacher, student=student,
+                    settings={"dkd": {"beta": 2.0}, "rkd": {"w_dist": 25.0, "w_angle": 50.0}})
+    _, terms = obj(student, X[:6], y[:6])
+    with torch.no_grad():
+        logits_s, fs = student(X[:6], return_features=True)
+        logits_t, ft = teacher(X[:6], return_features=True)
+    assert terms["dkd"] == pytest.approx(dkd_loss(logits_s, logits_t, y[:6], alpha=1.0, beta=2.0, tau=8.0).item(),
+                                         rel=1e-5)
+    assert terms["rkd"] == pytest.approx(rkd_loss(fs["sequence"], ft["sequence"], 25.0, 50.0).item(), rel=1e-5)
+
+
+def test_a_new_loss_is_one_registry_entry(teacher: nn.Module, student: nn.Module, data, monkeypatch) -> None:
+    from tsd_lib.losses import registry
+
+    def l1_logits(logits_s, logits_t, scale=1.0):
+        return scale * (logits_s - logits_t).abs().mean()
+
+    term = registry.Term(l1_logits, lambda obj, b, s: l1_logits(b.logits_s, b.logits_t, **s),
+                         teacher_logits=True, defaults={"scale": 1.0})
+    monkeypatch.setitem(registry.LOSSES, "l1", term)
+    monkeypatch.setitem(registry.DEFAULT_WEIGHTS, "l1", 1.0)
+    X, y = data
+    student.eval()
+    with pytest.raises(ValueError, match=r"\['l1'\] need a teacher"):
+        Objective(parse_method("l1"))
+    obj = Objective(parse_method("l1"), teacher, settings={"l1": {"scale": 3.0}})
+    _, terms = obj(student, X[:6], y[:6])
+    with torch.no_grad():
+        expected = 3.0 * (student(X[:6]) - teacher(X[:6])).abs().mean().item()
+    assert terms["l1"] == pytest.approx(expected, rel=1e-5)

@@ -101,10 +101,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.teacher_ = self._fit_teacher(data)
         set_seed(self.seed)
         student = build_model(self.student, data.n_channels, data.n_classes, **(self.student_kwargs or {}))
+        tsd = {"n_windows": self.n_windows, "window": self.window, "bank_size": self.tsd_bank_size}
         objective = Objective(
             terms, self.teacher_ if set(terms) != {"ce"} else None, data.X_train, data.y_train, tau=self.tau,
-            n_windows=self.n_windows, window=self.window, tsd_bank_size=self.tsd_bank_size, seed=self.seed,
-            student=student,
+            settings={"tsd": tsd} if "tsd" in terms else None, seed=self.seed, student=student,
         )
         self.history_: History = fit(student, data, objective,
                                      self._train_config(self.student, epochs=self.epochs, seed=self.seed,

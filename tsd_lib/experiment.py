@@ -419,12 +419,10 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
 
     set_seed(config.seed)
     student = build_model(config.student, data.n_channels, data.n_classes)
-    objective = Objective(
-        config.terms, teacher, data.X_train, data.y_train, tau=config.tau, n_windows=config.n_windows,
-        window=config.window, tsd_reduce=config.tsd_reduce, tsd_score=config.tsd_score,
-        tsd_baseline=config.tsd_baseline, tsd_bank_size=config.tsd_bank_size, seed=config.seed,
-        student=student,
-    )
+    tsd = {"n_windows": config.n_windows, "window": config.window, "reduce": config.tsd_reduce,
+           "score": config.tsd_score, "baseline": config.tsd_baseline, "bank_size": config.tsd_bank_size}
+    objective = Objective(config.terms, teacher, data.X_train, data.y_train, tau=config.tau,
+                          settings={"tsd": tsd} if "tsd" in config.terms else None, seed=config.seed, student=student)
     term = objective.tsd_term
     if term is not None and term.bank_size > 0 and config.tsd_baseline in BANK_BASELINES:
         term.bank = teacher_bank(teacher, tconfig, data, store)

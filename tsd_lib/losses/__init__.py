@@ -13,30 +13,36 @@ name       loss                                                  reference
 ``tsd``    temporal saliency distillation                        Hewa Dehigahawattage et al., 2025
 ========== ===================================================== ==========================
 
-``Objective`` combines them (``parse_method("kd+tsd")`` -> ``{"ce": 1, "kd": 1, "tsd": 1}``);
-``DEFAULT_WEIGHTS`` holds the default weight of every term.
+``LOSSES`` maps each name to a :class:`~tsd_lib.losses.registry.Term` (its function, what it
+reads, its default settings, how the objective calls it). ``Objective`` combines them
+(``parse_method("kd+tsd")`` -> ``{"ce": 1, "kd": 1, "tsd": 1}``), each term with its settings
+(``resolve_settings``); ``DEFAULT_WEIGHTS`` holds the default weight of every term.
 """
 
 from tsd_lib.losses.feature import at_loss, dt2w_loss, fitnets_loss, make_projection, rkd_loss, soft_dtw
 from tsd_lib.losses.logit import ce_loss, dkd_loss, kd_loss
-from tsd_lib.losses.objective import (
+from tsd_lib.losses.objective import Objective
+from tsd_lib.losses.registry import (
     DEFAULT_WEIGHTS,
     FEATURE_TERMS,
     LOSSES,
     TEACHER_TERMS,
-    Objective,
+    Term,
     parse_method,
+    resolve_settings,
     resolve_weights,
 )
-from tsd_lib.losses.tsd import TSDTerm, tsd_loss
+from tsd_lib.losses.tsd import TSD_DEFAULTS, TSDTerm, tsd_loss
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "FEATURE_TERMS",
     "LOSSES",
     "TEACHER_TERMS",
+    "TSD_DEFAULTS",
     "Objective",
     "TSDTerm",
+    "Term",
     "at_loss",
     "ce_loss",
     "dkd_loss",
@@ -45,6 +51,7 @@ __all__ = [
     "kd_loss",
     "make_projection",
     "parse_method",
+    "resolve_settings",
     "resolve_weights",
     "rkd_loss",
     "soft_dtw",

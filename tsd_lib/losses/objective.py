@@ -22,110 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsd_lib.losses.feature import (
-    DT2W_GAMMA,
-    FITNETS_INIT_RANGE,
-    at_loss,
-    dt2w_loss,
-    fitnets_loss,
-    make_projection,
-    rkd_loss,
-)
-from tsd_lib.losses.logit import ce_loss, dkd_loss, kd_loss
-from tsd_lib.losses.tsd import TSDTerm, tsd_loss
+from tsd_lib.losses.feature import FITNETS_INIT_RANGE, make_projection
+from tsd_lib.losses.registry import LOSSES, Batch, resolve_settings
+from tsd_lib.losses.tsd import TSDTerm
 
-__all__ = [
-    "DEFAULT_WEIGHTS",
-    "FEATURE_TERMS",
-    "LOSSES",
-    "TEACHER_TERMS",
-    "Objective",
-    "parse_method",
-    "resolve_weights",
-]
-
-#: Registry of loss functions (plain dict, mdistiller style): name -> pure function.
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "ce": ce_loss,
-    "kd": kd_loss,
-    "fitnets": fitnets_loss,
-    "at": at_loss,
-    "rkd": rkd_loss,
-    "dkd": dkd_loss,
-    "dt2w": dt2w_loss,
-    "tsd": tsd_loss,
-}
-
-#: Default weight of every term -- the single place where they are set. CE and every
-#: distillation term weigh 1.0; the experiments sweep the TSD weight over
-#: {0.1, 0.5, 1, 10, 100} (as in the TSD authors' scripts) by overriding ``"tsd"``.
-DEFAULT_WEIGHTS: dict[str, float] = {name: 1.0 for name in LOSSES}
-
-#: Terms that read the models' features (``return_features=True``).
-FEATURE_TERMS: frozenset[str] = frozenset({"fitnets", "at", "rkd", "dt2w"})
-#: Terms that need a teacher (everything but CE).
-TEACHER_TERMS: frozenset[str] = frozenset(LOSSES) - {"ce"}
-#: DT2W adapters: the TSD authors' random subset of teacher channels, or a learned projection.
-DT2W_ADAPTERS: tuple[str, ...] = ("random_channels", "projection")
-
-
-def parse_method(method: str, weights: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Parse a ``"+"``-joined method name into ``{term: weight}``; CE is always included.
-
-    ``parse_method("kd+tsd") == {"ce": 1.0, "kd": 1.0, "tsd": 1.0}``;
-    ``parse_method("ce") == {"ce": 1.0}``. Names are case-insensitive and may be surrounded
-    by spaces; repeats are ignored. Weights come from :data:`DEFAULT_WEIGHTS`, overridden by
-    ``weights`` (see :func:`resolve_weights`).
-
-    Raises:
-        ValueError: an unknown or empty name (the message lists :data:`LOSSES`).
-    """
-    if not isinstance(method, str):
-        raise ValueError(f"method must be a string like 'kd+tsd', got {method!r}")
-    names = ["ce"]
-    for part in method.split("+"):
-        name = part.strip().lower()
-        if not name:
-            raise ValueError(f"empty term in method {method!r}; known losses: {sorted(LOSSES)}")
-        if name not in LOSSES:
-            raise ValueError(f"unknown loss {name!r} in method {method!r}; known losses: {sorted(LOSSES)}")
-        if name not in names:
-            names.append(name)
-    parsed = {name: DEFAULT_WEIGHTS[name] for name in names}
-    if weights:
-        parsed = _override(parsed, weights, method)
-    return parsed
-
-
-def _override(parsed: dict[str, float], weights: Mapping[str, float], method: str) -> dict[str, float]:
-    out = dict(parsed)
-    for name, value in weights.items():
-        key = str(name).strip().lower()
-        if key not in LOSSES:
-            raise ValueError(f"weight given for unknown loss {name!r}; known losses: {sorted(LOSSES)}")
-        if key not in out:
-            raise ValueError(
-                f"weight given for {key!r}, which method {method!r} does not use (terms: {sorted(out)})"
-            )
-        out[key] = float(value)
-    return out
-
-
-def resolve_weights(method: str, weights: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Default weights of ``method``'s terms, merged with the overrides in ``weights``.
-
-    ``resolve_weights("kd+tsd", {"tsd": 10}) == {"ce": 1.0, "kd": 1.0, "tsd": 10.0}``.
-    Overriding a term the method does not use is an error (it would silently do nothing);
-    a weight of 0 disables a term (:class:`Objective` skips it).
-    """
-    return parse_method(method, weights)
+__all__ = ["Objective"]
 
 
 class Objective(nn.Module):
     """Weighted sum of distillation terms for one student, with a frozen teacher.
 
     Args:
-        weights: ``{term: weight}`` (e.g. from :func:`resolve_weights`); terms with weight 0
+        weights: ``{term: weight}`` (e.g. from :func:`~tsd_lib.losses.registry.resolve_weights`); terms with weight 0
             are skipped entirely.
         teacher: the trained teacher; required by every term except ``"ce"``. It is put in
             eval mode with ``requires_grad_(False)`` and stored *without* registering it as a
@@ -135,14 +43,16 @@ class Objective(nn.Module):
             :class:`tsd_lib.losses.tsd.TSDTerm`) and, when ``"kd"``/``"dkd"`` are active and no
             feature term is, the series whose teacher logits are cached (see below). Pass them
             whenever a teacher term is active.
-        tau: temperature of KD, DKD (unless ``dkd_tau``) and TSD (8, the TSD scripts' value).
-        n_windows, window: TSD's number of perturbed windows ``K`` (50) and length ``L`` (10).
-        tsd_reduce, tsd_score, tsd_baseline, tsd_bank_size: forwarded to ``TSDTerm`` as
-            ``reduce``, ``score``, ``baseline``, ``bank_size``.
-        dkd_alpha, dkd_beta: DKD's TCKD / NCKD weights (1, 8).
-        rkd_w_dist, rkd_w_angle: RKD's distance / angle weights (1, 2: Park et al.'s ratio;
-            mdistiller uses 25, 50; the TSD authors' values are not readable). RKD compares the
-            flattened ``sequence`` features ``(B, D T)``, as the TSD authors do.
+        settings: each term's settings, one mapping per term (``{"dkd": {"beta": 2.0}}``); see
+            :func:`~tsd_lib.losses.registry.resolve_settings` and each term's defaults in
+            :data:`~tsd_lib.losses.registry.LOSSES`: KD ``tau``; DKD ``alpha, beta, tau`` (1, 8);
+            RKD ``w_dist, w_angle`` (1, 2: Park et al.'s ratio; mdistiller uses 25, 50), on the
+            flattened ``sequence`` features ``(B, D T)`` as the TSD authors do; DT2W ``gamma``
+            (1.2, the TSD authors') and ``adapter``; TSD the
+            :class:`~tsd_lib.losses.tsd.TSDTerm` arguments (``n_windows`` K, ``window`` L, ``tau``,
+            ``reduce``, ``score``, ``baseline``, ``bank_size``).
+        tau: one temperature for every term that has one (KD, DKD, TSD; 8, the TSD scripts'
+            value) unless ``settings`` gives a term its own.
         seed: seed of the TSD term's random windows / donors and of DT2W's channel subsets.
         student: the student model; required by ``"fitnets"`` / ``"dt2w"`` to size their
             adapters from ``student.feature_dim`` and ``teacher.feature_dim``; learned ones are
@@ -150,14 +60,12 @@ class Objective(nn.Module):
             FitNets 1x1 projection is initialised uniformly in ``(-0.005, 0.005)`` (the TSD
             authors' regressor); FitNets trains jointly with CE (see
             :func:`~tsd_lib.losses.feature.fitnets_loss`).
-        dkd_tau: DKD temperature; ``None`` uses ``tau``.
-        dt2w_gamma: soft-DTW smoothing of DT2W (1.2, the TSD authors' value).
-        dt2w_adapter: ``"random_channels"`` (default, the TSD authors' adapter: each batch the
-            teacher's sequence is reduced to a random subset of ``D_S`` of its ``D_T`` channels,
-            drawn by a generator seeded with ``seed``; no parameters) or ``"projection"`` (a
-            learned 1x1 convolution ``D_S -> D_T`` on the student, PyTorch's default init). A
-            teacher narrower than the student (``D_T < D_S``) has no such subset: DT2W then
-            falls back to the projection; :attr:`dt2w_adapter` holds the adapter in use.
+        The DT2W ``adapter`` is ``"random_channels"`` (default, the TSD authors' adapter: each
+        batch the teacher's sequence is reduced to a random subset of ``D_S`` of its ``D_T``
+        channels, drawn by a generator seeded with ``seed``; no parameters) or ``"projection"``
+        (a learned 1x1 convolution ``D_S -> D_T`` on the student, PyTorch's default init). A
+        teacher narrower than the student (``D_T < D_S``) has no such subset: DT2W then falls
+        back to the projection; :attr:`dt2w_adapter` holds the adapter in use.
 
     Calling ``objective(student, x, y, index=None)`` returns ``(total, terms)`` where
     ``terms`` maps each active term to its *unweighted* value (a Python float) plus
@@ -179,22 +87,10 @@ class Objective(nn.Module):
         X_pool: Any = None,
         y_pool: Any = None,
         *,
-        tau: float = 8.0,
-        n_windows: int = 50,
-        window: int = 10,
-        tsd_reduce: str = "none",
-        tsd_score: str = "kl",
-        tsd_baseline: str = "other_class",
-        tsd_bank_size: int = 200,
-        dkd_alpha: float = 1.0,
-        dkd_beta: float = 8.0,
-        rkd_w_dist: float = 1.0,
-        rkd_w_angle: float = 2.0,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        tau: float | None = None,
         seed: int = 0,
         student: nn.Module | None = None,
-        dkd_tau: float | None = None,
-        dt2w_gamma: float = DT2W_GAMMA,
-        dt2w_adapter: str = "random_channels",
     ) -> None:
         super().__init__()
         unknown = sorted(set(weights) - set(LOSSES))
@@ -206,7 +102,7 @@ class Objective(nn.Module):
         if not self.active:
             raise ValueError(f"no active term: every weight is 0 in {dict(weights)}")
 
-        needs_teacher = [name for name in self.active if name in TEACHER_TERMS]
+        needs_teacher = [name for name in self.active if LOSSES[name].needs_teacher]
         if needs_teacher and teacher is None:
             raise ValueError(f"term(s) {needs_teacher} need a teacher; pass teacher=<trained model>")
         if teacher is not None:
@@ -214,14 +110,9 @@ class Objective(nn.Module):
             teacher.requires_grad_(False)
         object.__setattr__(self, "_teacher", teacher)  # deliberately not a sub-module
 
-        self.tau = float(tau)
-        self.dkd_alpha, self.dkd_beta = float(dkd_alpha), float(dkd_beta)
-        self.dkd_tau = self.tau if dkd_tau is None else float(dkd_tau)
-        self.rkd_w_dist, self.rkd_w_angle = float(rkd_w_dist), float(rkd_w_angle)
-        self.dt2w_gamma = float(dt2w_gamma)
+        #: Every term's settings, defaults filled in (active terms only).
+        self.settings: dict[str, dict[str, Any]] = resolve_settings(self.active, settings, tau=tau)
 
-        if dt2w_adapter not in DT2W_ADAPTERS:
-            raise ValueError(f"dt2w_adapter must be one of {DT2W_ADAPTERS}, got {dt2w_adapter!r}")
         self.projections = nn.ModuleDict()
         adapted = [name for name in ("fitnets", "dt2w") if name in self.active]
         if adapted and student is None:
@@ -234,7 +125,8 @@ class Objective(nn.Module):
         if "fitnets" in self.active:
             self.projections["fitnets"] = make_projection(d_s, d_t, init_range=FITNETS_INIT_RANGE)
         #: DT2W's adapter in use (``"projection"`` when the teacher is narrower than the student).
-        self.dt2w_adapter = "projection" if dt2w_adapter == "projection" or d_t < d_s else "random_channels"
+        wanted = self.settings.get("dt2w", {}).get("adapter", "random_channels")
+        self.dt2w_adapter = "projection" if wanted == "projection" or d_t < d_s else "random_channels"
         if "dt2w" in self.active and self.dt2w_adapter == "projection":
             self.projections["dt2w"] = make_projection(d_s, d_t)
         self._dt2w_dims = (d_t, d_s)
@@ -244,22 +136,10 @@ class Objective(nn.Module):
         if "tsd" in self.active:
             if X_pool is None or y_pool is None:
                 raise ValueError("term 'tsd' needs the perturbation pool: pass X_pool and y_pool (training set)")
-            tsd_term = TSDTerm(
-                teacher,
-                X_pool,
-                y_pool,
-                n_windows=n_windows,
-                window=window,
-                tau=self.tau,
-                reduce=tsd_reduce,
-                score=tsd_score,
-                baseline=tsd_baseline,
-                bank_size=tsd_bank_size,
-                seed=seed,
-            )
+            tsd_term = TSDTerm(teacher, X_pool, y_pool, seed=seed, **self.settings["tsd"])
         object.__setattr__(self, "_tsd", tsd_term)  # holds the teacher too: not a sub-module
-        self._needs_features = any(name in FEATURE_TERMS for name in self.active)
-        self._needs_teacher_out = any(name in FEATURE_TERMS or name in ("kd", "dkd") for name in self.active)
+        self._needs_features = any(LOSSES[name].features for name in self.active)
+        self._needs_teacher_out = any(LOSSES[name].features or LOSSES[name].teacher_logits for name in self.active)
         self._device = _module_device(teacher)
         caching = self._needs_teacher_out and not self._needs_features and X_pool is not None
         #: Training series whose teacher logits are cached (``None``: no cache).
@@ -322,9 +202,14 @@ class Objective(nn.Module):
             self._cached_logits = torch.cat(chunks)
         return self._cached_logits
 
+    def dt2w_channels(self) -> torch.Tensor:
+        """A new random subset of ``D_S`` of the teacher's ``D_T`` channels (DT2W's adapter)."""
+        d_t, d_s = self._dt2w_dims
+        return torch.randperm(d_t, generator=self._dt2w_generator)[:d_s]
+
     def extra_repr(self) -> str:
         terms = ", ".join(f"{name}={self.weights[name]:g}" for name in self.active)
-        return f"terms=({terms}), tau={self.tau:g}, teacher={type(self._teacher).__name__ if self._teacher else None}"
+        return f"terms=({terms}), teacher={type(self._teacher).__name__ if self._teacher else None}"
 
     def forward(
         self, student: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
@@ -341,51 +226,16 @@ class Objective(nn.Module):
         elif self._needs_teacher_out:
             logits_t = self._teacher_logits(x, index)
 
+        batch = Batch(student, x, y, index, logits_s, feats_s, logits_t, feats_t)
         values: list[torch.Tensor] = []
         total = logits_s.new_zeros(())
         for name in self.active:
-            value = self._term(name, student, x, y, index, logits_s, feats_s, logits_t, feats_t)
+            value = LOSSES[name].compute(self, batch, self.settings[name])
             values.append(value.detach().reshape(()))
             total = total + self.weights[name] * value
         values.append(total.detach())
         floats = torch.stack(values).float().cpu().tolist()  # one host sync for all terms
         return total, dict(zip((*self.active, "total"), floats, strict=True))
-
-    def _term(
-        self,
-        name: str,
-        student: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        index: torch.Tensor | None,
-        logits_s: torch.Tensor,
-        feats_s: dict[str, torch.Tensor],
-        logits_t: torch.Tensor | None,
-        feats_t: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
-        if name == "ce":
-            return ce_loss(logits_s, y)
-        if name == "kd":
-            return kd_loss(logits_s, logits_t, tau=self.tau)
-        if name == "dkd":
-            return dkd_loss(logits_s, logits_t, y, alpha=self.dkd_alpha, beta=self.dkd_beta, tau=self.dkd_tau)
-        if name == "fitnets":
-            return fitnets_loss(feats_s["sequence"], feats_t["sequence"], self.projections["fitnets"])
-        if name == "at":
-            return at_loss(feats_s["sequence"], feats_t["sequence"])
-        if name == "rkd":
-            return rkd_loss(feats_s["sequence"], feats_t["sequence"], self.rkd_w_dist, self.rkd_w_angle)
-        if name == "dt2w":
-            if self.dt2w_adapter == "projection":
-                return dt2w_loss(
-                    feats_s["sequence"], feats_t["sequence"], self.projections["dt2w"], gamma=self.dt2w_gamma
-                )
-            d_t, d_s = self._dt2w_dims
-            channels = torch.randperm(d_t, generator=self._dt2w_generator)[:d_s]
-            return dt2w_loss(feats_s["sequence"], feats_t["sequence"], gamma=self.dt2w_gamma, channels=channels)
-        if name == "tsd":
-            return self._tsd(student, x, y, index=index, student_logits=logits_s)
-        raise AssertionError(f"unhandled term {name!r}")  # pragma: no cover - LOSSES is closed
 
 
 #: Rows per teacher forward when caching its logits on the training set.

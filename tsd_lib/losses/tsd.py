@@ -27,6 +27,7 @@ every step). :class:`TSDTerm` is what training uses: it precomputes the teacher 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from tsd_lib.saliency.perturb import (
     target_shift,
 )
 
-__all__ = ["SCORES", "TSDTerm", "tsd_loss"]
+__all__ = ["SCORES", "TSD_DEFAULTS", "TSDTerm", "tsd_loss"]
 
 #: Saliency scores: per-window distribution shift (``"kl"``) or target-probability drop.
 SCORES = ("kl", "target_prob")
@@ -129,6 +130,12 @@ def tsd_loss(
     s_T = _saliency(zt, zt_p, y, tau, reduce, score)
     s_S = _saliency(zs, zs_p, y, tau, reduce, score)
     return F.smooth_l1_loss(s_S, s_T)
+
+
+#: TSDTerm's settings and their defaults (the paper's K = 50, L = 10, tau = 8; the objective's
+#: ``settings["tsd"]``).
+TSD_DEFAULTS: dict[str, Any] = {"n_windows": 50, "window": 10, "tau": 8.0, "reduce": "none", "score": "kl",
+                                "baseline": "other_class", "bank_size": 200}
 
 
 class TSDTerm:
