@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tsd_lib.cli import main
 from tsd_lib.data import (
@@ -119,3 +120,13 @@ def test_download_paths_fail_fast_offline(monkeypatch):
         load_dataset("wafer", allow_download=True)
     with pytest.raises(DatasetNotAvailableError, match="not available offline"):
         dataset_info("Wafer")  # never downloads
+
+
+def test_cli_datasets_of_a_profile_say_why_a_set_cannot_load(archive, tmp_path, capsys):
+    profile = tmp_path / "broken.yaml"
+    profile.write_text(yaml.safe_dump({"datasets": ["Good", "Comma", "Point"], "methods": ["ce"]}))
+    assert main(["datasets", "--profile", str(profile), "--data-dir", str(archive)]) == 1
+    lines = {row.split()[0]: row for row in capsys.readouterr().out.splitlines() if row.startswith("  ")}
+    assert "available" in lines["Good"]
+    assert "CANNOT BE LOADED" in lines["Comma"] and "comma-separated" in lines["Comma"]
+    assert "CANNOT BE LOADED" in lines["Point"] and f"at least {MIN_SERIES_LENGTH}" in lines["Point"]
