@@ -16,6 +16,7 @@ from tsd_lib.data import (
     dataset_info,
     load_dataset,
     resample,
+    validate_arrays,
 )
 
 
@@ -130,3 +131,10 @@ def test_cli_datasets_of_a_profile_say_why_a_set_cannot_load(archive, tmp_path, 
     assert "available" in lines["Good"]
     assert "CANNOT BE LOADED" in lines["Comma"] and "comma-separated" in lines["Comma"]
     assert "CANNOT BE LOADED" in lines["Point"] and f"at least {MIN_SERIES_LENGTH}" in lines["Point"]
+
+
+def test_user_arrays_of_too_short_series_are_rejected():
+    with pytest.raises(ValueError, match=f"X: a series has 2 point.*at least {MIN_SERIES_LENGTH}"):
+        validate_arrays(np.random.default_rng(0).normal(size=(4, 1, 2)), [0, 1, 0, 1], "X")
+    with pytest.raises(ValueError, match="at least"):
+        validate_arrays(np.ones((4, 1)), None, "X", allow_2d=True)  # (n, L=1) read as univariate

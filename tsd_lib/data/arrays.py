@@ -92,8 +92,9 @@ def validate_arrays(
     """Check series (and labels) and return them as ``(float32 (n, C, L) array, 1-D label array)``.
 
     Raises a ``ValueError`` naming ``name`` for: non-numeric data, a non 3-D ``X`` (2-D is read as
-    univariate when ``allow_2d``), empty arrays, NaN/inf values, ``len(y) != len(X)`` and fewer than
-    ``min_classes`` distinct labels. Labels are not re-encoded (see :func:`encode_labels`).
+    univariate when ``allow_2d``), empty arrays, series shorter than :data:`MIN_SERIES_LENGTH`,
+    NaN/inf values, ``len(y) != len(X)`` and fewer than ``min_classes`` distinct labels. Labels
+    are not re-encoded (see :func:`encode_labels`).
     """
     if isinstance(X, list | tuple) and X and any(np.shape(x) != np.shape(X[0]) for x in X):
         raise ValueError(f"{name}: series have unequal shapes; resample them to one length first")
@@ -107,6 +108,7 @@ def validate_arrays(
         raise ValueError(f"{name}: X must be 3-D (n, channels, length), got shape {Xa.shape}")
     if min(Xa.shape) == 0:
         raise ValueError(f"{name}: X is empty, shape {Xa.shape}")
+    check_series_length(Xa, name)
     finite = np.isfinite(Xa)
     if not finite.all():
         bad = int((~finite.all(axis=(1, 2))).sum())
