@@ -12,6 +12,7 @@ from tsd_lib import data as D
 from tsd_lib.data import (
     Dataset,
     DatasetNotAvailableError,
+    archive,
     available_datasets,
     dataset_info,
     encode_labels,
@@ -89,8 +90,8 @@ def test_name_matching_and_aliases():
     assert load_dataset("gun_point", val_fraction=0).name == "GunPoint"
     assert load_dataset("GUNPOINT", val_fraction=0).X_val.shape == (0, 1, 150)
     assert load_dataset("italy_power_demand").name == "ItalyPowerDemand"
-    assert D._archive_name("50words") == "FiftyWords"
-    assert D._archive_name("wafer") == "Wafer"
+    assert archive.archive_name("50words") == "FiftyWords"
+    assert archive.archive_name("wafer") == "Wafer"
 
 
 def test_available_datasets_shipped():
@@ -137,8 +138,8 @@ def test_split_fallback_keeps_every_class_in_train():
 
 
 def test_resample_italy_and_ramp():
-    ds = load_dataset("ItalyPowerDemand", length=100, normalize="none")
-    raw = load_dataset("ItalyPowerDemand", normalize="none")
+    ds = load_dataset("ItalyPowerDemand", length=100, normalise="none")
+    raw = load_dataset("ItalyPowerDemand", normalise="none")
     assert raw.length == 24 and ds.X_train.shape[1:] == (1, 100)
     # endpoints are kept by a [0, 1] grid
     np.testing.assert_allclose(ds.X_test[:, :, 0], raw.X_test[:, :, 0], rtol=1e-6)
@@ -155,13 +156,13 @@ def test_resample_italy_and_ramp():
 
 def test_stretch_false_only_shortens():
     # the TSD authors: series longer than `length` are interpolated down, shorter ones kept
-    italy = load_dataset("ItalyPowerDemand", length=100, normalize="none", stretch=False)
-    raw = load_dataset("ItalyPowerDemand", normalize="none")
+    italy = load_dataset("ItalyPowerDemand", length=100, normalise="none", stretch=False)
+    raw = load_dataset("ItalyPowerDemand", normalise="none")
     assert italy.length == 24
     np.testing.assert_array_equal(italy.X_test, raw.X_test)
-    gun = load_dataset("GunPoint", length=100, normalize="none", stretch=False)
+    gun = load_dataset("GunPoint", length=100, normalise="none", stretch=False)
     assert gun.length == 100
-    np.testing.assert_array_equal(gun.X_test, load_dataset("GunPoint", length=100, normalize="none").X_test)
+    np.testing.assert_array_equal(gun.X_test, load_dataset("GunPoint", length=100, normalise="none").X_test)
     # by hand: linear interpolation with aligned endpoints, 5 -> 3 points reads 0, 2, 4
     x = np.array([[[0.0, 1.0, 4.0, 9.0, 16.0]]])
     np.testing.assert_allclose(shorten(x, 3), [[[0.0, 4.0, 16.0]]])
@@ -179,13 +180,13 @@ def test_multivariate_basicmotions():
     np.testing.assert_allclose(ds.X_test.std(axis=-1), 1.0, atol=1e-3)
 
 
-def test_normalize_options():
-    mm = load_dataset("ItalyPowerDemand", normalize="minmax")
+def test_normalise_options():
+    mm = load_dataset("ItalyPowerDemand", normalise="minmax")
     assert mm.X_train.min() >= 0 and mm.X_train.max() <= 1 + 1e-6
     assert np.allclose(mm.X_train.max(axis=-1), 1.0)
-    with pytest.raises(ValueError, match="normalize"):
-        load_dataset("GunPoint", normalize="robust")
-    const = D.normalize_series(np.ones((2, 1, 5)), "znorm")
+    with pytest.raises(ValueError, match="normalise"):
+        load_dataset("GunPoint", normalise="robust")
+    const = D.normalise_series(np.ones((2, 1, 5)), "znorm")
     assert np.all(const == 0)
 
 
@@ -216,7 +217,7 @@ def test_allow_download_fails_fast_without_download(monkeypatch):
         load_dataset("NoSuchDataset123", allow_download=True)
     assert time.monotonic() - t < 5
     # a real archive name: the connectivity probe must fail (or be stubbed off) quickly
-    monkeypatch.setattr(D, "_probe", lambda *a, **k: False)
+    monkeypatch.setattr(archive, "_probe", lambda *a, **k: False)
     t = time.monotonic()
     with pytest.raises(DatasetNotAvailableError, match="no network"):
         load_dataset("Wafer", allow_download=True)
@@ -225,7 +226,7 @@ def test_allow_download_fails_fast_without_download(monkeypatch):
 
 def test_probe_is_bounded():
     t = time.monotonic()
-    ok = D._probe("tsd-book.invalid", 443, timeout=1.0)
+    ok = archive._probe("tsd-book.invalid", 443, timeout=1.0)
     assert ok is False and time.monotonic() - t < 3
 
 
@@ -239,7 +240,7 @@ def test_ts_layout(tmp_path):
     _write_ts(tmp_path / "Toy" / "Toy_TRAIN.ts", y_tr, X_tr, "Toy")
     _write_ts(tmp_path / "Toy" / "Toy_TEST.ts", y_te, X_te, "Toy")
     assert "Toy" in available_datasets(tmp_path)
-    ds = load_dataset("toy", data_dir=tmp_path, normalize=None, val_fraction=0)
+    ds = load_dataset("toy", data_dir=tmp_path, normalise=None, val_fraction=0)
     assert ds.name == "Toy" and ds.X_train.shape == (12, 2, 30)
     assert ds.class_names == ["down", "up"]
     np.testing.assert_allclose(ds.X_train, X_tr.astype(np.float32), rtol=1e-6)

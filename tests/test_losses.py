@@ -160,7 +160,7 @@ def ref_soft_dtw(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
 
 
 def ref_dt2w(
-    fs: np.ndarray, ft: np.ndarray, w: np.ndarray | None, gamma: float, normalize: bool = False,
+    fs: np.ndarray, ft: np.ndarray, w: np.ndarray | None, gamma: float, normalise: bool = False,
     channels: list[int] | None = None,
 ) -> float:
     """Projected student (``w``) or the teacher's ``channels``, then soft-DTW per series."""
@@ -169,7 +169,7 @@ def ref_dt2w(
         x = (fs[b] if w is None else w @ fs[b]).T
         y = (ft[b] if channels is None else ft[b][channels]).T
         v = ref_soft_dtw(x, y, gamma)
-        if normalize:
+        if normalise:
             v -= 0.5 * (ref_soft_dtw(x, x, gamma) + ref_soft_dtw(y, y, gamma))
         vals.append(v)
     return float(np.mean(vals))
@@ -199,7 +199,7 @@ def _library_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
         "dt2w_default_channels": dt2w_loss(fs, ft, channels=t["dt2w_channels"]),
         "dt2w_gamma0.1": dt2w_loss(fs, ft, proj, gamma=0.1),
         "dt2w_gamma1": dt2w_loss(fs, ft, proj, gamma=1.0),
-        "dt2w_gamma1_normalized": dt2w_loss(fs, ft, proj, gamma=1.0, normalize=True),
+        "dt2w_gamma1_normalised": dt2w_loss(fs, ft, proj, gamma=1.0, normalise=True),
     }
     return {k: float(v.detach()) for k, v in values.items()}
 
@@ -227,7 +227,7 @@ def _reference_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
         "dt2w_default_channels": ref_dt2w(fs, ft, None, 1.2, channels=t["dt2w_channels"].tolist()),
         "dt2w_gamma0.1": ref_dt2w(fs, ft, w, 0.1),
         "dt2w_gamma1": ref_dt2w(fs, ft, w, 1.0),
-        "dt2w_gamma1_normalized": ref_dt2w(fs, ft, w, 1.0, normalize=True),
+        "dt2w_gamma1_normalised": ref_dt2w(fs, ft, w, 1.0, normalise=True),
     }
 
 
@@ -336,7 +336,7 @@ def test_soft_dtw_gradient_is_exact() -> None:
     x = torch.randn(2, 4, 2, generator=g, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 6, 2, generator=g, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a: soft_dtw(a, y, gamma=0.5), (x,))
-    assert torch.autograd.gradcheck(lambda a: soft_dtw(a, y, gamma=0.5, normalize=True), (x,))
+    assert torch.autograd.gradcheck(lambda a: soft_dtw(a, y, gamma=0.5, normalise=True), (x,))
 
 
 def test_soft_dtw_limits() -> None:
@@ -344,8 +344,8 @@ def test_soft_dtw_limits() -> None:
     x = torch.randn(3, 6, 2, generator=g, dtype=torch.float64)
     y = torch.randn(3, 7, 2, generator=g, dtype=torch.float64)
     # divergence: zero on itself, positive otherwise
-    assert torch.allclose(soft_dtw(x, x, gamma=1.0, normalize=True), torch.zeros(3, dtype=torch.float64), atol=1e-9)
-    assert torch.all(soft_dtw(x, y, gamma=1.0, normalize=True) > 0)
+    assert torch.allclose(soft_dtw(x, x, gamma=1.0, normalise=True), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    assert torch.all(soft_dtw(x, y, gamma=1.0, normalise=True) > 0)
     # gamma -> 0 recovers hard DTW (here against the naive recursion at a tiny gamma)
     hard = soft_dtw(x, y, gamma=1e-3)
     naive = [ref_soft_dtw(_np(x[b]), _np(y[b]), 1e-3) for b in range(3)]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tsd_lib.models import SMOKE_SETTINGS, build_model
-from tsd_lib.saliency import maps
+from tsd_lib.saliency import _engines
 from tsd_lib.saliency.gradients import gradient_map, integrated_gradients_map
 from tsd_lib.saliency.maps import saliency_map, window_scores, window_starts, windows_to_map
 
@@ -171,10 +171,10 @@ def test_generator_seed_reproducible_and_shared(data: dict) -> None:
         torch.testing.assert_close(u, v, rtol=0, atol=0)
 
 
-def test_normalize_per_series(data: dict) -> None:
+def test_normalise_per_series(data: dict) -> None:
     kw = dict(X_pool=data["X_pool"], y_pool=data["y_pool"], score="target_logit")
     raw, starts = window_scores(_smoke("fcn_small"), data["X"], data["y"], **kw)
-    s, _ = window_scores(_smoke("fcn_small"), data["X"], data["y"], normalize=True, **kw)
+    s, _ = window_scores(_smoke("fcn_small"), data["X"], data["y"], normalise=True, **kw)
     assert s.shape == (5, len(starts))
     denom = np.array([row[row > 0].mean() for row in raw]) + 1e-8
     np.testing.assert_allclose(s, raw / denom[:, None], rtol=1e-6)
@@ -185,21 +185,21 @@ def test_normalize_per_series(data: dict) -> None:
 
 @pytest.mark.parametrize(
     ("name", "engine"),
-    [("lstm_teacher", "_lstm_engine"), ("lstm_student", "_lstm_engine"), ("fcn", "_conv_engine"),
-     ("fcn_small", "_conv_engine"), ("resnet", "_generic_engine")],
+    [("lstm_teacher", "lstm_engine"), ("lstm_student", "lstm_engine"), ("fcn", "conv_engine"),
+     ("fcn_small", "conv_engine"), ("resnet", "generic_engine")],
 )  # fmt: skip
 def test_engine_selection(name: str, engine: str, data: dict) -> None:
-    assert maps._pick_engine(_smoke(name), data["X"], True).__name__ == engine
+    assert _engines.pick_engine(_smoke(name), data["X"], True).__name__ == engine
 
 
 def test_duck_typed_models(data: dict) -> None:
     torch.manual_seed(0)
-    assert maps._pick_engine(DilatedFCN().eval(), data["X"], True) is maps._conv_engine
+    assert _engines.pick_engine(DilatedFCN().eval(), data["X"], True) is _engines.conv_engine
     with pytest.warns(UserWarning, match="shortcut"):
-        assert maps._pick_engine(PooledLSTM().eval(), data["X"], True) is maps._generic_engine
+        assert _engines.pick_engine(PooledLSTM().eval(), data["X"], True) is _engines.generic_engine
     batch_stats = DilatedFCN().eval()
     batch_stats.blocks[0][1] = nn.BatchNorm1d(4, track_running_stats=False)  # acts across the batch
-    assert maps._pick_engine(batch_stats, data["X"], True) is maps._generic_engine
+    assert _engines.pick_engine(batch_stats, data["X"], True) is _engines.generic_engine
 
 
 def test_float64_model_and_progress_bar(data: dict) -> None:

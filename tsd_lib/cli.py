@@ -30,7 +30,7 @@ SOURCES = {"aeon": "shipped with aeon", "data_dir": "in --data-dir", "cache": "i
 
 
 def _profile_datasets(args: argparse.Namespace) -> int:
-    from tsd_lib.data import dataset_info, is_downloadable
+    from tsd_lib.data import DatasetNotAvailableError, dataset_info, is_downloadable
     from tsd_lib.profiles import load_profile
 
     profile = load_profile(args.profile, data_dir=args.data_dir)
@@ -44,10 +44,13 @@ def _profile_datasets(args: argparse.Namespace) -> int:
             info = dataset_info(name, data_dir=profile.data_dir)
             print(f"  {name:<32} available, {SOURCES[info['source']]} "
                   f"({info['n_train']} train / {info['n_test']} test)")
-        except ValueError:
+        except DatasetNotAvailableError:
             missing.append(name)
             how = "downloadable through aeon (needs the network)" if is_downloadable(name) else "unknown to aeon"
             print(f"  {name:<32} MISSING, {how}")
+        except ValueError as err:
+            missing.append(name)
+            print(f"  {name:<32} CANNOT BE LOADED: {err}")
     if missing:
         print(f"\n{len(missing)} missing: {', '.join(missing)}.\nPass --data-dir with a local copy of the "
               "UCR archive (NAME/NAME_TRAIN.tsv or NAME/NAME_TRAIN.ts); with network access, "
@@ -72,14 +75,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if args.profile:
         return _profile_datasets(args)
-    rows = []
+    rows, broken = [], []
     for name in available_datasets(data_dir=args.data_dir):
         try:
-            info = dataset_info(name, data_dir=args.data_dir)
+            rows.append((name, dataset_info(name, data_dir=args.data_dir)))
         except ValueError as err:
-            print(f"{name}: unreadable ({err})", file=sys.stderr)
-            continue
-        rows.append((name, info))
+            broken.append((name, str(err)))
     header = f"{'dataset':<28}{'train':>7}{'test':>7}{'channels':>10}{'length':>8}{'classes':>9}  source"
     print(header)
     print("-" * len(header))
@@ -90,6 +91,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             f"{info['length']:>8}{info['n_classes']:>9}  {info['source']}"
         )
     print(f"\n{len(rows)} datasets load offline. Others: pass --data-dir with a local archive copy.")
+    if broken:
+        print(f"\n{len(broken)} found but cannot be loaded:")
+        for name, reason in broken:
+            print(f"  {name}: {reason}")
     return 0
 
 

@@ -308,7 +308,7 @@ def soft_dtw(
     x: torch.Tensor,
     y: torch.Tensor,
     gamma: float = DT2W_GAMMA,
-    normalize: bool = False,
+    normalise: bool = False,
     backend: str = "torch",
 ) -> torch.Tensor:
     r"""Batched soft-DTW (Cuturi & Blondel, 2017) between ``x (B, N, D)`` and ``y (B, M, D)``.
@@ -319,7 +319,7 @@ def soft_dtw(
         \qquad \min\nolimits^\gamma(a) = -\gamma \log \textstyle\sum_k e^{-a_k/\gamma}
 
     computed by the recursion :math:`R_{ij} = C_{ij} + \min^\gamma(R_{i-1,j-1}, R_{i-1,j},
-    R_{i,j-1})`. With ``normalize=True`` the soft-DTW *divergence* (Blondel et al., 2021)
+    R_{i,j-1})`. With ``normalise=True`` the soft-DTW *divergence* (Blondel et al., 2021)
     :math:`\mathrm{sDTW}(x, y) - \tfrac12(\mathrm{sDTW}(x, x) + \mathrm{sDTW}(y, y))` is
     returned instead (non-negative, zero iff ``x == y``).
 
@@ -327,7 +327,7 @@ def soft_dtw(
         x, y: batches of sequences, time on axis 1, features on axis 2 (tslearn's layout).
         gamma: smoothing :math:`\gamma > 0` (smaller is closer to hard DTW; default 1.2, the
             TSD authors' DT2W value).
-        normalize: return the divergence instead of the raw value.
+        normalise: return the divergence instead of the raw value.
         backend: ``"torch"`` (default): the vectorised anti-diagonal implementation here,
             pure PyTorch, runs on any device; ``"tslearn"``:
             :class:`tslearn.metrics.SoftDTWLossPyTorch` (same values; a numba kernel on the
@@ -344,11 +344,11 @@ def soft_dtw(
     if backend == "tslearn":
         from tslearn.metrics import SoftDTWLossPyTorch
 
-        return SoftDTWLossPyTorch(gamma=gamma, normalize=normalize)(x, y)
+        return SoftDTWLossPyTorch(gamma=gamma, normalize=normalise)(x, y)
     if backend != "torch":
         raise ValueError(f"unknown soft-DTW backend {backend!r}; use 'torch' or 'tslearn'")
     value = _soft_dtw_from_cost(_squared_euclidean_cost(x, y), gamma)
-    if normalize:
+    if normalise:
         value = value - 0.5 * (
             _soft_dtw_from_cost(_squared_euclidean_cost(x, x), gamma)
             + _soft_dtw_from_cost(_squared_euclidean_cost(y, y), gamma)
@@ -361,7 +361,7 @@ def dt2w_loss(
     feat_t: torch.Tensor,
     proj: Projection | None = None,
     gamma: float = DT2W_GAMMA,
-    normalize: bool = False,
+    normalise: bool = False,
     backend: str = "torch",
     channels: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -382,7 +382,7 @@ def dt2w_loss(
 
     No resampling is needed: soft-DTW aligns sequences of different lengths, and the warping
     tolerates temporal shifts between teacher and student features. ``gamma = 1.2`` by
-    default, the authors' smoothing; ``normalize=False`` (raw soft-DTW, which can be negative)
+    default, the authors' smoothing; ``normalise=False`` (raw soft-DTW, which can be negative)
     matches DT2W's original code and the authors' baseline. The value grows with ``T`` and the
     width (a sum of squared distances along the path), so its weight is not comparable to the
     other terms' weights.
@@ -400,7 +400,7 @@ def dt2w_loss(
         feat_t: teacher sequence features ``(B, D_T, T_T)`` (constants).
         proj: module mapping ``(B, D_S, T) -> (B, D_T, T)``, e.g. :func:`make_projection`.
         gamma: soft-DTW smoothing.
-        normalize: use the soft-DTW divergence instead of the raw value.
+        normalise: use the soft-DTW divergence instead of the raw value.
         backend: ``"torch"`` or ``"tslearn"`` (see :func:`soft_dtw`).
         channels: ``D_S`` indices of teacher channels (long tensor), instead of ``proj``.
     """
@@ -408,4 +408,4 @@ def dt2w_loss(
         raise ValueError("dt2w_loss takes either a projection or teacher channels, not both")
     x = (feat_s if proj is None else proj(feat_s)).transpose(1, 2)
     y = (feat_t if channels is None else feat_t[:, channels.to(feat_t.device)]).transpose(1, 2).to(x.dtype)
-    return soft_dtw(x, y, gamma=gamma, normalize=normalize, backend=backend).mean()
+    return soft_dtw(x, y, gamma=gamma, normalise=normalise, backend=backend).mean()

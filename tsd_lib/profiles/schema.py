@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
+from tsd_lib.data import MIN_SERIES_LENGTH
 from tsd_lib.experiment import RunConfig
 from tsd_lib.losses.tsd import SCORES
 from tsd_lib.saliency.perturb import BASELINES
@@ -80,7 +81,7 @@ def _mapping(v: Any, where: str) -> dict[str, Any]:
 
 #: The keys a run reads (``RunConfig`` fields a profile may set) and their checks.
 RUN_SCHEMA: dict[str, Check] = {
-    "length": _int(2, optional=True), "stretch": _bool, "teacher": _str(), "student": _str(),
+    "length": _int(MIN_SERIES_LENGTH, optional=True), "stretch": _bool, "teacher": _str(), "student": _str(),
     "tau": _float(), "n_windows": _int(1), "window": _int(1), "epochs": _int(1), "patience": _int(1),
     "teacher_epochs": _int(1, optional=True), "teacher_patience": _int(1, optional=True),
     "saliency_eval_series": _int(1, optional=True), "tsd_bank_size": _int(0),
