@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import tsd_lib.experiment as experiment
+from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, load_teacher, run, runner, teachers
 from tsd_lib.experiment import config as config_module
-from tsd_lib.experiment import runner, teachers
-from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, load_teacher, run
 from tsd_lib.metrics import softmax
 from tsd_lib.train import predict_logits
 

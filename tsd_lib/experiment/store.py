@@ -68,16 +68,22 @@ def load_or_none(path: Path, load: Callable[[Path], T], what: str) -> T | None:
     try:
         return load(path)
     except Exception as err:  # noqa: BLE001 - any failure to read a cached file means: recompute it
-        warnings.warn(f"damaged {what} {path} ({type(err).__name__}: {err}); recomputing it", StoreWarning,
-                      stacklevel=2)
+        warnings.warn(f"damaged {what} {path} ({error_line(err)}); recomputing it", StoreWarning, stacklevel=2)
         return None
+
+
+def error_line(err: BaseException) -> str:
+    """``err`` as one short line (torch's unpickling errors run over many)."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    return f"{type(err).__name__}: {first[:150]}{'...' if len(first) > 150 or len(lines) > 1 else ''}"
 
 
 def _damage_reason(path: Path) -> str | None:
     try:
         obj = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        return f"{type(err).__name__}: {err}"
+        return error_line(err)
     return None if isinstance(obj, dict) else f"holds a {type(obj).__name__}, not an object"
 
 
@@ -175,15 +181,22 @@ class RunStore:
     def check_writable(self) -> None:
         """Raise :class:`StoreError` (one line naming the folder and the fix) unless runs can be
         written here; called before any training."""
-        existing = self.root
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if existing.exists() and not existing.is_dir():
-            raise StoreError(f"run store {self.root}: {existing} is a file, not a folder; pass --store with a folder")
-        for folder in [existing, *(self.root / f for f in FOLDERS)]:
-            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-                raise StoreError(f"run store {self.root} is not writable ({folder}: permission denied); "
-                                 "fix its permissions or pass --store with a writable folder")
+        check_writable(self.root, [self.root / f for f in FOLDERS])
+
+
+def check_writable(folder: Path, inside: list[Path] | None = None, *, what: str = "run store",
+                   option: str = "--store") -> None:
+    """Raise :class:`StoreError` unless files can be written in ``folder`` (or, when it does not
+    exist yet, in the folder that would hold it) and in the existing folders ``inside``."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"{what} {folder}: {existing} is a file, not a folder; pass {option} with a folder")
+    for path in [existing, *(p for p in inside or [] if p.is_dir())]:
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"{what} {folder} is not writable ({path}: permission denied); "
+                             f"fix its permissions or pass {option} with a writable folder")
 
 
 def _damage_reason_or_missing(path: Path) -> str | None:

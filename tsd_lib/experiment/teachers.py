@@ -20,7 +20,7 @@ from torch import nn
 
 from tsd_lib.data import Dataset, load_dataset, make_synthetic
 from tsd_lib.experiment.config import SYNTHETIC_PREFIX, RunConfig, digest
-from tsd_lib.experiment.store import RunStore, StoreError, StoreWarning, load_or_none, read_json
+from tsd_lib.experiment.store import RunStore, StoreError, StoreWarning, error_line, load_or_none, read_json
 from tsd_lib.metrics import classification_metrics, softmax
 from tsd_lib.models import build_model
 from tsd_lib.saliency.maps import saliency_map
@@ -74,7 +74,7 @@ def load_stored_model(path: Path, what: str) -> nn.Module:
     try:
         return load_model(path)
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-        raise StoreError(f"damaged {what} {path} ({type(err).__name__}: {err}); delete {path.parent} "
+        raise StoreError(f"damaged {what} {path} ({error_line(err)}); delete {path.parent} "
                          "and rerun `tsd grid` to retrain it") from None
 
 
