@@ -305,6 +305,23 @@ def test_numbers_and_dataset_names_are_normalised_before_hashing():
     same = RunConfig(**{**TINY, "epochs": 1.0, "dataset": "italypowerdemand"}, tau=8)
     assert same.key() == base.key() and same.dataset == "ItalyPowerDemand" and isinstance(same.epochs, int)
     assert RunConfig(**{**TINY, "dataset": "GUNPOINT"}).dataset == "GunPoint"
-    assert RunConfig(**{**TINY, "dataset": "synthetic"}).dataset == "synthetic"
+    assert RunConfig(**{**TINY, "dataset": "Synthetic"}).dataset == "synthetic"
+    assert RunConfig(**{**TINY, "dataset": "NoSuchSet"}).dataset == "NoSuchSet"
     assert RunConfig(**TINY, weights={"tsd": 10}).key() == RunConfig(**TINY, weights={"tsd": 10.0}).key()
     assert RunConfig.from_dict(base.to_dict()) == base
+
+
+@pytest.mark.parametrize(("key", "bad", "good"), [
+    ("tau", 0, 8), ("epochs", "two", 3), ("batch_size", 0, 1), ("tsd_score", "x", "target_prob"),
+    ("val_fraction", 1.0, 0.0), ("length", 1, 50), ("tsd_bank_size", -1, 0), ("warmup", -1, 0),
+    ("lr_schedule", "cos", "step"), ("saliency_eval_series", -5, 2), ("split_seed", -1, 3),
+    ("tsd_baseline", "x", "zero"), ("teacher_epochs", 0, None),
+])
+def test_profile_schema_and_run_config_agree(key, bad, good):
+    from tsd_lib.profiles.schema import RUN_SCHEMA, ProfileError
+
+    with pytest.raises(ProfileError, match=key):
+        RUN_SCHEMA[key](bad, key)
+    with pytest.raises(ValueError, match=f"RunConfig: {key}"):
+        RunConfig(**{**TINY, key: bad})
+    assert RunConfig(**{**TINY, key: RUN_SCHEMA[key](good, key)}) == RunConfig(**{**TINY, key: good})

@@ -123,9 +123,9 @@ def _official_names(data_dir: str | None) -> dict[str, str]:
 
 def canonical_dataset(name: str, data_dir: str | None = None) -> str:
     """The official spelling of a known dataset, matched case-insensitively (``"gunpoint"`` ->
-    ``"GunPoint"``); other names (synthetic sets, unknown sets) are returned unchanged."""
+    ``"GunPoint"``, ``"Synthetic"`` -> ``"synthetic"``); unknown names are returned unchanged."""
     if name.lower().startswith(SYNTHETIC_PREFIX):
-        return name
+        return SYNTHETIC_PREFIX + name[len(SYNTHETIC_PREFIX):]
     return _official_names(None if data_dir is None else str(data_dir)).get(name.lower(), name)
 
 

@@ -43,6 +43,7 @@ def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
     store = store if isinstance(store, RunStore) else RunStore(store)
     if store.has(config):
         return store.load_record(config)
+    store.check_writable()
     with store.lock(f"run-{config.key()}"):
         if store.has(config):  # trained meanwhile by another process
             return store.load_record(config)

@@ -102,6 +102,7 @@ def get_teacher(
     stored = _stored_teacher(folder)
     if stored is not None:
         return stored
+    store.check_writable()
     with store.lock(f"teacher-{config.teacher_key()}"):
         stored = _stored_teacher(folder)  # trained meanwhile by another process
         if stored is not None:
