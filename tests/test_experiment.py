@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import tsd_lib.experiment as experiment
-from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, load_teacher, run
+from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, load_teacher, run, runner, teachers
+from tsd_lib.experiment import config as config_module
 from tsd_lib.metrics import softmax
 from tsd_lib.train import predict_logits
 
@@ -21,6 +22,12 @@ SMOKE = dict(
     tsd_bank_size=10,
     saliency_eval_series=6,
 )
+
+
+def patch_fit(monkeypatch, fit):
+    """Replace ``fit`` where teachers and students are trained."""
+    monkeypatch.setattr(teachers, "fit", fit)
+    monkeypatch.setattr(runner, "fit", fit)
 
 
 def test_hash_covers_results_not_placement():
@@ -92,7 +99,7 @@ def test_store_hit_loads_without_training(stored, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a stored run was retrained")
 
-    monkeypatch.setattr(experiment, "fit", boom)
+    patch_fit(monkeypatch, boom)
     assert run(config, store) == record
     assert RunConfig.from_dict(record) == config
 
@@ -101,8 +108,8 @@ def test_teacher_is_shared_between_students(stored, monkeypatch):
     store, config, _ = stored
     teacher_files = sorted(p.name for p in store.teacher_dir(config).iterdir())
     calls = []
-    real_fit = experiment.fit
-    monkeypatch.setattr(experiment, "fit", lambda model, *a, **k: calls.append(model) or real_fit(model, *a, **k))
+    real_fit = runner.fit
+    patch_fit(monkeypatch, lambda model, *a, **k: calls.append(model) or real_fit(model, *a, **k))
     other = config.replace(seed=1, method="ce")
     run(other, store, progress=False)
     assert len(calls) == 1, "only the student trains; the teacher comes from the store"
@@ -125,20 +132,20 @@ def test_stored_student_reproduces_record(stored):
 def test_killed_run_leaves_no_record(tmp_path, monkeypatch):
     store = RunStore(tmp_path)
     config = RunConfig(**{**SMOKE, "method": "ce"})
-    real = experiment.atomic_write_json
+    real = runner.atomic_write_json
 
     def dies_on_record(path, obj):
         if path.name == "record.json" and "runs" in path.parts:
             raise KeyboardInterrupt("killed")
         real(path, obj)
 
-    monkeypatch.setattr(experiment, "atomic_write_json", dies_on_record)
+    monkeypatch.setattr(runner, "atomic_write_json", dies_on_record)
     with pytest.raises(KeyboardInterrupt):
         run(config, store, progress=False)
     assert not store.has(config)
     assert store.records() == []
     assert not list(tmp_path.rglob("*.tmp"))
-    monkeypatch.setattr(experiment, "atomic_write_json", real)
+    monkeypatch.setattr(runner, "atomic_write_json", real)
     record = run(config, store, progress=False)
     assert json.loads((store.run_dir(config) / "record.json").read_text()) == record
 
@@ -151,8 +158,8 @@ def test_teacher_bank_is_built_once_per_teacher(stored, monkeypatch):
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the bank was rebuilt")
 
-    guard = type("NoBuild", (), {"__init__": no_rebuild, "from_state": experiment.TeacherBank.from_state})
-    monkeypatch.setattr(experiment, "TeacherBank", guard)
+    guard = type("NoBuild", (), {"__init__": no_rebuild, "from_state": teachers.TeacherBank.from_state})
+    monkeypatch.setattr(teachers, "TeacherBank", guard)
     record = run(config.replace(seed=5), store, progress=False)
     assert record["seed"] == 5 and np.isfinite(record["accuracy"])
 
@@ -163,7 +170,7 @@ def test_records_say_how_training_ended(stored):
     teacher = store.load_teacher_record(config)
     assert teacher["stopped_early"] is False and teacher["epochs_run"] == 2 and 1 <= teacher["best_epoch"] <= 2
     assert teacher["weights_digest"] == experiment.weights_digest(load_teacher(config, store))
-    assert record["code"] == experiment.results_digest() == teacher["code"]
+    assert record["code"] == runner.results_digest() == teacher["code"]
 
 
 def test_defaults_are_the_converged_protocol():
@@ -189,12 +196,13 @@ def test_store_from_other_code_is_not_reused(stored, monkeypatch):
     # (and its teacher) are retrained.
     store, config, record = stored
     old_key, old_teacher = config.key(), config.teacher_key()
-    monkeypatch.setattr(experiment, "results_digest", lambda: "0123456789abcdef")
+    monkeypatch.setattr(config_module, "results_digest", lambda: "0123456789abcdef")
+    monkeypatch.setattr(runner, "results_digest", lambda: "0123456789abcdef")
     assert config.key() != old_key and config.teacher_key() != old_teacher
     assert not store.has(config)
     calls = []
-    real_fit = experiment.fit
-    monkeypatch.setattr(experiment, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    real_fit = runner.fit
+    patch_fit(monkeypatch, lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     fresh = run(config, store, progress=False)
     assert len(calls) == 2 and fresh["code"] == "0123456789abcdef"
 

@@ -37,3 +37,12 @@ def test_results_digest_covers_the_result_modules():
     assert len(results_digest()) == 16
     assert {"losses", "saliency", "train.py", "models.py", "data"} <= set(RESULTS_MODULES)
     assert "report.py" not in RESULTS_MODULES and "book.py" not in RESULTS_MODULES
+
+
+def test_result_modules_exist_and_leave_the_store_out():
+    from tsd_lib.provenance import PACKAGE, _result_files
+
+    assert all(p.is_file() for p in _result_files())  # a module split into a package is listed by its files
+    listed = {str(p.relative_to(PACKAGE)) for p in _result_files()}
+    assert {"experiment/config.py", "experiment/teachers.py", "experiment/runner.py"} <= listed
+    assert "experiment/store.py" not in listed  # file handling and locks change no number

@@ -127,8 +127,10 @@ def test_records_from_store(tmp_path):
         (tmp_path / "runs" / f"k{i}" / "record.json").write_text(json.dumps(rec))
     (tmp_path / "runs" / "bad").mkdir()
     (tmp_path / "runs" / "bad" / "record.json").write_text("{not json")
-    assert len(report.records_from_store(tmp_path)) == 3
-    assert len(report.records_from_store(tmp_path / "runs")) == 3
+    with pytest.warns(UserWarning, match="damaged record .*bad/record.json"):  # named, not silently dropped
+        assert len(report.records_from_store(tmp_path)) == 3
+    with pytest.warns(UserWarning, match="damaged record"):
+        assert len(report.records_from_store(tmp_path / "runs")) == 3
 
 
 def test_order_methods():

@@ -7,7 +7,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -127,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         **{f"{k}_used": getattr(config, k) for k in ("lr_schedule", "warmup")}, "wall_seconds": wall,
         "device": str(resolve_device(args.device)), "versions": versions(),
     }
-    out = Path(args.out or f"runs/train/{data.name}-{args.model}-seed{args.seed}")
+    out = Path(_train_out(args))
     save_model(out / "model.pt", args.model, model, data)
     atomic_write_json(out / "metrics.json", record)
     atomic_write_json(out / "history.json", history.to_dict())
@@ -197,6 +198,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"\ntotal: {total['done']} done, {total['failed']} failed, {total['missing']} missing")
     for failure in store.failures():
         print(f"  {failure.get('key')}: {failure.get('error')}")
+    for path in store.damaged():
+        print(f"  damaged (counted as missing; `tsd grid` retrains it): {path}")
     return 0
 
 
@@ -209,6 +212,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     keys = {c.key() for c in profile.main_configs()}
     records = [r for r in store.records() if r.get("key") in keys]
+    missing = keys - {r.get("key") for r in records}
+    if missing:
+        damaged = [p for p in store.damaged() if p.parent.name in missing]
+        print(f"tsd report: warning: {len(missing)} of {len(keys)} runs of profile {profile.name} are missing "
+              f"from {store.root} ({len(damaged)} of them damaged); run `tsd grid --profile {args.profile}`",
+              file=sys.stderr)
+        for path in damaged:
+            print(f"  damaged: {path}", file=sys.stderr)
     out = Path(args.out or f"reports/{profile.name}")
     written = write_report(records, out)
     print(f"{len(records)} runs -> {len(written)} files in {out}")
@@ -385,6 +396,22 @@ def check_args(args: argparse.Namespace) -> None:
     store = getattr(args, "store", None)
     if store and Path(store).exists() and not Path(store).is_dir():
         raise ValueError(f"--store {store} is a file, not a folder")
+    if args.command in _WRITES_STORE:
+        from tsd_lib.experiment import RunStore
+
+        RunStore(store).check_writable()
+    elif args.command == "train":
+        from tsd_lib.experiment.store import check_writable
+
+        check_writable(Path(_train_out(args)), what="output folder", option="--out")
+
+
+#: Commands that write to the run store: checked to be writable before any training.
+_WRITES_STORE = ("grid", "distill", "reproduce")
+
+
+def _train_out(args: argparse.Namespace) -> str:
+    return args.out or f"runs/train/{args.dataset}-{args.model}-seed{args.seed}"
 
 
 def _check_device(device: str) -> None:
@@ -411,8 +438,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        check_args(args)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            check_args(args)
+            return args.func(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"tsd {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _one_line_warnings(command: str, default: Callable[..., None]) -> Callable[..., None]:
+    """Show the store's warnings (damaged files) as one line each: ``tsd COMMAND: warning: ...``."""
+    from tsd_lib.experiment import StoreWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if issubclass(category, StoreWarning):
+            print(f"tsd {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show

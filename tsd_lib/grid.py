@@ -3,7 +3,9 @@
 One code path: :func:`execute` trains one config into the store and never raises (a failure
 is written to ``failures/<key>.json`` with its traceback); the backend only decides where it
 runs. Teachers are trained first, once each, so parallel students never race to train the
-same teacher. Completed runs are skipped, so a killed grid resumes where it stopped.
+same teacher. Completed runs are skipped, so a killed grid resumes where it stopped; a damaged record counts as
+missing and is retrained. Two grids on one store train each run and teacher once (per-run locks,
+:meth:`tsd_lib.experiment.RunStore.lock`).
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def run_grid(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
     store = store if isinstance(store, RunStore) else RunStore(store)
+    store.check_writable()  # before any training: a read-only store fails at once, with one line
     start = time.perf_counter()
     summary = GridSummary(total=len(configs))
     failed_before = {f["key"] for f in store.failures()}
@@ -175,8 +178,7 @@ def run_grid(
     for name in {c.dataset for c in todo}:
         store.clear_failure(f"dataset-{name}")
     unloadable = check_datasets(teachers or [])  # once, not once per teacher
-    extra = [t for t in teachers or [] if t.dataset not in unloadable
-             and not (store.teacher_dir(t) / "record.json").exists()
+    extra = [t for t in teachers or [] if t.dataset not in unloadable and not store.has_teacher(t)
              and (retry_failed or f"teacher-{t.teacher_key()}" not in failed_before)]
 
     if todo or extra:
@@ -190,8 +192,7 @@ def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: in
            show_progress: bool | None, extra_teachers: list[RunConfig]) -> None:
     """Teachers first (one run each), then the students of every teacher that trained."""
     root = str(store.root)
-    teachers = {t.teacher_key(): t for c in todo for t in c.teacher_candidates()
-                if not (store.teacher_dir(t) / "record.json").exists()}
+    teachers = {t.teacher_key(): t for c in todo for t in c.teacher_candidates() if not store.has_teacher(t)}
     teachers.update({t.teacher_key(): t for t in extra_teachers})
     bar = progress(total=summary.total, initial=summary.total - len(todo), enabled=show_progress, desc="grid",
                    unit="run")

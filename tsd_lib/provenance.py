@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent
 
 #: Modules and packages (relative to ``tsd_lib/``) whose code changes results.
 RESULTS_MODULES: tuple[str, ...] = (
-    "data", "models.py", "losses", "saliency", "metrics.py", "train.py", "experiment.py", "utils.py",
+    "data", "models.py", "losses", "saliency", "metrics.py", "train.py", "utils.py",
+    "experiment/config.py", "experiment/teachers.py", "experiment/runner.py",
 )
 
 

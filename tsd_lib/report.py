@@ -48,6 +48,8 @@ FIDELITY_COLS: tuple[str, ...] = (
     "accuracy", "auc_pr", "agreement", "kl_teacher_student", "js_teacher_student", "ece",
     "saliency_spearman", "saliency_cosine", "saliency_topk_iou",
 )
+_METRIC_COLS = {*METRIC_LABELS, *FIDELITY_COLS, *LOWER_IS_BETTER, "val_accuracy", "val_auc_pr", "teacher_accuracy",
+                "teacher_auc_pr"}
 _NO_RUNS = "no completed runs: every record is missing or failed (has an 'error' key)"
 
 
@@ -71,7 +73,8 @@ def records_from_store(root: str | Path) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("*/record.json")):
         try:
             rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"damaged record {path} ({err}); left out until `tsd grid` retrains it", stacklevel=2)
             continue
         if isinstance(rec, dict) and "error" not in rec:
             out.append(rec)
@@ -134,6 +137,8 @@ def records_to_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.
             raise ValueError(f"records lack the {col!r} field")
     if "error" in df:
         df = df.drop(columns="error")
+    for col in _METRIC_COLS & set(df.columns):  # null (no validation split, an undefined metric) -> NaN
+        df[col] = pd.to_numeric(df[col])
     if "teacher_seed" not in df:
         df["teacher_seed"] = np.nan
     weights = df["weights"] if "weights" in df else pd.Series([None] * len(df), index=df.index)

@@ -21,11 +21,15 @@ if TYPE_CHECKING:
 CHANCE_MARGIN = 0.05
 
 
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)  # null: no validation split
+
+
 def _row(config: RunConfig, record: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": config.dataset, "teacher": config.teacher, "teacher seed": config.teacher_seed,
             "epochs run": record["epochs_run"], "best epoch": record["best_epoch"],
-            "stopped early": record["stopped_early"], "val accuracy": record["val_accuracy"],
-            "val AUC-PR": record["val_auc_pr"], "val loss": record["val_loss"],
+            "stopped early": record["stopped_early"], "val accuracy": _num(record["val_accuracy"]),
+            "val AUC-PR": _num(record["val_auc_pr"]), "val loss": _num(record["val_loss"]),
             "test accuracy": record["test_accuracy"], "test AUC-PR": record["test_auc_pr"],
             "train seconds": record["train_seconds"]}
 
@@ -39,13 +43,14 @@ def teacher_table(configs: list[RunConfig], store: RunStore | Archive | Records)
         candidates = config.teacher_candidates()
         found = []
         for c in candidates:
-            if c.teacher_key() in seen or not store.has_teacher(c):
+            if c.teacher_key() in seen or not store.has_teacher(c):  # a damaged record counts as missing
                 continue
             seen.add(c.teacher_key())
             found.append(_row(c, store.load_teacher_record(c)))
         if not found:
             continue
-        best = min(range(len(found)), key=lambda i: (-found[i]["val AUC-PR"], found[i]["val loss"]))
+        best = min(range(len(found)), key=lambda i: (-np.nan_to_num(found[i]["val AUC-PR"]),
+                                                  np.nan_to_num(found[i]["val loss"], nan=1e9)))
         for i, row in enumerate(found):
             row["chosen"] = i == best or len(candidates) == 1
             pub = published_fcn(row["dataset"]) if row["teacher"] == "fcn" else None

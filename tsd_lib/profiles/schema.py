@@ -86,16 +86,16 @@ RUN_SCHEMA: dict[str, Check] = {
     "teacher_epochs": _int(1, optional=True), "teacher_patience": _int(1, optional=True),
     "saliency_eval_series": _int(1, optional=True), "tsd_bank_size": _int(0),
     "tsd_reduce": _str(("none", "sum")), "tsd_score": _str(SCORES), "tsd_baseline": _str(BASELINES),
-    "batch_size": _int(1), "lr": _float(), "val_fraction": _float(0.0, 1.0, strict=False), "split_seed": _int(),
+    "batch_size": _int(1), "lr": _float(), "val_fraction": _float(0.0, 1.0, strict=False), "split_seed": _int(0),
     "lr_schedule": _str(LR_SCHEDULES, optional=True), "warmup": _int(0, optional=True),
-    "budgets": _list(_int(1), nonempty=False),
+    "budgets": _list(_int(1), nonempty=False), "settings": _mapping,
 }
 
 #: Every top-level key and its check.
 SCHEMA: dict[str, Check] = {
     **RUN_SCHEMA, "name": _str(), "description": _str(), "data_dir": _str(optional=True),
-    "datasets": _list(_str()), "methods": _list(_str()), "teacher_seeds": _list(_int()),
-    "seeds": _list(_int()), "tsd_weights": _list(_float()), "pairs": _mapping, "teacher_study": lambda v, w: v,
+    "datasets": _list(_str()), "methods": _list(_str()), "teacher_seeds": _list(_int(0)),
+    "seeds": _list(_int(0)), "tsd_weights": _list(_float()), "pairs": _mapping, "teacher_study": lambda v, w: v,
     "baselines": _mapping, "ablations": _mapping, "chapters": _mapping, "archive": _str(optional=True),
 }
 
@@ -114,7 +114,7 @@ def _run_changes(spec: Mapping[str, Any], where: str, extra: Mapping[str, Check]
 
 def _ablations(spec: dict[str, Any], where: str) -> dict[str, Any]:
     out = _run_changes({k: spec[k] for k in ("dataset", "seeds", "method") if k in spec}, where,
-                       {"dataset": _str(), "seeds": _list(_int()), "method": _str()})
+                       {"dataset": _str(), "seeds": _list(_int(0)), "method": _str()})
     for axis, values in spec.items():
         if axis in out:
             continue
@@ -134,7 +134,7 @@ def _teacher_study(value: Any, where: str) -> list[dict[str, Any]]:
         spec = _mapping(spec, here)
         variants = {name: _run_changes(_mapping(ch or {}, f"{here}: variant {name!r}"), f"{here}: variant {name!r}", {})
                     for name, ch in _mapping(spec.pop("variants", {"profile": {}}), f"{here}: 'variants'").items()}
-        spec = _run_changes(spec, here, {"name": _str(), "dataset": _str(), "seeds": _list(_int())})
+        spec = _run_changes(spec, here, {"name": _str(), "dataset": _str(), "seeds": _list(_int(0))})
         out.append({**spec, "variants": variants})
     return out
 
@@ -154,7 +154,7 @@ def check_profile(raw: Any, file: str) -> dict[str, Any]:
     if "pairs" in out:
         out["pairs"] = {name: _run_changes(_mapping(spec, f"{where}: pair {name!r}"), f"{where}: pair {name!r}",
                                            {"datasets": _list(_str()), "methods": _list(_str()),
-                                            "teacher_seeds": _list(_int())})
+                                            "teacher_seeds": _list(_int(0))})
                         for name, spec in out["pairs"].items()}
     if "teacher_study" in out:
         out["teacher_study"] = _teacher_study(out["teacher_study"], f"{where}: 'teacher_study'")
