@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from tsd_lib import grading as G
 from tsd_lib.cli import main
+from tsd_lib.grading.checks_saliency import _reference_saliency_map
 from tsd_lib.losses.logit import kd_loss
 from tsd_lib.losses.tsd import tsd_loss
 from tsd_lib.saliency.perturb import apply_windows, distribution_shift, kl_terms, perturb
@@ -26,9 +27,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 
 
 @pytest.fixture(autouse=True)
-def _no_ledger_file(monkeypatch):
-    """Checks called by tests must not write to a ledger named in the caller's environment."""
-    monkeypatch.delenv(G.LEDGER_ENV, raising=False)
+def _not_graded(monkeypatch):
+    """Checks called by tests run here, even when the tests themselves run under a grader."""
+    monkeypatch.delenv(G.SOCKET_ENV, raising=False)
 
 
 def _softmax_t(z, tau):
@@ -45,8 +46,8 @@ REFERENCES = {
     "check_kd_loss": (G.check_kd_loss, (kd_loss,)),
     "check_soft_target_entropy": (G.check_soft_target_entropy, (_entropy,)),
     "check_apply_windows": (G.check_apply_windows, (apply_windows,)),
-    "check_window_saliency": (G.check_window_saliency, (G._reference_saliency_map,)),
-    "check_planted_saliency": (G.check_planted_saliency, (G._reference_saliency_map,)),
+    "check_window_saliency": (G.check_window_saliency, (_reference_saliency_map,)),
+    "check_planted_saliency": (G.check_planted_saliency, (_reference_saliency_map,)),
     "check_distribution_shift": (G.check_distribution_shift, (distribution_shift,)),
     "check_tsd_loss": (G.check_tsd_loss, (tsd_loss,)),
 }
@@ -164,7 +165,7 @@ def test_tsd_loss_mistakes_lose_the_right_cases():
 
 
 def test_window_saliency_and_apply_windows_mistakes_are_explained():
-    r = G.check_window_saliency(lambda m, X, D, L, tau=8.0: G._reference_saliency_map(m, X, D, L, tau, cover="sum"))
+    r = G.check_window_saliency(lambda m, X, D, L, tau=8.0: _reference_saliency_map(m, X, D, L, tau, cover="sum"))
     assert any("MEAN score" in m for m in r.messages)
 
     def window_major(X, starts, values, window):
@@ -191,20 +192,15 @@ def test_result_only_checks(synthetic):
     assert any("no `tsd` term" in m for m in r.messages)
 
 
-def test_ledger_file_and_scoring(tmp_path, monkeypatch):
-    ledger = tmp_path / "ledger.jsonl"
-    monkeypatch.setenv(G.LEDGER_ENV, str(ledger))
-    G.check_kd_loss(lambda zs, zt, tau=4.0: kd_loss(zs, zt, tau) / tau**2, verbose=False)
-    G.check_kd_loss(kd_loss, verbose=False)  # a re-run replaces the earlier result
-    G.check_tsd_loss(tsd_loss, verbose=False)  # another assignment: ignored for assignment 1
-    ledger.write_text(ledger.read_text() + "not json\n")
-    results = G.read_ledger(ledger)
-    assert [r.name for r in results] == ["check_kd_loss", "check_kd_loss", "check_tsd_loss"]
-    score, total, rows = G.score_results(results, 1)
+def test_scoring_keeps_the_last_result_of_each_check():
+    r1 = G.check_kd_loss(lambda zs, zt, tau=4.0: kd_loss(zs, zt, tau) / tau**2, verbose=False)
+    r2 = G.check_kd_loss(kd_loss, verbose=False)  # a re-run replaces the earlier result
+    r3 = G.check_tsd_loss(tsd_loss, verbose=False)  # another assignment: ignored for assignment 1
+    score, total, rows = G.score_results([r1, r2, r3], 1)
     assert (score, total) == (8.0, 12.0)
     assert {r["name"]: r["ran"] for r in rows} == {"check_temperature_softmax": False, "check_kd_loss": True,
                                                    "check_soft_target_entropy": False}
-    assert G.LEDGER[-1].name == "check_tsd_loss"
+    assert G.LEDGER[-1] is r3
 
 
 # ----------------------------------------------------------------------------- assignment notebooks
