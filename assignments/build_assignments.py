@@ -46,7 +46,8 @@ def versions(source: str, *, code: bool = True, where: str = "a cell") -> tuple[
     Raises ``ValueError`` naming ``where`` for unbalanced or nested markers.
     """
     lines = source.split("\n")
-    if not any(line.strip() in (_BEGIN_SOLUTION, _BEGIN_PROMPT) for line in lines):
+    markers = (_BEGIN_SOLUTION, _END_SOLUTION, _BEGIN_PROMPT, _END_PROMPT)
+    if not any(line.strip() in markers for line in lines):
         return None
     student: list[str] = []
     solution: list[str] = []

@@ -219,6 +219,26 @@ def _builder():
 
 def test_assignment_files_are_built_from_their_source():
     assert _builder().main(["--check"]) == 0
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        source = nbformat.read(ASSIGNMENTS / folder / "source.ipynb", as_version=4)
+        assert any("### BEGIN SOLUTION" in c.source for c in source.cells)
+
+
+def test_builder_resolves_solution_and_prompt_markers():
+    versions = _builder().versions
+    src = 'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n'
+    assert versions(src) == ('def f(x):\n    """Doc."""\n    raise NotImplementedError  # TODO\n',
+                             'def f(x):\n    """Doc."""\n    return x + 1\n')
+    prompt = ("### BEGIN PROMPT\nanswer = None  # TODO\n### END PROMPT\n"
+              "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION")
+    assert versions(prompt) == ("answer = None  # TODO", "answer = 42")
+    assert versions("Question?\n### BEGIN SOLUTION\nAnswer.\n### END SOLUTION", code=False) == (
+        "Question?", "Question?\nAnswer.")
+    assert versions("x = 1") is None
+    for bad in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION", "### BEGIN PROMPT\nx\n### END PROMPT\ny = 2",
+                "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"):
+        with pytest.raises(ValueError, match="line|closed"):
+            versions(bad, where="cell c0")
 
 
 @pytest.mark.parametrize("folder", ["01_kd_loss", "02_window_saliency", "03_tsd_loss"])
@@ -261,6 +281,20 @@ def test_tsd_grade_all_solution_notebooks_end_to_end(tmp_path, capsys):
         assert (out / f"{name}.executed.ipynb").exists()
     printed = capsys.readouterr().out
     assert "score: 12/12" in printed and "score: 15/15" in printed and "summary.csv" in printed
+
+
+def test_tsd_grade_student_notebooks_score_zero_with_clear_feedback(tmp_path):
+    """The student versions (stubs) earn nothing, and the feedback says what is missing."""
+    subs, out = tmp_path / "students", tmp_path / "grades"
+    subs.mkdir()
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        (subs / f"{folder}.ipynb").write_bytes((ASSIGNMENTS / folder / "student.ipynb").read_bytes())
+    assert main(["grade", str(subs), "-p", "epochs", "1", "--out", str(out), "--timeout", "300"]) == 0
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        report = json.loads((out / f"{folder}.grade.json").read_text())
+        assert report["score"] == 0 and report["max_score"] == sum(G.POINTS[int(folder[:2])].values())
+        first = report["checks"][0]
+        assert first["ran"] and "not implemented yet" in first["messages"][0], first
 
 
 def _solution_functions(folder: str) -> dict:
