@@ -206,6 +206,7 @@ def grade_notebook(
             finally:  # also on Ctrl-C: leave no process of the submission behind
                 sandbox.sweep(keep, group=proc.pid)
                 proc.wait()
+                sandbox.become_subreaper(False)
         report.seconds = round(time.perf_counter() - start, 2)
 
         report.score, report.max_score, report.checks = score_results(results, number)
