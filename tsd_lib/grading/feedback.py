@@ -112,7 +112,8 @@ def _num(x: float) -> str:
 
 
 def graded(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
-    """Register ``check`` in :data:`CHECKS`; the public function prints, records and returns its result.
+    """Register ``check`` in :data:`CHECKS`; the public function (with ``verbose=True``: print the
+    summary) records its result in :data:`LEDGER` and returns it.
 
     While ``tsd grade`` executes the notebook (``$TSD_GRADE_SOCKET`` set) the check is run by
     the grader, which calls the student's functions in this process only to get their outputs.

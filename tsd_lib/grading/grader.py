@@ -179,6 +179,7 @@ def grade_notebook(
         )
         return report
     report.max_score = float(sum(POINTS[number].values()))
+    from tsd_lib.grading import remote  # noqa: F401  (the checks' references, loaded before student code runs)
 
     scratch = Path(tempfile.mkdtemp(prefix="tsd-grade-"))
     results: list[CheckResult] = []

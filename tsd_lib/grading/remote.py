@@ -28,8 +28,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional  # noqa: F401
 
+# What the checks compare against, imported before any submission runs: a submission can rewrite
+# files on disk, not the memory of this process.
+import tsd_lib.data  # noqa: F401
+import tsd_lib.losses.logit  # noqa: F401
+import tsd_lib.losses.tsd  # noqa: F401
+import tsd_lib.metrics  # noqa: F401
+import tsd_lib.saliency.maps  # noqa: F401
+import tsd_lib.saliency.perturb  # noqa: F401
+import tsd_lib.train  # noqa: F401
 from tsd_lib.grading import feedback
 from tsd_lib.grading.feedback import CHECKS, POINTS, SOCKET_ENV, CheckResult, StudentError, _short, _Stop
 
@@ -140,8 +151,6 @@ def decode(obj: Any, session: Session | None = None) -> Any:
         keys = [decode(k) for k in obj["k"]]
         return dict(zip(keys, (decode(v, session) for v in obj["v"]), strict=True))
     if kind == "f":
-        import pandas as pd
-
         return pd.DataFrame(decode(obj["v"]), index=decode(obj["i"]), columns=decode(obj["c"]))
     if kind == "o":
         attrs = decode(obj["v"], session)
