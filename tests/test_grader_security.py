@@ -92,6 +92,30 @@ for name in os.listdir(out):  # tamper at once too: reports already written
         open(os.path.join(out, name), "w").write("tampered")
 '''
 
+FAKE_DATA = '''
+import types
+
+import numpy as np
+import torch
+
+from tsd_lib.grading import check_trained_student
+
+y = np.array([0, 1, 0, 1, 0, 1])
+X = np.zeros((6, 1, 64), dtype=np.float32)
+X[:, 0, 0] = y  # the label written into made-up test series
+data = types.SimpleNamespace(X_test=X, y_test=y)
+
+
+def student(x):
+    """Reads the label planted in the made-up series: perfect there, constant on real data."""
+    hit = (torch.as_tensor(x)[:, 0, 0] == 1).float()
+    return torch.stack([1 - hit, hit], dim=1)
+
+
+history = {"epochs": [{"train_loss": 1.0, "train_tsd": 0.5}]}
+check_trained_student(student, data, history);
+'''
+
 ENV_DUMP = '''
 import json
 import os
@@ -207,6 +231,15 @@ def test_detached_processes_are_killed_and_reports_come_from_the_grader(tmp_path
     assert honest["status"] == "ok" and honest["score"] == 2
     assert "tampered" not in (out / "summary.csv").read_text()
     assert json.loads((out / "b_attacker.results.json").read_text())["score"] == 0
+
+
+def test_a_trained_student_is_judged_on_the_graders_data(tmp_path):
+    """A model that only fits made-up test data passed to the check does not beat chance."""
+    nb = _notebook(tmp_path / "fake_data.ipynb", ['dataset = "synthetic"\nseed = 0', FAKE_DATA], assignment=3)
+    report = G.grade_notebook(nb, timeout=120)
+    assert report.status == "ok", report.error
+    check = next(c for c in report.checks if c["name"] == "check_trained_student")
+    assert check["failed_cases"] == ["student beats chance on the test split"] and check["points"] == 2
 
 
 def test_student_code_gets_a_minimal_environment(tmp_path, monkeypatch):

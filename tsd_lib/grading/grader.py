@@ -11,7 +11,10 @@ end of a folder, from the grader's own results.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import csv
+import functools
 import json
 import os
 import shutil
@@ -20,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,8 +119,36 @@ def _safe_name(path: Path, root: Path | None) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem.replace(os.sep, "__"))
 
 
+def notebook_parameters(nb: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters a notebook runs with: literal assignments of its ``parameters`` and
+    ``injected-parameters`` cells (papermill), then ``overrides`` (``tsd grade -p``)."""
+    out: dict[str, Any] = {}
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.cell_type != "code" or not {"parameters", "injected-parameters"} & set(tags):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                with contextlib.suppress(ValueError, TypeError, SyntaxError):
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+    out.update(overrides or {})
+    return out
+
+
+def _variant_data(params: Mapping[str, Any]) -> Callable[[], tuple]:
+    """``(dataset, masks)`` of the variant, computed once when a check first needs it."""
+    from tsd_lib.grading.datasets import assignment_dataset
+
+    return functools.cache(lambda: assignment_dataset(str(params.get("dataset", "synthetic")),
+                                                      seed=int(params.get("seed", 0))))
+
+
 def _serve_checks(proc: subprocess.Popen, listener: socket.socket, deadline: float,
-                  results: list[CheckResult]) -> bool:
+                  results: list[CheckResult], data: Callable[[], tuple]) -> bool:
     """Run the checks the notebook asks for until its worker ends; True if the deadline passed first."""
     from tsd_lib.grading import remote
 
@@ -131,7 +162,7 @@ def _serve_checks(proc: subprocess.Popen, listener: socket.socket, deadline: flo
         except TimeoutError:
             continue
         with conn:
-            result = remote.serve(conn, deadline)
+            result = remote.serve(conn, deadline, data)
         if result is not None:
             results.append(result)
     return False
@@ -203,7 +234,8 @@ def grade_notebook(
                 start_new_session=True, preexec_fn=sandbox.limits(memory_mb),
             )
             try:
-                timed_out = _serve_checks(proc, listener, time.monotonic() + timeout, results)
+                data = _variant_data(notebook_parameters(nb, params))
+                timed_out = _serve_checks(proc, listener, time.monotonic() + timeout, results, data)
             finally:  # also on Ctrl-C: leave no process of the submission behind
                 sandbox.sweep(keep, group=proc.pid)
                 proc.wait()
