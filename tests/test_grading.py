@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from tsd_lib import grading as G
 from tsd_lib.cli import main
+from tsd_lib.grading.checks_saliency import _reference_saliency_map
 from tsd_lib.losses.logit import kd_loss
 from tsd_lib.losses.tsd import tsd_loss
 from tsd_lib.saliency.perturb import apply_windows, distribution_shift, kl_terms, perturb
@@ -26,9 +27,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 
 
 @pytest.fixture(autouse=True)
-def _no_ledger_file(monkeypatch):
-    """Checks called by tests must not write to a ledger named in the caller's environment."""
-    monkeypatch.delenv(G.LEDGER_ENV, raising=False)
+def _not_graded(monkeypatch):
+    """Checks called by tests run here, even when the tests themselves run under a grader."""
+    monkeypatch.delenv(G.SOCKET_ENV, raising=False)
 
 
 def _softmax_t(z, tau):
@@ -45,8 +46,8 @@ REFERENCES = {
     "check_kd_loss": (G.check_kd_loss, (kd_loss,)),
     "check_soft_target_entropy": (G.check_soft_target_entropy, (_entropy,)),
     "check_apply_windows": (G.check_apply_windows, (apply_windows,)),
-    "check_window_saliency": (G.check_window_saliency, (G._reference_saliency_map,)),
-    "check_planted_saliency": (G.check_planted_saliency, (G._reference_saliency_map,)),
+    "check_window_saliency": (G.check_window_saliency, (_reference_saliency_map,)),
+    "check_planted_saliency": (G.check_planted_saliency, (_reference_saliency_map,)),
     "check_distribution_shift": (G.check_distribution_shift, (distribution_shift,)),
     "check_tsd_loss": (G.check_tsd_loss, (tsd_loss,)),
 }
@@ -164,7 +165,7 @@ def test_tsd_loss_mistakes_lose_the_right_cases():
 
 
 def test_window_saliency_and_apply_windows_mistakes_are_explained():
-    r = G.check_window_saliency(lambda m, X, D, L, tau=8.0: G._reference_saliency_map(m, X, D, L, tau, cover="sum"))
+    r = G.check_window_saliency(lambda m, X, D, L, tau=8.0: _reference_saliency_map(m, X, D, L, tau, cover="sum"))
     assert any("MEAN score" in m for m in r.messages)
 
     def window_major(X, starts, values, window):
@@ -191,20 +192,15 @@ def test_result_only_checks(synthetic):
     assert any("no `tsd` term" in m for m in r.messages)
 
 
-def test_ledger_file_and_scoring(tmp_path, monkeypatch):
-    ledger = tmp_path / "ledger.jsonl"
-    monkeypatch.setenv(G.LEDGER_ENV, str(ledger))
-    G.check_kd_loss(lambda zs, zt, tau=4.0: kd_loss(zs, zt, tau) / tau**2, verbose=False)
-    G.check_kd_loss(kd_loss, verbose=False)  # a re-run replaces the earlier result
-    G.check_tsd_loss(tsd_loss, verbose=False)  # another assignment: ignored for assignment 1
-    ledger.write_text(ledger.read_text() + "not json\n")
-    results = G.read_ledger(ledger)
-    assert [r.name for r in results] == ["check_kd_loss", "check_kd_loss", "check_tsd_loss"]
-    score, total, rows = G.score_results(results, 1)
+def test_scoring_keeps_the_last_result_of_each_check():
+    r1 = G.check_kd_loss(lambda zs, zt, tau=4.0: kd_loss(zs, zt, tau) / tau**2, verbose=False)
+    r2 = G.check_kd_loss(kd_loss, verbose=False)  # a re-run replaces the earlier result
+    r3 = G.check_tsd_loss(tsd_loss, verbose=False)  # another assignment: ignored for assignment 1
+    score, total, rows = G.score_results([r1, r2, r3], 1)
     assert (score, total) == (8.0, 12.0)
     assert {r["name"]: r["ran"] for r in rows} == {"check_temperature_softmax": False, "check_kd_loss": True,
                                                    "check_soft_target_entropy": False}
-    assert G.LEDGER[-1].name == "check_tsd_loss"
+    assert G.LEDGER[-1] is r3
 
 
 # ----------------------------------------------------------------------------- assignment notebooks
@@ -223,6 +219,26 @@ def _builder():
 
 def test_assignment_files_are_built_from_their_source():
     assert _builder().main(["--check"]) == 0
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        source = nbformat.read(ASSIGNMENTS / folder / "source.ipynb", as_version=4)
+        assert any("### BEGIN SOLUTION" in c.source for c in source.cells)
+
+
+def test_builder_resolves_solution_and_prompt_markers():
+    versions = _builder().versions
+    src = 'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n'
+    assert versions(src) == ('def f(x):\n    """Doc."""\n    raise NotImplementedError  # TODO\n',
+                             'def f(x):\n    """Doc."""\n    return x + 1\n')
+    prompt = ("### BEGIN PROMPT\nanswer = None  # TODO\n### END PROMPT\n"
+              "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION")
+    assert versions(prompt) == ("answer = None  # TODO", "answer = 42")
+    assert versions("Question?\n### BEGIN SOLUTION\nAnswer.\n### END SOLUTION", code=False) == (
+        "Question?", "Question?\nAnswer.")
+    assert versions("x = 1") is None
+    for bad in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION", "### BEGIN PROMPT\nx\n### END PROMPT\ny = 2",
+                "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"):
+        with pytest.raises(ValueError, match="line|closed"):
+            versions(bad, where="cell c0")
 
 
 @pytest.mark.parametrize("folder", ["01_kd_loss", "02_window_saliency", "03_tsd_loss"])
@@ -265,6 +281,20 @@ def test_tsd_grade_all_solution_notebooks_end_to_end(tmp_path, capsys):
         assert (out / f"{name}.executed.ipynb").exists()
     printed = capsys.readouterr().out
     assert "score: 12/12" in printed and "score: 15/15" in printed and "summary.csv" in printed
+
+
+def test_tsd_grade_student_notebooks_score_zero_with_clear_feedback(tmp_path):
+    """The student versions (stubs) earn nothing, and the feedback says what is missing."""
+    subs, out = tmp_path / "students", tmp_path / "grades"
+    subs.mkdir()
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        (subs / f"{folder}.ipynb").write_bytes((ASSIGNMENTS / folder / "student.ipynb").read_bytes())
+    assert main(["grade", str(subs), "-p", "epochs", "1", "--out", str(out), "--timeout", "300"]) == 0
+    for folder in ("01_kd_loss", "02_window_saliency", "03_tsd_loss"):
+        report = json.loads((out / f"{folder}.grade.json").read_text())
+        assert report["score"] == 0 and report["max_score"] == sum(G.POINTS[int(folder[:2])].values())
+        first = report["checks"][0]
+        assert first["ran"] and "not implemented yet" in first["messages"][0], first
 
 
 def _solution_functions(folder: str) -> dict:

@@ -278,7 +278,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from tsd_lib.grading import grade_command
 
     return grade_command(args.path, assignment=args.assignment, parameters=args.parameter, timeout=args.timeout,
-                         memory_mb=args.memory_mb or None, out=args.out)
+                         memory_mb=args.memory_mb or None, max_notebook_mb=args.max_notebook_mb or None,
+                         out=args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="papermill parameter, e.g. -p seed 3 (repeatable)")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit per notebook, seconds")
     p.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per notebook (0: none)")
+    p.add_argument("--max-notebook-mb", type=float, default=20.0,
+                   help="refuse submitted notebooks larger than this (0: no limit)")
     p.add_argument("--out", default="grades", help="folder for reports and executed notebooks")
     p.set_defaults(func=cmd_grade)
     return parser
