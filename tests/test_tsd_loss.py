@@ -241,11 +241,11 @@ def test_term_fallbacks_and_reproducibility() -> None:
         warnings.simplefilter("always")
         term(student, X_pool[idx] + 1.0, y_pool[idx], index=idx)
     assert any("differs from X_pool" in str(w.message) for w in caught)
-    # .to builds the bank; teacher logits are then served from it
+    # .to builds the bank; it stores the teacher's clean logits of every pool row
     term2 = TSDTerm(teacher, X_pool.numpy(), y_pool.numpy(), bank_size=20, **kw).to("cpu")
     assert term2.bank is not None
     with torch.no_grad():
-        torch.testing.assert_close(term2.teacher_logits(idx), teacher(X_pool[idx]), rtol=0, atol=1e-6)
+        torch.testing.assert_close(term2.bank.logits[idx], teacher(X_pool[idx]), rtol=0, atol=1e-6)
     for score, reduce in (("kl", "sum"), ("target_prob", "none")):
         t = TSDTerm(teacher, X_pool, y_pool, bank_size=20, score=score, reduce=reduce, **kw)
         assert math.isfinite(t(student, X_pool[idx], y_pool[idx], index=idx).item())

@@ -246,10 +246,6 @@ class TSDTerm:
             self.build_bank()
         return self
 
-    def teacher_logits(self, index: torch.Tensor) -> torch.Tensor | None:
-        """The teacher's clean logits of pool rows ``index`` from the bank (None without a bank)."""
-        return None if self.bank is None else self.bank.logits[index.to(self.bank.device)]
-
     def __call__(
         self,
         student: nn.Module,
