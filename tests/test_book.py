@@ -124,6 +124,13 @@ def test_landing_finding_without_runs_says_so(tmp_path):
     assert not (tmp_path / FINDING_FIGURE).exists()
 
 
+def test_site_check_without_a_built_site_fails_clearly(tmp_path, capsys):
+    from tsd_lib.cli import main
+
+    assert main(["site-check", "--html", str(tmp_path)]) == 2
+    assert "no built site there" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Execute every chapter under the smoke profile and build the site with ``-W``."""
@@ -186,7 +193,8 @@ def test_site_as_a_reader_sees_it_offline(site, tmp_path):
         if stem != "10_reproducing":
             assert reports[f"{CHAPTER_DIR}/{stem}.html"].images >= 1, f"{stem}: no figure"
         title = chapter_title(site.parents[1] / CHAPTER_DIR / f"{stem}.ipynb")
-        assert title in reports["book/chapters/execution_report.html"].text, stem
+        rows = reports["book/chapters/execution_report.html"].rows
+        assert [title, "smoke", "executed"] in [[r[0].replace("\u2019", "'"), *r[1:3]] for r in rows], stem
     shots = screenshots(site, tmp_path)
     assert [p.name for p in shots] == ["landing.png", "chapter.png"]
     assert all(p.stat().st_size > 10_000 for p in shots)

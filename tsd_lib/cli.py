@@ -231,6 +231,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site_check(args: argparse.Namespace) -> int:
+    html = Path(args.html)
+    if not (html / "index.html").exists():
+        raise FileNotFoundError(f"--html {html}: no built site there; build it with `make book`")
+    try:
+        from tsd_lib.site_check import check_site, screenshots
+    except ImportError as err:
+        raise FileNotFoundError(f"tsd site-check needs the dev extra (pip install -e '.[dev]'): {err}") from None
+    reports = check_site(html)
+    problems = [p for r in reports for p in r.problems]
+    for problem in problems:
+        print(problem)
+    print(f"{len(reports)} pages checked offline, {len(problems)} problems")
+    for path in screenshots(html, Path(args.screenshots)) if args.screenshots else []:
+        print(f"wrote {path}")
+    return 1 if problems else 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from tsd_lib.grading import grade_command
 
@@ -295,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
     p.add_argument("--force", action="store_true", help="re-execute chapters even when nothing changed")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("site-check", help="walk the built site in headless Chromium with the network blocked")
+    p.add_argument("--html", default="_build/html", help="the built site (default _build/html)")
+    p.add_argument("--screenshots", default=None, help="also write landing.png and chapter.png into this folder")
+    p.set_defaults(func=cmd_site_check)
 
     p = sub.add_parser("grade", help="grade assignment notebooks (run in a separate, time/memory-limited process)")
     p.add_argument("path", help="a submitted notebook, or a folder of them")

@@ -46,6 +46,8 @@ def _chosen_config(chosen: pd.DataFrame, profile: Profile, dataset: str, method:
 def finding_figure(profile: Profile, store: RunStore, chosen: pd.DataFrame, path: Path, series: int = 0) -> str:
     """Teacher, CE student and TSD student saliency on test series ``series``; returns a caption."""
     dataset = profile.chapter_parameters(FIGURE_CHAPTER).get("dataset", profile.datasets[0])
+    if dataset not in set(chosen["dataset"]):
+        dataset = sorted(chosen["dataset"].unique())[0]
     tsd = tsd_method(profile)
     ce_cfg, tsd_cfg = (_chosen_config(chosen, profile, dataset, m) for m in ("ce", tsd))
     record = store.load_record(tsd_cfg)

@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static", "_panels_static"}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-LANDING, CHAPTER = "book/intro.html", "book/chapters/05_tsd.html"
+LANDING, CHAPTER = "book/intro.html", "book/chapters/06_experiments.html"
+SHOT_SIZE = {"landing.png": (1280, 1700), "chapter.png": (1280, 900)}  # the landing shot reaches its figure
 
 # Runs in the page: open folded cells, wait for MathJax, then report what a reader would see.
 _INSPECT = r"""async () => {
@@ -51,6 +52,7 @@ _INSPECT = r"""async () => {
       .filter(p => p.getClientRects().length && p.scrollWidth > p.clientWidth + 1)
       .map(p => p.textContent.split('\n')[0].slice(0, 80)),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    rows: [...root.querySelectorAll('tr')].map(tr => [...tr.cells].map(c => c.innerText.trim())),
     text: root.innerText,
   };
 }"""
@@ -64,6 +66,7 @@ class PageReport:
     math: int = 0
     images: int = 0
     text: str = ""
+    rows: list[list[str]] = field(default_factory=list)  # the cells of each table row
     links: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -162,7 +165,8 @@ def inspect_page(page: object, url: str, name: str, *, redirects: bool = False) 
         page.wait_for_url(lambda u: u != url)
         page.wait_for_load_state("load")
     seen = page.evaluate(_INSPECT)
-    report.math, report.images, report.text, report.links = seen["math"], seen["images"], seen["text"], seen["links"]
+    report.math, report.images, report.text = seen["math"], seen["images"], seen["text"]
+    report.rows, report.links = seen["rows"], seen["links"]
     if seen["math"] and (seen["untypeset"] or not seen["typeset"]):
         report.problems.append(f"{name}: {seen['untypeset']} of {seen['math']} formulas not typeset")
     report.problems += [f"{name}: raw TeX left in the text: {t!r}" for t in seen["raw"]]
@@ -196,6 +200,8 @@ def screenshots(html_dir: Path, out_dir: Path, pages: dict[str, str] | None = No
     written = []
     with serve(Path(html_dir)) as base, offline_browser(base) as (page, _):
         for filename, name in pages.items():
+            width, height = SHOT_SIZE.get(filename, (1280, 900))
+            page.set_viewport_size({"width": width, "height": height})
             inspect_page(page, f"{base}/{name}", name, redirects=name == "index.html")
             page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = false; })")
             page.evaluate("() => window.scrollTo(0, 0)")
