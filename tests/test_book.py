@@ -122,6 +122,9 @@ def test_landing_finding_without_runs_says_so(tmp_path):
     page = write_finding(load_profile("smoke"), RunStore(tmp_path / "empty"), tmp_path).read_text()
     assert "smoke profile: not results" in page and "holds 0 of" in page
     assert not (tmp_path / FINDING_FIGURE).exists()
+    kd_only = load_profile("smoke")
+    kd_only.methods = ["kd"]
+    assert "no CE and TSD students" in write_finding(kd_only, RunStore(tmp_path / "empty"), tmp_path).read_text()
 
 
 def test_site_check_without_a_built_site_fails_clearly(tmp_path, capsys):

@@ -68,7 +68,7 @@ def finding_figure(profile: Profile, store: RunStore, chosen: pd.DataFrame, path
     plt.close(fig)
     return (f"Where the models look: saliency (bright = the prediction moves most when that window is "
             f"replaced) of the `{tsd_cfg.teacher}` teacher, a CE student and a {tsd.upper()} student "
-            f"(`{tsd_cfg.student}`, seed {tsd_cfg.seed}) on the first test series of {dataset}.")
+            f"(`{tsd_cfg.student}`, seed {tsd_cfg.seed}) on test series {series} of {dataset}.")
 
 
 def _pct(a: float, b: float) -> str:
@@ -117,7 +117,11 @@ def write_finding(profile: Profile, store: RunStore, out_dir: Path, site_dir: st
         lines += [":::{warning}", f"Built with the `{profile.name}` profile: **smoke profile: not results**. "
                   "Its models train for a few epochs to check that every page executes; build with "
                   "`make book` (the `quick` profile) for numbers worth reading.", ":::", ""]
-    if len(records) < len(keys):
+    methods = set(profile.methods)
+    if "ce" not in methods or not any("tsd" in m.split("+") for m in methods):
+        lines.append(f"Profile `{profile.name}` has no CE and TSD students to compare (methods: "
+                     f"{', '.join(profile.methods)}).")
+    elif len(records) < len(keys):
         lines.append(f"The store holds {len(records)} of the profile's {len(keys)} main-grid runs; run "
                      f"`tsd reproduce --profile {profile.name}` to complete them.")
     else:
