@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 export TSD_RUNS ?= $(CURDIR)/runs
 
-.PHONY: book test install lint bench lock clean
+.PHONY: book test install lint bench lock clean screenshots
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP) lint
 book: $(STAMP)
 	$(VENV)/bin/tsd reproduce --profile $(PROFILE)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
+
+# Walk the built site offline in headless Chromium (every page) and refresh docs/*.png.
+screenshots: $(STAMP)
+	$(VENV)/bin/tsd site-check --screenshots docs
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -3,14 +3,11 @@ and a real-browser check of the built pages."""
 
 from __future__ import annotations
 
-import functools
-import http.server
+import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import nbformat
@@ -24,13 +21,24 @@ from tsd_lib.book import (
     reproduce,
     select_chapters,
 )
+from tsd_lib.execution_report import (
+    REPORT_PAGE,
+    chapter_title,
+    execution_entry,
+    execution_path,
+    machine,
+    write_execution_report,
+)
 from tsd_lib.experiment import RunStore
+from tsd_lib.landing import FINDING_FIGURE, FINDING_PAGE, write_finding
 from tsd_lib.profiles import load_profile
+from tsd_lib.provenance import results_digest
+from tsd_lib.site_check import check_site, chromium, inspect_page, offline_browser, screenshots
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = chromium()
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb")) + sorted((REPO / "assignments").rglob("*.ipynb"))
-BOOK_FILES = ["_config.yml", "_toc.yml", "book", "assignments"]
+BOOK_FILES = ["_config.yml", "_toc.yml", "_static", "book", "assignments"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
@@ -89,6 +97,43 @@ def test_unknown_chapter_fails_before_any_training(tmp_path, monkeypatch):
         reproduce("smoke", chapters="99", store=tmp_path)
 
 
+def test_execution_report_lists_each_chapter_with_how_it_ran(tmp_path):
+    store = RunStore(tmp_path / "store")
+    (store.root / "runs" / "k1").mkdir(parents=True)
+    (store.root / "runs" / "k1" / "record.json").write_text("{}")
+    for stem, title in [("01_a", "1. Alpha"), ("02_b", "2. Beta")]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {title}\n\ntext")])
+        nbformat.write(nb, tmp_path / f"{stem}.ipynb")
+    entry = execution_entry(tmp_path / "01_a.ipynb", "smoke", 12.34, store)
+    assert json.loads(execution_path(tmp_path / "01_a.ipynb").read_text()) == entry
+    execution_entry(tmp_path / "02_b.ipynb", "smoke", 200.0, store)
+    page = write_execution_report(["01_a", "02_b", "03_missing"], tmp_path, executed=["01_a"], reused=["02_b"],
+                                  profile="smoke").read_text()
+    assert page.startswith("# Execution report") and (tmp_path / REPORT_PAGE).exists()
+    rows = [line for line in page.splitlines() if line.startswith("| [")]
+    assert len(rows) == 2  # a chapter never executed has no row
+    assert "[1. Alpha](01_a.ipynb)" in rows[0] and "| executed |" in rows[0] and "12.3 s" in rows[0]
+    assert "reused from cache" in rows[1] and "3.3 min" in rows[1]
+    for row in rows:
+        assert "`smoke`" in row and results_digest() in row and machine() in row and "| 1 |" in row
+
+
+def test_landing_finding_without_runs_says_so(tmp_path):
+    page = write_finding(load_profile("smoke"), RunStore(tmp_path / "empty"), tmp_path).read_text()
+    assert "smoke profile: not results" in page and "holds 0 of" in page
+    assert not (tmp_path / FINDING_FIGURE).exists()
+    kd_only = load_profile("smoke")
+    kd_only.methods = ["kd"]
+    assert "no CE and TSD students" in write_finding(kd_only, RunStore(tmp_path / "empty"), tmp_path).read_text()
+
+
+def test_site_check_without_a_built_site_fails_clearly(tmp_path, capsys):
+    from tsd_lib.cli import main
+
+    assert main(["site-check", "--html", str(tmp_path)]) == 2
+    assert "no built site there" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Execute every chapter under the smoke profile and build the site with ``-W``."""
@@ -114,6 +159,17 @@ def site(tmp_path_factory):
     return root / "_build" / "html"
 
 
+def test_landing_finding_comes_from_the_store(site):
+    chapters = site.parents[1] / CHAPTER_DIR
+    page = (chapters / FINDING_PAGE).read_text()
+    smoke, store = load_profile("smoke"), RunStore(site.parents[1] / "runs")
+    n = sum(store.has(c) for c in smoke.main_configs())
+    assert f"**{n} runs**" in page and "smoke profile: not results" in page
+    assert (chapters / FINDING_FIGURE).stat().st_size > 10_000
+    for stem in chapter_stems(REPO):
+        assert json.loads(execution_path(chapters / f"{stem}.ipynb").read_text())["profile"] == "smoke"
+
+
 def test_executed_chapters_have_figures_and_no_errors(site):
     for stem in chapter_stems(REPO):
         nb = nbformat.read(site.parents[1] / CHAPTER_DIR / f"{stem}.ipynb", as_version=4)
@@ -124,48 +180,32 @@ def test_executed_chapters_have_figures_and_no_errors(site):
             f"{stem}: progress-bar noise"
 
 
-@pytest.fixture(scope="module")
-def server(site):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
-    httpd.shutdown()
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package 'chromium')")
+def test_site_as_a_reader_sees_it_offline(site, tmp_path):
+    """Served locally with every other request blocked, each page has its math typeset, its
+    images loaded, no code cut off and no broken internal link; the landing page shows the
+    finding and the execution report lists every chapter."""
+    reports = {r.page: r for r in check_site(site)}
+    assert {"book/intro.html", "book/chapters/execution_report.html"} <= set(reports)
+    assert {f"{CHAPTER_DIR}/{s}.html" for s in chapter_stems(REPO)} <= set(reports)
+    assert [p for r in reports.values() for p in r.problems] == []
+    assert reports["book/intro.html"].math and reports["book/intro.html"].images >= 1
+    assert "What this build found" in reports["book/intro.html"].text
+    assert "smoke profile: not results" in reports["book/intro.html"].text
+    for stem in chapter_stems(REPO):
+        if stem != "10_reproducing":
+            assert reports[f"{CHAPTER_DIR}/{stem}.html"].images >= 1, f"{stem}: no figure"
+        title = chapter_title(site.parents[1] / CHAPTER_DIR / f"{stem}.ipynb")
+        rows = reports["book/chapters/execution_report.html"].rows
+        assert [title, "smoke", "executed"] in [[r[0].replace("\u2019", "'"), *r[1:3]] for r in rows], stem
+    shots = screenshots(site, tmp_path)
+    assert [p.name for p in shots] == ["landing.png", "chapter.png"]
+    assert all(p.stat().st_size > 10_000 for p in shots)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package 'chromium')")
-def test_site_in_a_real_browser(site, server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    pages = ["index.html", *[f"{CHAPTER_DIR}/{s}.html" for s in chapter_stems(REPO)]]
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        for rel in pages:
-            response = page.goto(f"{server}/{rel}", wait_until="load")
-            assert response is not None and response.ok, rel
-            if rel == "index.html":  # Jupyter Book's index redirects to the root page
-                page.wait_for_url("**/book/intro.html")
-            assert page.locator("article h1").count() >= 1 and page.locator("article h1").first.inner_text(), rel
-            if rel != "index.html" and not rel.endswith("10_reproducing.html"):
-                loaded = page.evaluate("""() => [...document.querySelectorAll('article img')]
-                    .filter(img => img.complete && img.naturalWidth > 0).length""")
-                assert loaded >= 1, f"{rel}: no figure loaded"
-            assert page.locator("article .output.error, article .output.traceback").count() == 0, rel
-            assert "Traceback (most recent call last)" not in page.locator("article").inner_text(), rel
-        # navigation: the "next" link of the first page leads to the first chapter
-        page.goto(f"{server}/index.html")
-        page.wait_for_url("**/book/intro.html")
-        first = page.locator("article h1").first.inner_text()
-        page.locator("a.right-next").first.click()
-        page.wait_for_load_state("load")
-        assert page.locator("article h1").first.inner_text() != first
-        assert chapter_stems(REPO)[0] in page.url
-        page.screenshot(path=str(tmp_path / "site.png"), full_page=False)
-        browser.close()
-    assert (tmp_path / "site.png").stat().st_size > 10_000
+def test_site_opened_from_disk_typesets_math(site):
+    """``_build/html/index.html`` opened as a file, with no network, shows typeset math."""
+    with offline_browser("file://") as (page, blocked):
+        report = inspect_page(page, (site / "index.html").as_uri(), "index.html", redirects=True)
+    assert report.math and not report.problems and not blocked, report.problems + blocked

@@ -20,8 +20,10 @@ import yaml
 
 from tsd_lib import __version__
 from tsd_lib.archive import Archive
+from tsd_lib.execution_report import execution_entry, write_execution_report
 from tsd_lib.experiment import RunStore
 from tsd_lib.grid import run_grid
+from tsd_lib.landing import write_finding
 from tsd_lib.profiles import Profile, load_profile
 from tsd_lib.utils import progress, resolve_device
 
@@ -136,7 +138,8 @@ def reproduce(
     """Run the profile's grid, then execute the chosen chapters into ``out_dir``.
 
     A chapter whose source, parameters, library code and run store are unchanged since its last
-    execution is not executed again (``force=True`` re-executes every chapter).
+    execution is not executed again (``force=True`` re-executes every chapter). Then the generated
+    pages are written into ``out_dir``: the execution report and the landing page's finding.
     """
     profile = profile if isinstance(profile, Profile) else load_profile(profile, data_dir=data_dir)
     store = RunStore(store)
@@ -168,13 +171,18 @@ def reproduce(
             stamp.unlink(missing_ok=True)
             execute_chapter(src, out, params, cwd=out_dir)
             stamp.write_text(fingerprint)
-            results.append(ChapterResult(stem, out, time.perf_counter() - start))
+            seconds = time.perf_counter() - start
+            execution_entry(out, profile.name, seconds, store)
+            results.append(ChapterResult(stem, out, seconds))
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    write_execution_report(chapter_stems(root), out_dir, executed=[r.chapter for r in results if not r.cached],
+                           reused=[r.chapter for r in results if r.cached], profile=profile.name)
+    write_finding(profile, store, out_dir, site_dir=f"/{CHAPTER_DIR}")  # out_dir is the book's CHAPTER_DIR
     return results
 
 

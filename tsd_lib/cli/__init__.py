@@ -21,6 +21,7 @@ from tsd_lib.cli.commands import (
     cmd_grid,
     cmd_report,
     cmd_reproduce,
+    cmd_site_check,
     cmd_status,
     cmd_train,
     cmd_verify,
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive")
     p.add_argument("--store", default=None, help="store for the re-runs (default: a temporary folder)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("site-check", help="walk the built site in headless Chromium with the network blocked")
+    p.add_argument("--html", default="_build/html", help="the built site (default _build/html)")
+    p.add_argument("--screenshots", default=None, help="also write landing.png and chapter.png into this folder")
+    p.set_defaults(func=cmd_site_check)
 
     p = sub.add_parser("grade", help="grade assignment notebooks (run in a separate, time/memory-limited process)")
     p.add_argument("path", help="a submitted notebook, or a folder of them")

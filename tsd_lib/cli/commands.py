@@ -248,6 +248,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_site_check(args: argparse.Namespace) -> int:
+    html = Path(args.html)
+    if not (html / "index.html").exists():
+        raise FileNotFoundError(f"--html {html}: no built site there; build it with `make book`")
+    try:
+        from tsd_lib.site_check import check_site, screenshots
+    except ImportError as err:
+        raise FileNotFoundError(f"tsd site-check needs the dev extra (pip install -e '.[dev]'): {err}") from None
+    reports = check_site(html)
+    problems = [p for r in reports for p in r.problems]
+    for problem in problems:
+        print(problem)
+    print(f"{len(reports)} pages checked offline, {len(problems)} problems")
+    for path in screenshots(html, Path(args.screenshots)) if args.screenshots else []:
+        print(f"wrote {path}")
+    return 1 if problems else 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from tsd_lib.grading import grade_command
 
