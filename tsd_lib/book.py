@@ -157,23 +157,7 @@ def reproduce(
     # Chapters run small models, where extra intra-op threads only contend for the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        bar = progress(stems, desc="chapters", unit="chapter")
-        for stem in bar:
-            bar.set_postfix_str(stem)
-            start = time.perf_counter()
-            src, out = root / NOTEBOOKS / f"{stem}.ipynb", out_dir / f"{stem}.ipynb"
-            params = chapter_parameters(profile, stem, data_dir)
-            stamp = out.with_suffix(".fingerprint")
-            fingerprint = chapter_fingerprint(src, params, profile, store)
-            if not force and out.exists() and stamp.exists() and stamp.read_text() == fingerprint:
-                results.append(ChapterResult(stem, out, 0.0, cached=True))
-                continue
-            stamp.unlink(missing_ok=True)
-            execute_chapter(src, out, params, cwd=out_dir)
-            stamp.write_text(fingerprint)
-            seconds = time.perf_counter() - start
-            execution_entry(out, profile.name, seconds, store)
-            results.append(ChapterResult(stem, out, seconds))
+        results = _execute_chapters(stems, profile, store, root, out_dir, data_dir, force, n_jobs)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -184,6 +168,40 @@ def reproduce(
                            reused=[r.chapter for r in results if r.cached], profile=profile.name)
     write_finding(profile, store, out_dir, site_dir=f"/{CHAPTER_DIR}")  # out_dir is the book's CHAPTER_DIR
     return results
+
+
+def _execute_chapters(stems: list[str], profile: Profile, store: RunStore, root: Path, out_dir: Path,
+                      data_dir: str | None, force: bool, n_jobs: int) -> list[ChapterResult]:
+    """Execute the chapters whose fingerprint changed, ``n_jobs`` at a time (each in its own kernel);
+    the first failing chapter, in book order, is raised once the others have finished."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(stem: str) -> ChapterResult:
+        start = time.perf_counter()
+        src, out = root / NOTEBOOKS / f"{stem}.ipynb", out_dir / f"{stem}.ipynb"
+        params = chapter_parameters(profile, stem, data_dir)
+        stamp = out.with_suffix(".fingerprint")
+        fingerprint = chapter_fingerprint(src, params, profile, store)
+        if not force and out.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+            return ChapterResult(stem, out, 0.0, cached=True)
+        stamp.unlink(missing_ok=True)
+        execute_chapter(src, out, params, cwd=out_dir)
+        stamp.write_text(fingerprint)
+        seconds = time.perf_counter() - start
+        execution_entry(out, profile.name, seconds, store)
+        return ChapterResult(stem, out, seconds)
+
+    bar = progress(total=len(stems), desc="chapters", unit="chapter")
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        futures = {stem: pool.submit(one, stem) for stem in stems}
+        for future in futures.values():
+            future.add_done_callback(lambda _: bar.update(1))
+        outcomes = [(stem, f.exception(), f) for stem, f in futures.items()]
+    bar.close()
+    for _, error, _ in outcomes:
+        if error is not None:
+            raise error
+    return [f.result() for _, _, f in outcomes]
 
 
 def repository_url(root: Path = PROJECT_ROOT) -> str:
