@@ -43,6 +43,8 @@ from tsd_lib.analysis import (
     shift_heatmaps,
     soft_entropy,
     synthetic_maps,
+    synthetic_teachers,
+    teacher_comparison_plots,
     temperature_plot,
     window_shift_plot,
 )
@@ -233,3 +235,26 @@ def test_maps_against_teacher_and_notes(synthetic):
     assert 0 <= low <= high
     assert bank_note(teacher, _fcn(1), syn, config.replace(tsd_bank_size=0), X, y).startswith(
         "This profile trains with fresh perturbations")
+
+
+def test_teacher_comparison_plots_label_students(synthetic):
+    syn, _ = synthetic
+    maps = {"teacher": np.ones((2, syn.length)), "CE": np.zeros((2, syn.length))}
+    figs = teacher_comparison_plots(syn.X_test[:2], syn.y_test[:2], maps, {"CE": np.array([0.25, -0.5])},
+                                    syn.class_names, seed=3)
+    assert len(figs) == 2
+    assert [ax.get_title(loc="left") for ax in figs[1].axes[:2]] == ["teacher", "CE: Spearman with teacher -0.50"]
+    assert figs[0]._suptitle.get_text() == f"test series 0 (class {syn.class_names[int(syn.y_test[0])]}), seed 3"
+
+
+def test_synthetic_teachers_include_the_profile_teacher_only_when_it_trains_on_synthetic(tmp_path, synthetic):
+    from tsd_lib.experiment import RunStore
+
+    syn, _ = synthetic
+    config = RunConfig(dataset="Synthetic", teacher="fcn", student="fcn_small", teacher_epochs=1, epochs=1,
+                       patience=1)
+    store = RunStore(tmp_path)
+    only_small = synthetic_teachers(config, syn, store, ["GunPoint"])
+    assert list(only_small) == ["small FCN"] and "test_accuracy" in only_small["small FCN"][1]
+    both = synthetic_teachers(config, syn, store, ["GunPoint", "synthetic"])
+    assert list(both) == ["FCN 128-256-128 (profile)", "small FCN"]

@@ -64,6 +64,7 @@ from tsd_lib.analysis.saliency_views import (
     precision_plot,
     precision_table,
     synthetic_maps,
+    synthetic_teachers,
     window_shift_plot,
 )
 from tsd_lib.analysis.summaries import (
@@ -92,7 +93,13 @@ from tsd_lib.analysis.teachers import (
     teacher_table,
     training_note,
 )
-from tsd_lib.analysis.tsd_views import bank_note, maps_against_teacher, setting_note, shift_heatmaps
+from tsd_lib.analysis.tsd_views import (
+    bank_note,
+    maps_against_teacher,
+    setting_note,
+    shift_heatmaps,
+    teacher_comparison_plots,
+)
 
 __all__ = [
     "ARCH", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS", "SYNTHETIC_MAPS",
@@ -110,6 +117,7 @@ __all__ = [
     "preprocessing_note", "preprocessing_plot", "preprocessing_stages", "profile_study_picks", "published_fcn",
     "ranked", "relative_distances", "rkd_comparison", "saliency_summary", "seed_stats", "seed_study",
     "seed_study_plot", "seed_study_summary", "seed_table", "setting_note", "shift_heatmaps", "soft_entropy",
-    "split_counts", "synthetic_maps", "teacher_histories", "teacher_studies", "teacher_summary", "teacher_table",
-    "temperature_plot", "training_note", "tsd_summary", "verdict", "window_shift_plot",
+    "split_counts", "synthetic_maps", "synthetic_teachers", "teacher_comparison_plots", "teacher_histories",
+    "teacher_studies", "teacher_summary", "teacher_table", "temperature_plot", "training_note", "tsd_summary",
+    "verdict", "window_shift_plot",
 ]

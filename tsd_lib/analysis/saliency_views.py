@@ -3,7 +3,8 @@ other baselines and methods, and the planted-pattern check with known answers.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +13,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from tsd_lib import plots
+from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.data import Dataset
+from tsd_lib.experiment import RunConfig, RunStore, get_teacher
 from tsd_lib.metrics import saliency_precision, saliency_similarity
 from tsd_lib.saliency.gradients import gradient_map, integrated_gradients_map
 from tsd_lib.saliency.maps import saliency_map
@@ -118,6 +121,18 @@ def planted_examples_plot(syn: Dataset) -> Figure:
             ax.set_title(f"class {c} ({syn.class_names[c]}), test series {j}", fontsize=9)
     fig.suptitle("Synthetic set: noise plus a class pattern in the green window")
     return fig
+
+
+def synthetic_teachers(config: RunConfig, data: Dataset, store: RunStore, datasets: Sequence[str]
+                       ) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
+    """The teachers of the planted-pattern check on the synthetic set ``data`` (``config``): the profile's
+    teacher when the profile trains on the synthetic set (``datasets``), and a small FCN under the same
+    protocol; each as ``(model, record)``, trained or loaded from ``store``."""
+    teachers = {}
+    if any(d.lower() == "synthetic" for d in datasets):
+        teachers[f"{ARCH[config.teacher]} (profile)"] = get_teacher(config, data, store)
+    teachers["small FCN"] = get_teacher(config.replace(teacher="fcn_small"), data, store)
+    return teachers
 
 
 def synthetic_maps(model: nn.Module, X: np.ndarray, y: np.ndarray, syn: Dataset, *, window: int, tau: float,

@@ -13,6 +13,7 @@ from matplotlib.colors import CenteredNorm
 from matplotlib.figure import Figure
 from torch import nn
 
+from tsd_lib import plots
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig
 from tsd_lib.losses import TSDTerm, tsd_loss
@@ -88,3 +89,15 @@ def bank_note(teacher: nn.Module, student: nn.Module, data: Dataset, config: Run
             f"{bank_loss:.4f}; {'five' if draws == 5 else draws} fresh draws: {min(fresh):.4f} to {max(fresh):.4f} "
             f"({fresh_s * 1000:.0f} ms each, teacher forward included). Different draws give different values; "
             "what matters is that they agree on average.")
+
+
+def teacher_comparison_plots(X: np.ndarray, y: np.ndarray, maps: Mapping[str, np.ndarray],
+                             rho: Mapping[str, np.ndarray], class_names: Sequence[object], seed: int) -> list[Figure]:
+    """One figure per series: every model's map (``maps``, the teacher first), each student's labelled with its
+    Spearman with the teacher on that series (``rho`` from :func:`maps_against_teacher`)."""
+    figs = []
+    for i in range(len(X)):
+        labels = {n: n if n not in rho else f"{n}: Spearman with teacher {rho[n][i]:.2f}" for n in maps}
+        figs.append(plots.compare_saliency(X[i], {labels[n]: m[i] for n, m in maps.items()},
+                                           title=f"test series {i} (class {class_names[int(y[i])]}), seed {seed}"))
+    return figs
