@@ -30,6 +30,7 @@ from tsd_lib.analysis import (
     seed_stats,
     seed_table,
     split_counts,
+    studies_summary,
     teacher_histories,
     teacher_studies,
     training_note,
@@ -176,3 +177,12 @@ def test_book_teachers_pair_and_histories(tiny_dataset):
     assert teacher_histories(_TeacherStore(), base, alt, ARCH) == {
         "LSTM 3×100 (profile)": {"seed": base.teacher_seed}, "FCN 128-256-128 (paper's pair, seed 3)": {"seed": 3}}
     assert list(teacher_histories(_TeacherStore(), base, None, ARCH)) == ["LSTM 3×100 (profile)"]
+
+
+def test_studies_summary():
+    study = pd.DataFrame({"variant": ["a", "a"], "teacher seed": [1, 2], "test accuracy": [0.5, 0.9],
+                          "at chance": [True, False], "chosen": [False, True], "epochs run": [60, 250],
+                          "best epoch": [10, 200]})
+    text = studies_summary({"T": (study, np.array([0, 1]))}, ["- pick line"], "p").split("\n")
+    assert text[0].startswith("- **T, a**: 1 of 2 seeds stay at chance") and text[1] == "- pick line"
+    assert studies_summary({}, [], "p") == "*Profile `p` has no teacher study.*"

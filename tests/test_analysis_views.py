@@ -11,6 +11,7 @@ from tsd_lib.analysis import (
     SYNTHETIC_MAPS,
     agreement_table,
     at_gaps,
+    at_note,
     attention_plot,
     attention_profile,
     bank_note,
@@ -39,6 +40,7 @@ from tsd_lib.analysis import (
     ranked,
     relative_distances,
     rkd_comparison,
+    rkd_note,
     setting_note,
     shift_heatmaps,
     soft_entropy,
@@ -46,6 +48,7 @@ from tsd_lib.analysis import (
     synthetic_teachers,
     teacher_comparison_plots,
     temperature_plot,
+    widths_note,
     window_shift_plot,
 )
 from tsd_lib.experiment import RunConfig
@@ -258,3 +261,14 @@ def test_synthetic_teachers_include_the_profile_teacher_only_when_it_trains_on_s
     assert list(only_small) == ["small FCN"] and "test_accuracy" in only_small["small FCN"][1]
     both = synthetic_teachers(config, syn, store, ["GunPoint", "synthetic"])
     assert list(both) == ["FCN 128-256-128 (profile)", "small FCN"]
+
+
+def test_feature_notes():
+    assert widths_note("p", "fcn", "fcn_small", 128, 8, 2) == (
+        "Profile `p`: teacher FCN 128-256-128 with feature width `D_T = 128`, student small FCN 8-16-8 with "
+        "`D_S = 8`, 2 student seeds.")
+    assert at_note({"ce": 2e-3, "at": 1e-3}, 10, 0) == ("AT loss against the teacher on 10 test series (seed 0; lower "
+                                                        "= closer attention profile): AT 1.00e-03, CE 2.00e-03.")
+    assert rkd_note({"rkd": 0.1, "ce": 0.25}, {"rkd": 0.9, "ce": 0.5}) == (
+        "On these series the RKD loss against the teacher is 0.100 for the RKD student and 0.250 for the CE student; "
+        "the correlation of their distance matrices with the teacher's is 0.900 and 0.500.")

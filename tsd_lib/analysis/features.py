@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.losses import at_loss, dkd_loss, kd_loss, rkd_loss
 
 Features = Mapping[str, torch.Tensor]
@@ -114,3 +115,22 @@ def binary_dkd_note(z_student: torch.Tensor, z_teacher: torch.Tensor, y: torch.T
 def ranked(values: Mapping[str, float], fmt: str = "{:.2e}") -> str:
     """``"AT 1.20e-03, CE 4.00e-03"``: upper-cased names with their values, smallest first."""
     return ", ".join(f"{k.upper()} {fmt.format(v)}" for k, v in sorted(values.items(), key=lambda kv: kv[1]))
+
+
+def widths_note(profile: str, teacher: str, student: str, d_teacher: int, d_student: int, n_seeds: int) -> str:
+    """The profile's teacher and student labels with their feature widths, and the number of student seeds."""
+    return (f"Profile `{profile}`: teacher {ARCH[teacher]} with feature width `D_T = {d_teacher}`, student "
+            f"{ARCH[student]} with `D_S = {d_student}`, {n_seeds} student seeds.")
+
+
+def at_note(at_gap: Mapping[str, float], n_series: int, seed: int) -> str:
+    """The AT loss of each method against the teacher (from :func:`at_gaps`), closest first."""
+    return (f"AT loss against the teacher on {n_series} test series (seed {seed}; lower = closer attention profile): "
+            f"{ranked(at_gap)}.")
+
+
+def rkd_note(gap: Mapping[str, float], corr: Mapping[str, float]) -> str:
+    """RKD loss and distance-matrix correlation of the RKD and CE students (from :func:`rkd_comparison`)."""
+    return (f"On these series the RKD loss against the teacher is {gap['rkd']:.3f} for the RKD student and "
+            f"{gap['ce']:.3f} for the CE student; the correlation of their distance matrices with the teacher's is "
+            f"{corr['rkd']:.3f} and {corr['ce']:.3f}.")

@@ -234,3 +234,10 @@ def teacher_studies(studies: dict[str, dict[str, list[RunConfig]]], store: RunSt
         y_test = get_dataset(next(iter(variants.values()))[0]).y_test
         out[title] = seed_study(variants, store, y_test), y_test
     return out
+
+
+def studies_summary(studies: dict[str, tuple[pd.DataFrame, np.ndarray]], pick_lines: list[str], profile: str) -> str:
+    """Markdown: one line per study variant (:func:`seed_study_summary`), then the lines of
+    :func:`profile_study_picks`; a note when the profile has no teacher study."""
+    lines = [line for title, (study, _) in studies.items() for line in seed_study_summary(study, title)]
+    return "\n".join(lines + pick_lines) or f"*Profile `{profile}` has no teacher study.*"
