@@ -36,3 +36,21 @@ def shared_ucr_dir() -> Path:
     if not SHARED_UCR.is_dir():
         pytest.skip("../shared/data/UCRArchive_2018 absent")
     return SHARED_UCR
+
+
+@pytest.fixture
+def tiny_dataset():
+    """Six training, two validation and three test series of length 8, two classes (labels a, b)."""
+    import numpy as np
+
+    from tsd_lib.data import Dataset
+
+    rng = np.random.default_rng(0)
+
+    def X(n):
+        return rng.normal(size=(n, 1, 8)).astype(np.float32)
+
+    def y(*v):
+        return np.array(v, dtype=np.int64)
+
+    return Dataset("GunPoint", X(6), y(0, 0, 0, 1, 1, 1), X(2), y(0, 1), X(3), y(0, 0, 1), ["a", "b"])

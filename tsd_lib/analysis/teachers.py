@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.published import published_fcn
-from tsd_lib.experiment import RunConfig, RunStore
+from tsd_lib.experiment import RunConfig, RunStore, choose_teacher, get_dataset
 
 if TYPE_CHECKING:
     import matplotlib.figure
 
     from tsd_lib.archive import Archive, Records
+    from tsd_lib.data import Dataset
+    from tsd_lib.profiles import Profile
 
 #: A teacher "stays at chance" when its test accuracy is within this margin of the majority-class rate.
 CHANCE_MARGIN = 0.05
@@ -132,3 +134,110 @@ def seed_study_summary(study: pd.DataFrame, title: str) -> list[str]:
                      f"accuracy {pick['test accuracy']:.3f}, {int(pick['epochs run'])} epochs, best epoch "
                      f"{int(pick['best epoch'])}).")
     return lines
+
+
+def training_note(histories: dict[str, dict[str, Any]]) -> str:
+    """One sentence per teacher history: epochs run, the epoch kept and what ended training."""
+    return " ".join(
+        f"The {name} teacher ran {len(h['epochs'])} epochs and kept epoch {h['best_epoch']} "
+        f"({'early stopping ended it' if h['stopped_early'] else 'the epoch cap ended it'})."
+        for name, h in histories.items())
+
+
+def literature_note(teachers: pd.DataFrame, source: str) -> str:
+    """FCN teachers more than 3 points below the published accuracy (or that none is), and how many
+    teachers early stopping ended (``teachers`` from :func:`teacher_table`)."""
+    fcn = teachers[(teachers.teacher == "fcn") & teachers["published FCN"].notna()]
+    far = fcn[fcn["gap to published"] < -0.03]
+    if far.empty:
+        gaps = (f"Every FCN teacher is within 3 points of the published accuracy (largest gap "
+                f"{fcn['gap to published'].min():+.3f}).")
+    else:
+        gaps = ("More than 3 points below the published accuracy: "
+                + ", ".join(f"{r.dataset} seed {r['teacher seed']} ({r['gap to published']:+.3f}"
+                            f"{'' if r['stopped early'] else ', ended by the epoch cap'})" for _, r in far.iterrows())
+                + "; section 1.7 measures the FCN teacher under both learning-rate schedules.")
+    ended = (f" Early stopping ended {int(teachers['stopped early'].sum())} of {len(teachers)} teachers"
+             + ("." if teachers["stopped early"].all() else "; the others ran into the epoch cap."))
+    return f"Published: {source}. " + gaps + ended
+
+
+def literature_plot(teachers: pd.DataFrame, arch: dict[str, str]) -> matplotlib.figure.Figure:
+    """Bars: each chosen teacher's test accuracy beside the published FCN accuracy."""
+    chosen = teachers[teachers.chosen]
+    ax = chosen.plot.bar(x="dataset", y=["test accuracy", "published FCN"], figsize=(7, 3), rot=0, ylim=(0, 1.05),
+                         color=["C0", "0.7"])
+    ax.set_xticklabels([f"{r.dataset}\n{arch.get(r.teacher, r.teacher)}" for _, r in chosen.iterrows()], fontsize=8)
+    ax.set(xlabel="", ylabel="test accuracy", title="Our teachers (chosen seed) and the published FCN")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax.figure
+
+
+def profile_study_picks(pairs: list[RunConfig], studies: dict[str, dict[str, list[RunConfig]]],
+                        store: RunStore | Archive | Records, arch: dict[str, str]) -> tuple[dict[str, int], list[str]]:
+    """For each pair teacher trained with one fixed seed (no ``teacher_seeds``) that a study also trains
+    over several seeds: the seed validation picks there (``{teacher key: seed}``) and a markdown line
+    saying whether the profile uses it."""
+    picks, lines = {}, []
+    for pair in {c.teacher_key(): c for c in pairs if not c.teacher_seeds}.values():
+        candidates = matching_candidates(pair, studies)
+        if not candidates:
+            continue
+        picked = picks[pair.teacher_key()] = choose_seed(candidates, store)
+        lines.append(
+            f"- The profile's {arch.get(pair.teacher, pair.teacher)} teacher on {pair.dataset} uses seed "
+            f"{pair.teacher_seed}: "
+            + ("the seed validation picks among " if picked == pair.teacher_seed else
+               f"**not** the seed validation picks ({picked}) among ")
+            + f"{', '.join(str(c.teacher_seed) for c in candidates)} in the study above.")
+    return picks, lines
+
+
+#: The columns of the chapter's table of teachers.
+TEACHER_COLUMNS = ["dataset", "teacher", "teacher seed", "chosen", "epochs run", "best epoch", "stopped early",
+                   "val accuracy", "test accuracy", "test AUC-PR", "published FCN", "gap to published"]
+
+
+def book_teacher_configs(profile: Profile) -> list[RunConfig]:
+    """One config per teacher the profile trains: the base teacher of each data set, then one per
+    (data set, teacher) of the other pairs."""
+    pairs = {c.dataset + c.teacher: c for c in profile.pair_configs()}
+    return [profile.base_config(ds) for ds in profile.datasets] + list(pairs.values())
+
+
+def paper_pair(profile: Profile, config: RunConfig, data: Dataset, store: RunStore
+               ) -> tuple[RunConfig | None, tuple[RunConfig, dict[str, Any]] | None]:
+    """The profile's other pair on ``config``'s data set (a different teacher) and its teacher as
+    :func:`~tsd_lib.experiment.choose_teacher` picks it (config, record); ``(None, None)`` without one."""
+    pair = next((c for c in profile.pair_configs() if c.dataset == config.dataset and c.teacher != config.teacher),
+                None)
+    if pair is None:
+        return None, None
+    chosen, _, record = choose_teacher(pair, data, store)
+    return pair, (chosen, record)
+
+
+def teacher_histories(store: RunStore, config: RunConfig, alt: RunConfig | None, arch: dict[str, str]
+                      ) -> dict[str, dict[str, Any]]:
+    """Training histories of the profile's teacher and, if given, the paper's pair teacher ``alt``."""
+    out = {f"{arch[config.teacher]} (profile)": store.load_teacher_history(config)}
+    if alt is not None:
+        out[f"{arch[alt.teacher]} (paper's pair, seed {alt.teacher_seed})"] = store.load_teacher_history(alt)
+    return out
+
+
+def teacher_studies(studies: dict[str, dict[str, list[RunConfig]]], store: RunStore | Archive | Records
+                    ) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Per study: its :func:`seed_study` and the test labels its majority-class rate comes from."""
+    out = {}
+    for title, variants in studies.items():
+        y_test = get_dataset(next(iter(variants.values()))[0]).y_test
+        out[title] = seed_study(variants, store, y_test), y_test
+    return out
+
+
+def studies_summary(studies: dict[str, tuple[pd.DataFrame, np.ndarray]], pick_lines: list[str], profile: str) -> str:
+    """Markdown: one line per study variant (:func:`seed_study_summary`), then the lines of
+    :func:`profile_study_picks`; a note when the profile has no teacher study."""
+    lines = [line for title, (study, _) in studies.items() for line in seed_study_summary(study, title)]
+    return "\n".join(lines + pick_lines) or f"*Profile `{profile}` has no teacher study.*"

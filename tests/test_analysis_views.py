@@ -1,0 +1,274 @@
+"""Chapters 2-5's library views: logits, features, saliency and TSD, on tiny arrays with known answers."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from tsd_lib.analysis import (
+    SYNTHETIC_MAPS,
+    agreement_table,
+    at_gaps,
+    at_note,
+    attention_plot,
+    attention_profile,
+    bank_note,
+    baseline_note,
+    baseline_table,
+    binary_dkd_note,
+    class_sorted_sample,
+    distance_heatmaps,
+    fidelity_scatter,
+    first_per_class,
+    flat_sequence,
+    forward_features,
+    gradient_note,
+    gradient_ratios,
+    kd_gradient_table,
+    kd_term_note,
+    late_mass,
+    late_mass_note,
+    maps_against_teacher,
+    maps_plot,
+    median_margin_index,
+    mid_series,
+    planted_examples_plot,
+    precision_plot,
+    precision_table,
+    ranked,
+    relative_distances,
+    rkd_comparison,
+    rkd_note,
+    setting_note,
+    shift_heatmaps,
+    soft_entropy,
+    synthetic_maps,
+    synthetic_teachers,
+    teacher_comparison_plots,
+    temperature_plot,
+    widths_note,
+    window_shift_plot,
+)
+from tsd_lib.experiment import RunConfig
+from tsd_lib.models import SMOKE_SETTINGS, build_model
+
+matplotlib.use("Agg")
+
+
+def _fcn(seed: int = 0, n_classes: int = 2):
+    torch.manual_seed(seed)
+    return build_model("fcn_small", 1, n_classes, **SMOKE_SETTINGS.get("fcn_small", {})).eval()
+
+
+# Chapter 2: logits
+
+def test_median_margin_index_prefers_right_series():
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])
+    assert median_margin_index(proba, np.array([0, 0, 0, 0])) == 2  # margins 0.8, 0.2, 0.4 among the right ones
+    assert median_margin_index(proba, np.array([1, 1, 1, 0])) == 3  # none right: all series, margins 0.8 .2 .4 .6
+
+
+def test_soft_entropy_and_temperature_plot():
+    assert soft_entropy(np.zeros((2, 3)), 1.0) == pytest.approx(np.log(3))
+    z = np.array([[4.0, 0.0, 0.0]])
+    assert soft_entropy(z, 1.0) < soft_entropy(z, 8.0) < np.log(3)
+    fig = temperature_plot(np.tile(z, (2, 1)), 0, 0, taus=[1.0, 8.0], profile_tau=8.0)
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2 * 3  # a bar per temperature and class
+
+
+def test_kd_gradient_carries_tau_squared():
+    g = torch.Generator().manual_seed(0)
+    z_s, z_t = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    grads = kd_gradient_table(z_s, z_t, taus=[1.0, 2.0, 4.0])
+    assert np.allclose(grads.iloc[:, 1], np.array(grads.index) ** 2 * grads.iloc[:, 0])  # kd_loss = tau^2 KL
+    plain, scaled = gradient_ratios(grads)
+    assert plain == pytest.approx(grads.iloc[0, 0] / grads.iloc[2, 0]) and plain > 4
+    assert scaled == pytest.approx(plain / 16)
+    assert gradient_note(grads) == (f"From τ = 1 to τ = 4 the plain gradient shrinks {plain:.0f}-fold, the τ²-scaled "
+                                    f"one changes by a factor of {scaled:.2f}.")
+
+
+def test_fidelity_scatter_and_kd_term_note():
+    p_t = np.array([[0.9, 0.1], [0.3, 0.7]])
+    fig = fidelity_scatter(p_t, {"CE": np.array([[0.8, 0.2], [0.6, 0.4]]), "KD": p_t}, "t")
+    assert [ax.get_title() for ax in fig.axes] == ["CE", "KD"]
+    assert np.allclose(fig.axes[1].collections[0].get_offsets(), [[0.9, 0.9], [0.7, 0.7]])
+    history = {"epochs": [{"train_kd": 0.5}, {"train_kd": 0.2}, {"train_kd": 0.1}], "best_epoch": 2}
+    assert kd_term_note(history) == "The KD term of the KD student went from 0.500 in epoch 1 to 0.200 at its best " \
+                                    "epoch (2)."
+
+
+# Chapter 3: features
+
+def test_attention_profile_and_gaps():
+    seq = torch.tensor([[[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]]])  # (1, D=2, T=3)
+    assert np.allclose(attention_profile({"sequence": seq}), [[1 / 5 ** 0.5, 2 / 5 ** 0.5, 0.0]])
+    feats = {"teacher": {"sequence": seq}, "at": {"sequence": 3 * seq}, "ce": {"sequence": seq.flip(-1)}}
+    gaps = at_gaps(feats, ["at", "ce"])
+    assert gaps["at"] == pytest.approx(0.0, abs=1e-7) and gaps["ce"] > 0  # AT ignores the scale
+    assert ranked({"ce": 2e-3, "at": 1e-3}) == "AT 1.00e-03, CE 2.00e-03"
+    fig = attention_plot(np.zeros(3), {"teacher": np.ones(3), "AT student": np.zeros(3)}, "t")
+    assert [line.get_color() for line in fig.axes[1].lines] == ["black", "C3"]
+
+
+def test_relative_distances_and_rkd_comparison():
+    flat = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    assert np.allclose(relative_distances(flat), np.array([[0, 3, 4], [3, 0, 5], [4, 5, 0]]) / 4)
+    y = np.array([1, 0, 1, 0, 1])
+    assert class_sorted_sample(y, 5).tolist() == [1, 3, 0, 2, 4]
+    pick = class_sorted_sample(y, 3, seed=1)
+    assert len(set(pick.tolist())) == 3 and np.all(np.diff(y[pick]) >= 0)
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randn(5, 2, 4, generator=g)
+    feats = {"teacher": {"sequence": seq}, "same": {"sequence": 2 * seq}, "other": {"sequence": torch.randn(5, 2, 4)}}
+    assert flat_sequence(feats["teacher"], np.array([4, 0])).shape == (2, 8)
+    gap, corr = rkd_comparison(feats, np.arange(5), ["same", "other"])
+    assert gap["same"] == pytest.approx(0.0, abs=1e-6) and corr["same"] == pytest.approx(1.0)
+    assert gap["other"] > 0 and corr["other"] < 1
+    dists = {"teacher": relative_distances(flat), "student": relative_distances(2 * flat)}
+    fig = distance_heatmaps(dists, np.array([0, 0, 1]), "t")
+    assert len(fig.axes[0].lines) == 2  # one class boundary: a horizontal and a vertical line
+
+
+def test_forward_features_and_binary_dkd_note():
+    X = np.random.default_rng(0).normal(size=(4, 1, 16)).astype(np.float32)
+    logits, feats = forward_features({"teacher": _fcn(0), "ce": _fcn(1)}, X)
+    assert logits["ce"].shape == (4, 2) and set(feats["teacher"]) == {"sequence", "embedding"}
+    assert not logits["ce"].requires_grad
+    note = binary_dkd_note(logits["ce"], logits["teacher"], torch.tensor([0, 1, 0, 1]), 4.0, "Toy")
+    dkd, kd = (float(v) for v in note.split("on the test set, DKD ")[1].split(" for ")[0].split(" vs KD "))
+    assert note.startswith("Toy has two classes") and dkd == pytest.approx(kd, abs=2e-6)
+
+
+# Chapter 4: saliency
+
+def test_late_mass_and_its_note():
+    assert late_mass(np.ones((2, 10))) == pytest.approx(0.2)
+    assert late_mass(np.r_[np.zeros(8), np.ones(2)][None]) == pytest.approx(1.0)
+    assert late_mass(np.ones((1, 24))) == pytest.approx(5 / 24)  # the last ceil(24/5) = 5 steps
+    assert late_mass_note(0.5, "lstm_teacher", "LSTM").endswith("which can favour late windows; such a bias is "
+                                                                 "visible here.")
+    assert late_mass_note(0.1, "fcn", "FCN").endswith("has no built-in preference for late windows.")
+    assert late_mass_note(0.4, "fcn", "FCN").endswith("; yet the late windows dominate here.")
+
+
+def test_series_pickers():
+    assert first_per_class(np.array([0, 0, 1, 1, 0, 1]), 3, 2).tolist() == [0, 1, 2]
+    assert first_per_class(np.array([0, 0, 1, 1, 0, 1]), 4, 2).tolist() == [0, 1, 2, 3]
+    truth = np.zeros((3, 100), dtype=bool)
+    for row, start in enumerate([10, 30, 70]):
+        truth[row, start:start + 10] = True
+    assert mid_series(truth) == 1 and mid_series(truth[[0, 2]]) == 0
+
+
+def test_baseline_and_agreement_tables():
+    m = np.arange(20, dtype=float).reshape(2, 10) + 1
+    by_baseline = {"other_class": m, "same_class": 0.5 * m, "zero": m[:, ::-1].copy(), "mean": m[:, ::-1].copy()}
+    table = baseline_table(by_baseline)
+    assert table.loc["same_class", "Spearman vs other_class"] == pytest.approx(1.0)
+    assert table.loc["zero", "Spearman vs other_class"] == pytest.approx(-1.0)
+    assert table.loc["same_class", "mean saliency / other_class"] == pytest.approx(0.5)
+    note = baseline_note(table, by_baseline)
+    assert "(the same-class shift is smaller)" in note and note.endswith("every series has mean 0.")
+    agree = agreement_table(m, {"same": 3 * m, "reversed": m[:, ::-1]}, k=3)
+    assert agree.loc["same"].tolist() == pytest.approx([1.0, 1.0])
+    assert agree.loc["reversed", "top-3 overlap (IoU) vs occlusion"] == pytest.approx(0.0)
+
+
+def test_precision_table_and_plot():
+    truth = np.zeros((2, 10), dtype=bool)
+    truth[:, 2:4] = True
+    maps = {"T": {"occlusion (TSD)": truth.astype(float), "|gradient|": (~truth).astype(float)}}
+    table = precision_table(maps, {"T": 0.95}, truth)
+    assert table["precision"].tolist() == [1.0, 0.0] and table["test accuracy"].eq(0.95).all()
+    fig = precision_plot(table, chance=0.2, n_eval=2)
+    assert fig.axes[0].get_title() == "Synthetic test set, first 2 series" and len(fig.axes[0].patches) == 2
+
+
+def test_window_and_map_figures(synthetic):
+    syn, _ = synthetic
+    fig = window_shift_plot(np.zeros(20), np.arange(11), np.linspace(0, 1, 11), np.full(11, 0.5), 0.9, 10, 1)
+    assert len(fig.axes) == 3 and len(fig.axes[0].patches) == 3  # the three largest shifts shaded
+    maps = np.random.default_rng(0).random((2, syn.length))
+    fig = maps_plot(syn.X_test[:2], syn.y_test[:2], np.array([0, 1]), maps, np.array([[0.8, 0.2], [0.3, 0.7]]), "t")
+    assert fig.axes[0].get_title(loc="left").startswith(f"test series 0: class {syn.y_test[0]}, teacher P(class) = ")
+    assert len(planted_examples_plot(syn).axes) == 4
+
+
+def test_synthetic_maps(synthetic):
+    syn, _ = synthetic
+    X, y = syn.X_test[:3], syn.y_test[:3]
+    maps = synthetic_maps(_fcn(), X, y, syn, window=8, tau=2.0, ig_steps=4)
+    assert tuple(maps) == SYNTHETIC_MAPS
+    assert all(m.shape == (3, syn.length) and (m >= 0).all() for m in maps.values())
+
+
+# Chapter 5: TSD
+
+def test_shift_heatmaps_sort_windows_by_start():
+    starts = np.array([5, 0, 2])
+    shifts = {"teacher": np.array([[1.0, -1.0], [2.0, -2.0], [3.0, -3.0]]), "student": np.zeros((3, 2))}
+    fig = shift_heatmaps(np.zeros(12), starts, shifts, window=3, class_names=["a", "b"], label="series 0")
+    assert fig.axes[0].get_title() == "series 0: the 3 replaced windows (overlaps look darker)"
+    image = np.asarray(fig.axes[1].images[0].get_array())
+    assert np.allclose(image, [[2.0, 3.0, 1.0], [-2.0, -3.0, -1.0]])  # (classes, windows by start 0, 2, 5)
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["0", "2", "5"]
+
+
+def test_maps_against_teacher_and_notes(synthetic):
+    syn, _ = synthetic
+    teacher = _fcn(0)
+    maps, rho = maps_against_teacher({"teacher": teacher, "copy": teacher, "other": _fcn(1)}, syn.X_test[:2],
+                                     syn.y_test[:2], syn.X_train, syn.y_train, window=8, tau=2.0)
+    assert np.allclose(maps["copy"], maps["teacher"]) and np.allclose(rho["copy"], 1.0)
+    assert set(rho) == {"copy", "other"}
+    config = RunConfig(dataset="Synthetic", teacher="fcn", student="fcn_small", n_windows=3, window=8, tau=2.0,
+                       tsd_bank_size=4)
+    assert setting_note(syn, config, "p", 1) == (
+        f"**{syn.name}**: {len(syn.X_train)} training / {len(syn.X_val)} validation / 40 test series of length "
+        "T = 64, 2 classes. "
+        "Profile `p`: K = 3 windows of L = 8 steps, tau = 2; teacher `fcn`, student `fcn_small` (here the CE "
+        "student, seed 1).")
+    X, y = torch.as_tensor(syn.X_train[:4]), torch.as_tensor(syn.y_train[:4])
+    note = bank_note(teacher, _fcn(1), syn, config, X, y, draws=2)
+    assert note.startswith(f"Bank of 4 perturbations x {len(syn.X_train)} training series built in ")
+    low, high = (float(v) for v in note.split("2 fresh draws: ")[1].split(" (")[0].split(" to "))
+    assert 0 <= low <= high
+    assert bank_note(teacher, _fcn(1), syn, config.replace(tsd_bank_size=0), X, y).startswith(
+        "This profile trains with fresh perturbations")
+
+
+def test_teacher_comparison_plots_label_students(synthetic):
+    syn, _ = synthetic
+    maps = {"teacher": np.ones((2, syn.length)), "CE": np.zeros((2, syn.length))}
+    figs = teacher_comparison_plots(syn.X_test[:2], syn.y_test[:2], maps, {"CE": np.array([0.25, -0.5])},
+                                    syn.class_names, seed=3)
+    assert len(figs) == 2
+    assert [ax.get_title(loc="left") for ax in figs[1].axes[:2]] == ["teacher", "CE: Spearman with teacher -0.50"]
+    assert figs[0]._suptitle.get_text() == f"test series 0 (class {syn.class_names[int(syn.y_test[0])]}), seed 3"
+
+
+def test_synthetic_teachers_include_the_profile_teacher_only_when_it_trains_on_synthetic(tmp_path, synthetic):
+    from tsd_lib.experiment import RunStore
+
+    syn, _ = synthetic
+    config = RunConfig(dataset="Synthetic", teacher="fcn", student="fcn_small", teacher_epochs=1, epochs=1,
+                       patience=1)
+    store = RunStore(tmp_path)
+    only_small = synthetic_teachers(config, syn, store, ["GunPoint"])
+    assert list(only_small) == ["small FCN"] and "test_accuracy" in only_small["small FCN"][1]
+    both = synthetic_teachers(config, syn, store, ["GunPoint", "synthetic"])
+    assert list(both) == ["FCN 128-256-128 (profile)", "small FCN"]
+
+
+def test_feature_notes():
+    assert widths_note("p", "fcn", "fcn_small", 128, 8, 2) == (
+        "Profile `p`: teacher FCN 128-256-128 with feature width `D_T = 128`, student small FCN 8-16-8 with "
+        "`D_S = 8`, 2 student seeds.")
+    assert at_note({"ce": 2e-3, "at": 1e-3}, 10, 0) == ("AT loss against the teacher on 10 test series (seed 0; lower "
+                                                        "= closer attention profile): AT 1.00e-03, CE 2.00e-03.")
+    assert rkd_note({"rkd": 0.1, "ce": 0.25}, {"rkd": 0.9, "ce": 0.5}) == (
+        "On these series the RKD loss against the teacher is 0.100 for the RKD student and 0.250 for the CE student; "
+        "the correlation of their distance matrices with the teacher's is 0.900 and 0.500.")

@@ -1,0 +1,136 @@
+"""Chapter 3's look inside the networks: features of several models on the same series, attention
+over time (what AT matches) and pairwise distances between series (what RKD matches)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from tsd_lib.analysis.architectures import ARCH
+from tsd_lib.losses import at_loss, dkd_loss, kd_loss, rkd_loss
+
+Features = Mapping[str, torch.Tensor]
+
+
+def forward_features(models: Mapping[str, nn.Module], X: np.ndarray) -> tuple[dict[str, torch.Tensor],
+                                                                              dict[str, Features]]:
+    """Logits and feature tensors (``sequence``, ``embedding``) of every model on ``X``, without gradients."""
+    x = torch.as_tensor(X)
+    with torch.no_grad():
+        out = {name: model(x, return_features=True) for name, model in models.items()}
+    return {n: o[0] for n, o in out.items()}, {n: o[1] for n, o in out.items()}
+
+
+def attention_profile(feats: Features) -> np.ndarray:
+    """AT's attention over time, (n, T): the channel mean of the squared sequence features, L2-normalised
+    over time."""
+    a = feats["sequence"].pow(2).mean(dim=1)
+    return (a / a.norm(dim=1, keepdim=True)).numpy()
+
+
+def at_gaps(feats: Mapping[str, Features], methods: Sequence[str], teacher: str = "teacher") -> dict[str, float]:
+    """AT loss of each method's features against the teacher's."""
+    return {m: float(at_loss(feats[m]["sequence"], feats[teacher]["sequence"])) for m in methods}
+
+
+def attention_plot(series: np.ndarray, profiles: Mapping[str, np.ndarray], title: str) -> Figure:
+    """A series (top) and the attention profiles of several models on it (bottom); the first profile
+    (the teacher) is drawn in black."""
+    fig, axes = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True, layout="constrained",
+                             gridspec_kw={"height_ratios": [1, 1.4]})
+    axes[0].plot(series, color="0.3")
+    axes[0].set(ylabel="value", title=title)
+    for j, (label, a) in enumerate(profiles.items()):
+        axes[1].plot(a, color="black" if j == 0 else ("C3", "C0", "C2", "C1")[(j - 1) % 4], lw=2 if j == 0 else 1.3,
+                     label=label)
+    axes[1].set(xlabel="time step", ylabel="attention a(t)")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def class_sorted_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` distinct rows drawn at random (``seed``), sorted by class (stable) and then by row."""
+    pick = np.sort(np.random.default_rng(seed).choice(len(y), min(n, len(y)), replace=False))
+    return pick[np.argsort(y[pick], kind="stable")]
+
+
+def flat_sequence(feats: Features, rows: np.ndarray) -> torch.Tensor:
+    """The flattened feature sequences RKD compares, (len(rows), D*T)."""
+    return feats["sequence"][torch.as_tensor(rows)].flatten(1)
+
+
+def relative_distances(flat: torch.Tensor) -> np.ndarray:
+    """Pairwise Euclidean distances divided by their mean off-diagonal (non-zero) value."""
+    d = torch.cdist(flat, flat)
+    return (d / d[d > 0].mean()).numpy()
+
+
+def distance_heatmaps(dists: Mapping[str, np.ndarray], y_rows: np.ndarray, title: str) -> Figure:
+    """One heat map per model, on the colour scale of the first (the teacher; up to its 98th percentile),
+    with white lines at class boundaries."""
+    vmax = float(np.quantile(next(iter(dists.values())), 0.98))
+    fig, axes = plt.subplots(1, len(dists), figsize=(11 * len(dists) / 3, 3.6), layout="constrained")
+    edges = np.flatnonzero(np.diff(y_rows)) + 0.5
+    for ax, (label, d) in zip(np.atleast_1d(axes), dists.items(), strict=True):
+        im = ax.imshow(d, cmap="viridis", vmin=0, vmax=vmax)
+        ax.set(title=label, xticks=[], yticks=[])
+        for e in edges:
+            ax.axhline(e, color="white", lw=0.8)
+            ax.axvline(e, color="white", lw=0.8)
+    fig.colorbar(im, ax=axes, label="distance / mean distance", shrink=0.9)
+    fig.suptitle(title)
+    return fig
+
+
+def rkd_comparison(feats: Mapping[str, Features], rows: np.ndarray, methods: Sequence[str],
+                   teacher: str = "teacher") -> tuple[dict[str, float], dict[str, float]]:
+    """Per method, on ``rows``: the RKD loss against the teacher and the correlation of its relative
+    distance matrix with the teacher's."""
+    t_flat = flat_sequence(feats[teacher], rows)
+    t_dist = relative_distances(t_flat).ravel()
+    gap, corr = {}, {}
+    for m in methods:
+        flat = flat_sequence(feats[m], rows)
+        gap[m] = float(rkd_loss(flat, t_flat))
+        corr[m] = float(np.corrcoef(relative_distances(flat).ravel(), t_dist)[0, 1])
+    return gap, corr
+
+
+def binary_dkd_note(z_student: torch.Tensor, z_teacher: torch.Tensor, y: torch.Tensor, tau: float, name: str) -> str:
+    """Why DKD equals KD on a two-class set, with both losses on the given logits."""
+    dkd = float(dkd_loss(z_student, z_teacher, y, tau=tau))
+    kd = float(kd_loss(z_student, z_teacher, tau=tau))
+    return (f"{name} has two classes, so there is a single non-target class and DKD's NCKD term is identically zero. "
+            "Worse, the binary distribution `[p_y, 1 - p_y]` of TCKD *is* the whole distribution, so with α = 1 DKD "
+            f"coincides with KD: on the test set, DKD {dkd:.6f} vs KD {kd:.6f} for a CE student's logits. DKD and KD "
+            "students below can differ only through floating-point rounding (DKD takes logarithms of probabilities, "
+            "KD uses log-softmax), which training over many epochs can amplify.")
+
+
+def ranked(values: Mapping[str, float], fmt: str = "{:.2e}") -> str:
+    """``"AT 1.20e-03, CE 4.00e-03"``: upper-cased names with their values, smallest first."""
+    return ", ".join(f"{k.upper()} {fmt.format(v)}" for k, v in sorted(values.items(), key=lambda kv: kv[1]))
+
+
+def widths_note(profile: str, teacher: str, student: str, d_teacher: int, d_student: int, n_seeds: int) -> str:
+    """The profile's teacher and student labels with their feature widths, and the number of student seeds."""
+    return (f"Profile `{profile}`: teacher {ARCH[teacher]} with feature width `D_T = {d_teacher}`, student "
+            f"{ARCH[student]} with `D_S = {d_student}`, {n_seeds} student seeds.")
+
+
+def at_note(at_gap: Mapping[str, float], n_series: int, seed: int) -> str:
+    """The AT loss of each method against the teacher (from :func:`at_gaps`), closest first."""
+    return (f"AT loss against the teacher on {n_series} test series (seed {seed}; lower = closer attention profile): "
+            f"{ranked(at_gap)}.")
+
+
+def rkd_note(gap: Mapping[str, float], corr: Mapping[str, float]) -> str:
+    """RKD loss and distance-matrix correlation of the RKD and CE students (from :func:`rkd_comparison`)."""
+    return (f"On these series the RKD loss against the teacher is {gap['rkd']:.3f} for the RKD student and "
+            f"{gap['ce']:.3f} for the CE student; the correlation of their distance matrices with the teacher's is "
+            f"{corr['rkd']:.3f} and {corr['ce']:.3f}.")

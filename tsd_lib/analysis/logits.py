@@ -1,0 +1,109 @@
+"""Chapter 2's look at logit distillation: softened targets, the tau^2 factor of the KD gradient and
+how faithfully a student follows the teacher's probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from tsd_lib.losses import kd_loss
+from tsd_lib.metrics import softmax
+
+#: The temperatures of the entropy curve (log-spaced).
+ENTROPY_GRID = np.geomspace(0.5, 64, 40)
+
+
+def median_margin_index(proba: np.ndarray, y: np.ndarray) -> int:
+    """A typical series: among the correctly classified ones (all, if none is), the one with the median
+    margin between the two largest probabilities."""
+    right = np.flatnonzero(proba.argmax(1) == y)
+    pool = right if len(right) else np.arange(len(proba))
+    top2 = np.sort(proba[pool], axis=1)
+    margin = top2[:, -1] - top2[:, -2]
+    return int(pool[np.argsort(margin)[len(margin) // 2]])
+
+
+def soft_entropy(logits: np.ndarray, tau: float) -> float:
+    """Mean entropy (nats) of ``softmax(logits / tau)`` over the rows."""
+    p = softmax(logits, tau=tau)
+    return float(-(p * np.log(p + 1e-12)).sum(1).mean())
+
+
+def temperature_plot(logits: np.ndarray, i: int, y_i: int, taus: Sequence[float], profile_tau: float) -> Figure:
+    """Left: series ``i``'s softened teacher probabilities at each of ``taus``; right: the mean entropy of
+    the softened targets over :data:`ENTROPY_GRID`, against the uniform distribution's."""
+    k = logits.shape[1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), layout="constrained", gridspec_kw={"width_ratios": [1.3, 1]})
+    width = 0.8 / len(taus)
+    for j, tau in enumerate(taus):
+        axes[0].bar(np.arange(k) + (j - len(taus) / 2 + 0.5) * width, softmax(logits[i], tau=tau), width=width,
+                    color=plt.cm.viridis(j / max(len(taus) - 1, 1)), label=f"τ = {tau:g}")
+    axes[0].axhline(1 / k, color="0.5", ls=":", lw=1)
+    axes[0].set_xticks(range(k), [f"class {c}" for c in range(k)])
+    axes[0].set(ylabel="teacher probability", ylim=(0, 1), title=f"test series {i} (true class {y_i})")
+    axes[0].legend(fontsize=8)
+    axes[1].semilogx(ENTROPY_GRID, [soft_entropy(logits, t) for t in ENTROPY_GRID], color="C0")
+    axes[1].axhline(np.log(k), color="0.5", ls=":", lw=1, label="uniform (log k)")
+    axes[1].axvline(profile_tau, color="C3", lw=1, label=f"τ = {profile_tau:g} (profile)")
+    axes[1].set(xlabel="temperature τ", ylabel="mean entropy (nats)",
+                title="softness of the teacher's targets, test set")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def kd_gradient_table(z_student: torch.Tensor, z_teacher: torch.Tensor,
+                      taus: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)) -> pd.DataFrame:
+    """Per temperature: the norm of the gradient, with respect to the student's logits, of the plain KL
+    and of ``kd_loss`` (which carries the tau^2 factor)."""
+    rows = []
+    for t in taus:
+        z = z_student.detach().clone().requires_grad_(True)
+        plain = F.kl_div(F.log_softmax(z / t, 1), F.log_softmax(z_teacher / t, 1), reduction="batchmean",
+                         log_target=True)
+        g_plain, = torch.autograd.grad(plain, z)
+        g_kd, = torch.autograd.grad(kd_loss(z, z_teacher, tau=t), z)
+        rows.append({"τ": t, "|∇ KL|": g_plain.norm().item(), "|∇ τ² KL| (kd_loss)": g_kd.norm().item()})
+    return pd.DataFrame(rows).set_index("τ")
+
+
+def gradient_ratios(grads: pd.DataFrame) -> tuple[float, float]:
+    """How much the plain and the tau^2-scaled gradient shrink from the first to the last temperature."""
+    return float(grads.iloc[0, 0] / grads.iloc[-1, 0]), float(grads.iloc[0, 1] / grads.iloc[-1, 1])
+
+
+def gradient_note(grads: pd.DataFrame) -> str:
+    """One sentence on :func:`gradient_ratios`."""
+    plain, scaled = gradient_ratios(grads)
+    return (f"From τ = {grads.index[0]:g} to τ = {grads.index[-1]:g} the plain gradient shrinks {plain:.0f}-fold, "
+            f"the τ²-scaled one changes by a factor of {scaled:.2f}.")
+
+
+def fidelity_scatter(p_teacher: np.ndarray, students: Mapping[str, np.ndarray], title: str) -> Figure:
+    """Per student (a panel each): the teacher's probability of its predicted class (x) against the
+    student's probability of that class (y); red points: the student predicts another class."""
+    top = p_teacher.argmax(1)
+    rows = np.arange(len(top))
+    fig, axes = plt.subplots(1, len(students), figsize=(4.5 * len(students), 4), sharey=True, layout="constrained")
+    for ax, (label, p_s) in zip(np.atleast_1d(axes), students.items(), strict=True):
+        ax.scatter(p_teacher[rows, top], p_s[rows, top], s=8, alpha=0.5,
+                   c=np.where(p_s.argmax(1) == top, "tab:blue", "tab:red"))
+        ax.plot([0, 1], [0, 1], color="0.5", ls=":")
+        ax.set(xlabel="teacher probability of its class", title=label, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    np.atleast_1d(axes)[0].set_ylabel("student probability of the teacher's class")
+    fig.suptitle(title)
+    return fig
+
+
+def kd_term_note(history: Mapping[str, Any]) -> str:
+    """The KD term of a KD student's training loss in epoch 1 and at its best epoch."""
+    kd = [row.get("train_kd", np.nan) for row in history["epochs"]]
+    best = history["best_epoch"]
+    return (f"The KD term of the KD student went from {kd[0]:.3f} in epoch 1 to {kd[best - 1]:.3f} at its best epoch "
+            f"({best}).")

@@ -1,0 +1,170 @@
+"""Chapter 4's views of temporal saliency: the shift of each window, maps over series, maps under
+other baselines and methods, and the planted-pattern check with known answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from torch import nn
+
+from tsd_lib import report
+from tsd_lib.analysis.architectures import ARCH
+from tsd_lib.data import Dataset
+from tsd_lib.experiment import RunConfig, RunStore, get_teacher
+from tsd_lib.metrics import saliency_precision, saliency_similarity
+from tsd_lib.saliency.gradients import gradient_map, integrated_gradients_map
+from tsd_lib.saliency.maps import saliency_map
+
+#: The three maps of the planted-pattern check, as the chapter names them.
+SYNTHETIC_MAPS = ("occlusion (TSD)", "|gradient|", "|integrated gradients|")
+
+
+def window_shift_plot(series: np.ndarray, starts: np.ndarray, shift: np.ndarray, q_true: np.ndarray,
+                      p_true: float, window: int, label: int) -> Figure:
+    """Series with its three most salient windows shaded; the shift per window start; the teacher's
+    probability of class ``label`` on each perturbed copy against the clean series (starts sorted)."""
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True, layout="constrained")
+    axes[0].plot(series, color="0.3")
+    for t0 in starts[np.argsort(shift)[-3:]]:
+        axes[0].axvspan(t0, t0 + window, color="tab:red", alpha=0.15)
+    axes[0].set(ylabel="value", title="series; shaded: the three windows with the largest shift")
+    axes[1].plot(starts, shift, color="tab:red")
+    axes[1].set(ylabel="normalised τ² KL(p‖q_t)")
+    axes[2].plot(starts, q_true, color="C0", label="perturbed copy")
+    axes[2].axhline(p_true, color="0.4", ls=":", label="clean series")
+    axes[2].set(xlabel="window start t", ylabel=f"P(class {label})", ylim=(-0.02, 1.02))
+    axes[2].legend(fontsize=8)
+    return fig
+
+
+def first_per_class(y: np.ndarray, n: int, k: int) -> np.ndarray:
+    """``n`` row indices: the first ``ceil(n / k)`` series of each of the ``k`` classes in class order, cut to
+    ``n``."""
+    per_class = int(np.ceil(n / k))
+    return np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(k)])[:n]
+
+
+def maps_plot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray, proba: np.ndarray,
+              title: str) -> Figure:
+    """One saliency line per series (rows), titled with the series' class and the model's probability of it."""
+    fig, axes = plt.subplots(len(idx), 1, figsize=(8, 1.9 * len(idx)), sharex=True, layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, j, series, m, p, c in zip(axes, idx, X, maps, proba, y, strict=True):
+        report.saliency_line(series, m, ax=ax, colorbar=True)
+        ax.set_title(f"test series {j}: class {c}, teacher P(class) = {p[c]:.2f}", fontsize=9, loc="left")
+        ax.set_xlabel("")
+    axes[-1].set_xlabel("time step")
+    fig.suptitle(title)
+    return fig
+
+
+def late_mass(maps: np.ndarray, fraction: float = 0.2) -> float:
+    """Mean share of each map's saliency mass on the last ``fraction`` of the time steps."""
+    tail = max(1, int(np.ceil(maps.shape[1] * fraction)))
+    return float((maps[:, -tail:].sum(1) / maps.sum(1).clip(min=1e-12)).mean())
+
+
+def late_mass_note(late: float, teacher: str, label: str) -> str:
+    """What :func:`late_mass` says about a late-window bias, for an LSTM or another teacher."""
+    head = (f"On these series the last fifth of the time steps carries {late:.0%} of the teacher's saliency mass "
+            "(a uniform map: 20%). ")
+    if teacher.startswith("lstm"):
+        bias = "such a bias is visible here" if late > 0.3 else "no strong bias of that kind is visible here"
+        return head + ("An LSTM teacher reads its decision off the last hidden state, which can favour late "
+                       f"windows; {bias}.")
+    return head + (f"The {label} teacher averages its features over all time steps, so it has no built-in "
+                   f"preference for late windows{'; yet the late windows dominate here' if late > 0.3 else ''}.")
+
+
+def baseline_table(by_baseline: Mapping[str, np.ndarray], reference: str = "other_class") -> pd.DataFrame:
+    """Per baseline: Spearman of its maps with the ``reference`` maps, mean saliency, and that mean
+    relative to the reference's."""
+    ref = by_baseline[reference]
+    table = pd.DataFrame([{"baseline": b, f"Spearman vs {reference}": saliency_similarity(ref, m)["spearman"],
+                           "mean saliency": float(m.mean())} for b, m in by_baseline.items()]).set_index("baseline")
+    table[f"mean saliency / {reference}"] = table["mean saliency"] / table.at[reference, "mean saliency"]
+    return table
+
+
+def baseline_note(table: pd.DataFrame, by_baseline: Mapping[str, np.ndarray]) -> str:
+    """Same-class against other-class mean saliency, and whether the zero and mean baselines coincide."""
+    same, other = table.at["same_class", "mean saliency"], table.at["other_class", "mean saliency"]
+    note = (f"Mean of the teacher's saliency: same-class {same:.3e} vs other-class {other:.3e} "
+            f"(the same-class shift is {'smaller' if same < other else 'not smaller'}). ")
+    if np.allclose(by_baseline["zero"], by_baseline["mean"], atol=1e-5):
+        note += "The zero and mean baselines give identical maps here: after z-normalisation every series has mean 0."
+    return note
+
+
+def agreement_table(reference: np.ndarray, others: Mapping[str, np.ndarray], k: int = 10) -> pd.DataFrame:
+    """Spearman and top-``k`` overlap (IoU) of other maps with the reference (occlusion) maps."""
+    sims = {name: saliency_similarity(reference, m, k=k) for name, m in others.items()}
+    return pd.DataFrame({"Spearman vs occlusion": {n: s["spearman"] for n, s in sims.items()},
+                         f"top-{k} overlap (IoU) vs occlusion": {n: s["topk_iou"] for n, s in sims.items()}})
+
+
+def planted_examples_plot(syn: Dataset) -> Figure:
+    """Two test series per class of the synthetic set, their planted windows shaded green."""
+    truth = syn.masks["test"]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 3.8), sharex=True, sharey=True, layout="constrained")
+    for c in range(2):
+        for k, j in enumerate(np.flatnonzero(syn.y_test == c)[:2]):
+            ax = axes[c, k]
+            ax.plot(syn.X_test[j, 0], color=f"C{c}", lw=1)
+            on = np.flatnonzero(truth[j])
+            ax.axvspan(on[0], on[-1] + 1, color="tab:green", alpha=0.2)
+            ax.set_title(f"class {c} ({syn.class_names[c]}), test series {j}", fontsize=9)
+    fig.suptitle("Synthetic set: noise plus a class pattern in the green window")
+    return fig
+
+
+def synthetic_teachers(config: RunConfig, data: Dataset, store: RunStore, datasets: Sequence[str]
+                       ) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
+    """The teachers of the planted-pattern check on the synthetic set ``data`` (``config``): the profile's
+    teacher when the profile trains on the synthetic set (``datasets``), and a small FCN under the same
+    protocol; each as ``(model, record)``, trained or loaded from ``store``."""
+    teachers = {}
+    if any(d.lower() == "synthetic" for d in datasets):
+        teachers[f"{ARCH[config.teacher]} (profile)"] = get_teacher(config, data, store)
+    teachers["small FCN"] = get_teacher(config.replace(teacher="fcn_small"), data, store)
+    return teachers
+
+
+def synthetic_maps(model: nn.Module, X: np.ndarray, y: np.ndarray, syn: Dataset, *, window: int, tau: float,
+                   ig_steps: int) -> dict[str, np.ndarray]:
+    """The three maps of :data:`SYNTHETIC_MAPS` of ``model`` on ``X`` (donors: the synthetic training set)."""
+    return dict(zip(SYNTHETIC_MAPS, (
+        saliency_map(model, X, y, X_pool=syn.X_train, y_pool=syn.y_train, window=window, tau=tau, generator=0),
+        gradient_map(model, X, y),
+        np.abs(integrated_gradients_map(model, X, y, steps=ig_steps))), strict=True))
+
+
+def precision_table(maps: Mapping[str, Mapping[str, np.ndarray]], accuracy: Mapping[str, float],
+                    truth: np.ndarray) -> pd.DataFrame:
+    """Long table: teacher, its test accuracy, map, saliency precision against the ``truth`` masks."""
+    return pd.DataFrame([{"teacher": name, "test accuracy": accuracy[name], "map": method,
+                          "precision": saliency_precision(m, truth)}
+                         for name, ms in maps.items() for method, m in ms.items()])
+
+
+def precision_plot(precision: pd.DataFrame, chance: float, n_eval: int) -> Figure:
+    """Bars: each teacher's precision per map, against chance (the planted share L/T)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
+    order = list(dict.fromkeys(precision["map"]))
+    wide = precision.pivot(index="teacher", columns="map", values="precision")[order]
+    wide.plot.bar(ax=ax, rot=0, color=["tab:red", "C0", "C2"])
+    ax.axhline(chance, color="0.3", ls="--", lw=1, label=f"chance (L/T = {chance:.2f})")
+    ax.set(ylabel="saliency precision", ylim=(0, 1), title=f"Synthetic test set, first {n_eval} series")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def mid_series(truth: np.ndarray, lo: int = 25, hi: int = 65) -> int:
+    """The first series whose planted window starts in ``[lo, hi]`` (0 when none does)."""
+    middle = np.flatnonzero((truth.argmax(1) >= lo) & (truth.argmax(1) <= hi))
+    return int(middle[0]) if len(middle) else 0

@@ -1,0 +1,65 @@
+"""Tables of runs over student seeds: "mean ± std" per method, and how two methods compare."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def mean_std(mean: float, std: float, decimals: int = 3) -> str:
+    """``"0.912 ± 0.015"``; the mean alone when ``std`` is missing (one seed), ``"–"`` without a mean."""
+    if pd.isna(mean):
+        return "–"
+    if pd.isna(std):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def seed_stats(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
+    """Per method (rows, in ``methods`` order): ``(metric, "mean")`` and ``(metric, "std")`` over seeds."""
+    missing = [m for m in metrics if m not in frame]
+    if missing:
+        raise ValueError(f"the runs have no column {missing[0]!r}; pick metrics among {sorted(frame.columns)}")
+    return frame.groupby("method")[list(metrics)].agg(["mean", "std"]).reindex(list(methods))
+
+
+def seed_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str], *, decimals: int = 3,
+               labels: Mapping[str, str] | None = None, seeds_column: bool = False) -> pd.DataFrame:
+    """Method x metric table of "mean ± std" over the runs of ``frame`` (one row per run, a ``method``
+    column); ``labels`` renames metric columns, ``seeds_column`` adds the number of runs first."""
+    stats = seed_stats(frame, metrics, methods)
+    table = pd.DataFrame({m: [mean_std(stats.at[k, (m, "mean")], stats.at[k, (m, "std")], decimals) for k in methods]
+                          for m in metrics}, index=pd.Index(list(methods), name="method"))
+    if seeds_column:
+        table.insert(0, "seeds", frame.groupby("method").size().reindex(list(methods)).fillna(0).astype(int))
+    return table.rename(columns=dict(labels or {}))
+
+
+def compare_means(stats: pd.DataFrame, a: str, b: str, metric: str) -> str:
+    """``"0.900 vs 0.800: higher than, a gap larger than the seed-to-seed spread"``: method ``a`` against
+    ``b`` on ``metric`` (``stats`` from :func:`seed_stats`); with one seed the spread is unknown."""
+    (ma, sa), (mb, sb) = ((stats.at[m, (metric, "mean")], stats.at[m, (metric, "std")]) for m in (a, b))
+    noise = np.nanmax([sa, sb]) if not (np.isnan(sa) and np.isnan(sb)) else np.nan
+    word = "higher than" if ma > mb else "lower than" if ma < mb else "equal to"
+    if np.isnan(noise):
+        verdict = "with a single seed we cannot tell whether that exceeds seed noise"
+    elif abs(ma - mb) > noise:
+        verdict = "a gap larger than the seed-to-seed spread"
+    else:
+        verdict = "a gap within the seed-to-seed spread"
+    return f"{ma:.3f} vs {mb:.3f}: {word}, {verdict}"
+
+
+def archived_note(source: Any, configs: Iterable[Any], profile: str) -> str | None:
+    """Which of ``configs`` ``source`` (a :class:`~tsd_lib.archive.Records`) reads from its archive because
+    ``profile`` does not train them, or None when every run is in the store (or ``source`` is the store)."""
+    configs = list(configs)
+    archived = source.from_archive(configs) if hasattr(source, "from_archive") else []
+    if not archived:
+        return None
+    return (f"{len(archived)} of these {len(configs)} runs (the feature baselines' seeds "
+            f"{', '.join(sorted({str(c.seed) for c in archived}))}) are not trained by `{profile}`. "
+            + source.archive.describe())
