@@ -84,8 +84,17 @@ def rank_table(auc: Any, acc: Any) -> tuple[pd.DataFrame, int]:
     return ranks.sort_values("average rank (macro AUC-PR)"), average_ranks(auc.mean).attrs["n_datasets"]
 
 
+def inflation_views(infl: pd.DataFrame, methods: Sequence[str]) -> list[pd.DataFrame]:
+    """Method x dataset inflation (``selection_inflation``) and, where there was a choice, the setting
+    each protocol picked."""
+    views = [infl.pivot(index="method", columns="dataset", values="inflation").reindex(list(methods)).round(4)]
+    choice = infl[infl["n_settings"] > 1]
+    return views + ([choice.round(4)] if len(choice) else [])
+
+
 def selection_note(infl: pd.DataFrame, profile: Any, paper: Any) -> str:
-    """What selecting on the test set would have added per method, or why nothing was selected."""
+    """What selecting on the test set would have added per method, or why nothing was selected (``profile``
+    and the ``paper`` profile say what each sweeps)."""
     multi = infl[infl["n_settings"] > 1]
     if len(multi):
         stats = multi.groupby("method")["inflation"].agg(["mean", "max"])
