@@ -23,6 +23,7 @@ from tsd_lib.analysis import (
     gains_claim,
     gains_plot,
     grid_note,
+    inflation_views,
     pair_views,
     rank_claim,
     rank_table,
@@ -168,6 +169,15 @@ def test_selection_note_per_method_or_why_nothing_was_selected():
     note = selection_note(infl.assign(n_settings=1), profile, paper)
     assert note.startswith("Profile `quick` has 1 teacher seed(s) and 1 TSD weight(s)")
     assert "sweeps the TSD weight over {0.1, 1} and 3 teacher seeds" in note
+
+
+def test_inflation_views_show_the_choice_only_where_there_was_one():
+    infl = pd.DataFrame({"dataset": ["A", "A", "B"], "method": ["tsd", "ce", "tsd"], "n_settings": [2, 1, 1],
+                         "inflation": [0.012345, 0.0, 0.0]})
+    pivot, choice = inflation_views(infl, ["ce", "tsd"])
+    assert list(pivot.index) == ["ce", "tsd"] and pivot.at["tsd", "A"] == 0.0123 and pivot.at["tsd", "B"] == 0.0
+    assert choice["method"].tolist() == ["tsd"]
+    assert len(inflation_views(infl.assign(n_settings=1), ["ce", "tsd"])) == 1
 
 
 def _pair_frame(capped: bool = False) -> pd.DataFrame:
