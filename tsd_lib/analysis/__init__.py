@@ -14,6 +14,18 @@ from tsd_lib.analysis.ablations import (
 from tsd_lib.analysis.architectures import ARCH, ROLES, architecture_table, pair_note, pair_sizes
 from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit, verdict
 from tsd_lib.analysis.budget import budget_frame, budget_gap, budget_plot, budget_table, nearest_budget
+from tsd_lib.analysis.claims import (
+    BASE_PAIRS,
+    budget_claim,
+    budget_gains,
+    fidelity_claims,
+    gains_claim,
+    gains_plot,
+    rank_claim,
+    runs_note,
+    tsd_gains,
+)
+from tsd_lib.analysis.costs import cost_tables, profiles_table
 from tsd_lib.analysis.data_views import (
     class_examples_plot,
     class_share_note,
@@ -24,6 +36,17 @@ from tsd_lib.analysis.data_views import (
     preprocessing_plot,
     preprocessing_stages,
     split_counts,
+)
+from tsd_lib.analysis.experiments import (
+    audit_note,
+    budget_note,
+    experiments_summary,
+    grid_note,
+    inflation_views,
+    pair_views,
+    rank_table,
+    selection_note,
+    teacher_scores,
 )
 from tsd_lib.analysis.features import (
     at_gaps,
@@ -40,6 +63,15 @@ from tsd_lib.analysis.features import (
     rkd_comparison,
     rkd_note,
     widths_note,
+)
+from tsd_lib.analysis.fidelity_views import (
+    beyond_accuracy_summary,
+    ece_table,
+    kl_cdf_plot,
+    reliability_plot,
+    substitution,
+    substitution_text,
+    tsd_colors,
 )
 from tsd_lib.analysis.logits import (
     ENTROPY_GRID,
@@ -77,7 +109,15 @@ from tsd_lib.analysis.summaries import (
     teacher_summary,
     tsd_summary,
 )
-from tsd_lib.analysis.tables import archived_note, compare_means, mean_std, seed_stats, seed_table
+from tsd_lib.analysis.tables import (
+    across_datasets,
+    archived_note,
+    by_method,
+    compare_means,
+    mean_std,
+    seed_stats,
+    seed_table,
+)
 from tsd_lib.analysis.teachers import (
     SEED_STUDY_COLUMNS,
     TEACHER_COLUMNS,
@@ -106,22 +146,28 @@ from tsd_lib.analysis.tsd_views import (
 )
 
 __all__ = [
-    "ARCH", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS", "SYNTHETIC_MAPS",
-    "TEACHER_COLUMNS", "ablation_findings", "ablation_plot", "ablation_runs", "ablation_stats", "ablation_table",
-    "agreement_table", "architecture_table", "archived_note", "at_gaps", "at_note", "attention_plot",
-    "attention_profile", "bank_note", "bank_vs_fresh", "baseline_note", "baseline_table", "baselines_summary",
-    "binary_dkd_note", "book_teacher_configs", "budget_frame", "budget_gap", "budget_plot", "budget_table",
-    "capped_runs", "choose_seed", "class_examples_plot", "class_share_note", "class_share_plot",
-    "class_sorted_sample", "compare_means", "confidence_plot", "converged_only", "convergence_audit",
-    "dataset_line", "distance_heatmaps", "fidelity_scatter", "first_per_class", "flat_sequence",
-    "forward_features", "gradient_note", "gradient_ratios", "kd_gradient_table", "kd_term_note", "late_mass",
-    "late_mass_note", "literature_note", "literature_plot", "logit_summary", "maps_against_teacher", "maps_plot",
-    "matching_candidates", "mean_std", "median_margin_index", "mid_series", "nearest_budget", "pair_note",
-    "pair_sizes", "paper_pair", "planted_examples_plot", "precision_plot", "precision_table",
-    "preprocessing_note", "preprocessing_plot", "preprocessing_stages", "profile_study_picks", "published_fcn",
-    "ranked", "relative_distances", "rkd_comparison", "rkd_note", "saliency_summary", "seed_stats", "seed_study",
-    "seed_study_plot", "seed_study_summary", "seed_table", "setting_note", "shift_heatmaps", "soft_entropy",
-    "split_counts", "studies_summary", "synthetic_maps", "synthetic_teachers", "teacher_comparison_plots",
-    "teacher_histories", "teacher_studies", "teacher_summary", "teacher_table", "temperature_plot",
-    "training_note", "tsd_summary", "verdict", "widths_note", "window_shift_plot",
+    "ARCH", "BASE_PAIRS", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS",
+    "SYNTHETIC_MAPS", "TEACHER_COLUMNS", "ablation_findings", "ablation_plot", "ablation_runs",
+    "ablation_stats", "ablation_table", "across_datasets", "agreement_table", "architecture_table",
+    "archived_note", "at_gaps", "at_note", "attention_plot", "attention_profile", "audit_note", "bank_note",
+    "bank_vs_fresh", "baseline_note", "baseline_table", "baselines_summary", "beyond_accuracy_summary",
+    "binary_dkd_note", "book_teacher_configs", "budget_claim", "budget_frame", "budget_gains", "budget_gap",
+    "budget_note", "budget_plot", "budget_table", "by_method", "capped_runs", "choose_seed",
+    "class_examples_plot", "class_share_note", "class_share_plot", "class_sorted_sample", "compare_means",
+    "confidence_plot", "converged_only", "convergence_audit", "cost_tables", "dataset_line",
+    "distance_heatmaps", "ece_table", "experiments_summary", "fidelity_claims", "fidelity_scatter",
+    "first_per_class", "flat_sequence", "forward_features", "gains_claim", "gains_plot", "gradient_note",
+    "gradient_ratios", "grid_note", "inflation_views", "kd_gradient_table", "kd_term_note", "kl_cdf_plot",
+    "late_mass", "late_mass_note", "literature_note", "literature_plot", "logit_summary",
+    "maps_against_teacher", "maps_plot", "matching_candidates", "mean_std", "median_margin_index", "mid_series",
+    "nearest_budget", "pair_note", "pair_sizes", "pair_views", "paper_pair", "planted_examples_plot",
+    "precision_plot", "precision_table", "preprocessing_note", "preprocessing_plot", "preprocessing_stages",
+    "profile_study_picks", "profiles_table", "published_fcn", "rank_claim", "rank_table", "ranked",
+    "relative_distances", "reliability_plot", "rkd_comparison", "rkd_note", "runs_note", "saliency_summary",
+    "seed_stats", "seed_study", "seed_study_plot", "seed_study_summary", "seed_table", "selection_note",
+    "setting_note", "shift_heatmaps", "soft_entropy", "split_counts", "studies_summary", "substitution",
+    "substitution_text", "synthetic_maps", "synthetic_teachers", "teacher_comparison_plots",
+    "teacher_histories", "teacher_scores", "teacher_studies", "teacher_summary", "teacher_table",
+    "temperature_plot", "training_note", "tsd_colors", "tsd_gains", "tsd_summary", "verdict", "widths_note",
+    "window_shift_plot",
 ]

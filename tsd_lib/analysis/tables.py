@@ -63,3 +63,18 @@ def archived_note(source: Any, configs: Iterable[Any], profile: str) -> str | No
     return (f"{len(archived)} of these {len(configs)} runs (the feature baselines' seeds "
             f"{', '.join(sorted({str(c.seed) for c in archived}))}) are not trained by `{profile}`. "
             + source.archive.describe())
+
+
+def by_method(summary: Any) -> pd.DataFrame:
+    """Method x dataset "mean ± std" of a :class:`~tsd_lib.report.tables.Summary`, plus the mean over datasets."""
+    text = summary.text.T
+    text["mean over datasets"] = [f"{v:.3f}" for v in summary.mean.mean(axis=0).reindex(text.index)]
+    return text
+
+
+def across_datasets(frame: pd.DataFrame, metrics: Sequence[str],
+                    methods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Mean over datasets per (method, seed), then over seeds: the "mean ± std" table, the
+    :func:`seed_stats` and the per-seed frame (one row per method and seed)."""
+    per_seed = frame.groupby(["method", "seed"])[list(metrics)].mean().reset_index()
+    return seed_table(per_seed, metrics, methods), seed_stats(per_seed, metrics, methods), per_seed

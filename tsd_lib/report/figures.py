@@ -313,15 +313,18 @@ def perturbation_examples(series: np.ndarray, perturbed: np.ndarray, starts: Seq
     return _titled(fig, title)
 
 
-def metric_bars(frame: Any, metrics: Sequence[str], *, title: str | None = None) -> Figure:
-    """Mean ± std bars per method for several metrics (``frame``: one row per run, a ``method`` column)."""
+def metric_bars(frame: Any, metrics: Sequence[str], *, title: str | None = None,
+                colors: Sequence[str] | None = None) -> Figure:
+    """Mean ± std bars per method for several metrics (``frame``: one row per run, a ``method`` column);
+    ``colors``, one per method in :func:`order_methods` order, default to the colour cycle."""
     fig = _figure((3.4 * len(metrics), 3.2), pyplot=True)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     methods = order_methods(frame["method"])
     for ax, metric in zip(axes, metrics, strict=True):
         grouped = frame.groupby("method")[metric]
         means, stds = grouped.mean().reindex(methods), grouped.std().reindex(methods).fillna(0.0)
-        ax.bar(range(len(methods)), means, yerr=stds, color=[f"C{i}" for i in range(len(methods))], capsize=3)
+        ax.bar(range(len(methods)), means, yerr=stds, capsize=3,
+               color=list(colors) if colors else [f"C{i}" for i in range(len(methods))])
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_title(metric_label(metric))
     return _titled(fig, title)

@@ -20,6 +20,7 @@ METRIC_LABELS = {
     "auc_pr": "macro AUC-PR", "accuracy": "accuracy", "roc_auc": "ROC-AUC", "ap_micro": "micro AP",
     "agreement": "teacher-student agreement", "kl_teacher_student": "KL(teacher || student)",
     "js_teacher_student": "JS(teacher, student)", "ece": "ECE", "saliency_spearman": "saliency Spearman",
+    "saliency_cosine": "saliency cosine", "saliency_topk_iou": "saliency top-10 IoU",
 }
 # Config fields that should not vary inside one (dataset, method, setting); a sweep over one
 # of them (e.g. a window-length study) must be filtered out or added to ``setting_cols``.

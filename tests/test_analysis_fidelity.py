@@ -1,0 +1,132 @@
+"""Chapter 7 (calibration, substitution, its summary) and the reproducing page's tables, on hand-built
+probabilities, runs and profiles."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsd_lib.analysis import (
+    beyond_accuracy_summary,
+    cost_tables,
+    ece_table,
+    kl_cdf_plot,
+    profiles_table,
+    reliability_plot,
+    seed_stats,
+    substitution,
+    substitution_text,
+    tsd_colors,
+)
+from tsd_lib.metrics import ece
+from tsd_lib.report import metric_bars
+
+Y = np.array([0, 1, 0, 0])
+TEACHER = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])  # wrong on the last series only
+COPY = TEACHER.copy()
+FLIPPED = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])  # breaks series 2, repairs series 3
+
+
+def _students() -> dict[tuple[str, int], np.ndarray]:
+    return {("kd", 0): COPY, ("kd", 1): COPY, ("ce", 0): FLIPPED, ("ce", 1): COPY}
+
+
+def test_substitution_counts_breaks_repairs_and_per_series_kl():
+    subst, kl = substitution(Y, TEACHER, _students(), ["ce", "kd"])
+    assert list(subst.index) == ["ce", "kd"]
+    assert subst.at["kd", ("agreement", "mean")] == 1.0 and subst.at["kd", ("median per-series KL", "mean")] == 0.0
+    assert subst.at["ce", ("agreement", "mean")] == pytest.approx(0.75)  # seed 0 agrees on 2 of 4, seed 1 on 4
+    assert subst.at["ce", ("breaks (teacher right, student wrong)", "mean")] == pytest.approx(0.125)
+    assert subst.at["ce", ("repairs (teacher wrong, student right)", "mean")] == pytest.approx(0.125)
+    assert kl["ce"].shape == (8,) and np.count_nonzero(kl["ce"] > 1e-9) == 2 and np.all(kl["kd"] == 0)
+    text = substitution_text(subst)
+    assert text.index.name == "student" and text.at["kd", "agreement"] == "1.0000 ± 0.0000"
+    assert text.at["ce", "agreement"] == "0.7500 ± 0.3536"
+
+
+def test_ece_table_has_students_and_the_teacher():
+    table = ece_table(Y, TEACHER, _students())
+    assert list(table.index) == ["kd student", "ce student", "teacher"]
+    assert table.at["teacher", "mean"] == pytest.approx(ece(Y, TEACHER)) and np.isnan(table.at["teacher", "std"])
+    assert table.at["ce student", "mean"] == pytest.approx((ece(Y, FLIPPED) + ece(Y, COPY)) / 2)
+    assert table["seeds"].tolist() == [2, 2, 1]
+
+
+def _stats(values: dict[str, list[dict[str, float]]]) -> pd.DataFrame:
+    frame = pd.DataFrame([{"method": m, **r} for m, runs in values.items() for r in runs])
+    return seed_stats(frame, [c for c in frame if c != "method"], list(values))
+
+
+def test_beyond_accuracy_summary_compares_kd_tsd_with_kd_and_picks_students():
+    fid = _stats({"ce": [{"agreement": 0.7, "kl_teacher_student": 0.5, "js_teacher_student": 0.1}] * 2,
+                  "kd": [{"agreement": 0.8, "kl_teacher_student": 0.3, "js_teacher_student": 0.05},
+                         {"agreement": 0.82, "kl_teacher_student": 0.31, "js_teacher_student": 0.05}],
+                  "kd+tsd": [{"agreement": 0.9, "kl_teacher_student": 0.2, "js_teacher_student": 0.05},
+                             {"agreement": 0.92, "kl_teacher_student": 0.21, "js_teacher_student": 0.05}]})
+    sal = _stats({"ce": [{"saliency_spearman": 0.2}, {"saliency_spearman": 0.4}],
+                  "kd": [{"saliency_spearman": 0.3}, {"saliency_spearman": 0.3}],
+                  "kd+tsd": [{"saliency_spearman": 0.35}, {"saliency_spearman": 0.35}]})
+    students = {("kd", 0): COPY, ("kd", 1): COPY, ("kd+tsd", 0): COPY, ("kd+tsd", 1): COPY, ("ce", 0): FLIPPED}
+    subst, _ = substitution(Y, TEACHER, students, ["kd", "kd+tsd", "ce"])
+    eces = ece_table(Y, TEACHER, students)
+    lines = beyond_accuracy_summary(fid, sal, eces, subst, dataset="D", profile="quick", n_seeds=2).splitlines()
+    assert lines[0] == ("- Across the grid, KD+TSD vs KD: agreement 0.910 vs 0.810 (better; beyond the seed spread), "
+                        "KL(teacher || student) 0.205 vs 0.305 (better; beyond the seed spread), JS 0.050 vs 0.050 "
+                        "(equal; within the seed spread).")
+    assert lines[1] == ("- Saliency Spearman, KD+TSD vs KD: 0.350 vs 0.300 (better; beyond the seed spread); "
+                        "vs CE: 0.350 vs 0.300 (better; within the seed spread).")
+    assert lines[2] == ("- Calibration on D: the best-calibrated student is the **ce student** (mean ECE 0.300), "
+                        "better than the teacher (0.350); kd student: 0.350, kd+tsd student: 0.350, ce student: 0.300.")
+    assert lines[3] == ("- Substitution on D: the student closest to the teacher by median per-series KL is **kd** "
+                        "(0.0000), with top-1 agreement 1.000; the highest agreement is kd's (1.000).")
+    assert lines[4].endswith("at least as safe a substitute as the KD student on both counts (agreement and KL).")
+    assert lines[5] == "- Profile `quick`, 2 seed(s): treat differences within one seed std as noise."
+    students[("kd+tsd", 0)] = FLIPPED
+    subst, _ = substitution(Y, TEACHER, students, ["kd", "kd+tsd", "ce"])
+    text = beyond_accuracy_summary(fid.loc[["ce"]], sal, eces, subst, dataset="D", profile="quick", n_seeds=2)
+    assert "Across the grid" not in text and "does not show KD+TSD as the safer substitute" in text
+
+
+def test_chapter_seven_figures():
+    fig = reliability_plot(Y, TEACHER, _students(), ["ce", "kd"], 0, title="t")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][1:] == ["teacher", "ce student", "kd student"]
+    _, kl = substitution(Y, TEACHER, _students(), ["ce", "kd"])
+    fig = kl_cdf_plot(kl, title="t")
+    steps = fig.axes[0].get_lines()
+    assert len(steps) == 2 and steps[1].get_xdata().min() == 1e-6 and steps[1].get_ydata().max() == 1.0
+    assert tsd_colors(["ce", "kd+tsd", "tsd"]) == ["tab:gray", "tab:red", "tab:red"]
+    runs = pd.DataFrame({"method": ["ce", "ce", "tsd"], "x": [0.2, 0.4, 0.5]})
+    fig = metric_bars(runs, ["x"], colors=tsd_colors(["ce", "tsd"]))
+    bars = fig.axes[0].patches
+    assert [round(b.get_height(), 6) for b in bars] == [0.3, 0.5]
+    assert bars[1].get_facecolor()[:3] == pytest.approx((0.839, 0.153, 0.157), abs=1e-3)  # tab:red
+    plt.close("all")
+
+
+def _profile(name: str, methods: list[str], epochs: int) -> SimpleNamespace:
+    configs = [SimpleNamespace(method=m, epochs=epochs) for m in methods]
+    return SimpleNamespace(name=name, datasets=["A"], methods=methods, seeds=[0, 1], teacher_seeds=[0],
+                           tsd_weights=[1.0], run={"epochs": epochs}, description="two\n  lines",
+                           configs=lambda: configs)
+
+
+def test_profiles_and_cost_tables():
+    profiles = [_profile("small", ["ce", "tsd"], 100), _profile("big", ["ce", "kd", "kd"], 500)]
+    table = profiles_table(profiles)
+    assert table.loc["small"].to_dict() == {"datasets": 1, "methods": 2, "student seeds": 2, "teacher seeds": 1,
+                                            "TSD weights": 1, "max epochs": 100, "runs": 2, "description": "two lines"}
+    records = [{"method": "ce", "train_seconds": 10.0, "epochs_run": 10, "wall_seconds": 60.0, "device_used": "cpu"},
+               {"method": "ce", "train_seconds": 30.0, "epochs_run": 10, "wall_seconds": 60.0, "device_used": "cpu"},
+               {"method": "tsd", "train_seconds": 6.0, "epochs_run": 0, "wall_seconds": 60.0, "device_used": "cpu"}]
+    per_method, cost, note = cost_tables(records, profiles)
+    assert per_method.to_dict() == {"ce": 2.0, "tsd": 6.0} and per_method.name == "median s / epoch (this machine)"
+    hours = cost["upper bound (cpu), hours"]
+    assert hours["small"] == pytest.approx((2.0 + 6.0) * 100 / 3600)
+    assert hours["big"] == pytest.approx((2.0 + 4.0 + 4.0) * 500 / 3600)  # kd never ran: the median, 4 s/epoch
+    assert note == ("The 3 runs in this store took 3.0 minutes of wall time in all (teachers, training and "
+                    "evaluation), on `cpu`.")
+    assert cost_tables([], profiles) is None
