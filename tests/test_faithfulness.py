@@ -97,3 +97,25 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
     auprc = study["auprc"]
     assert auprc["model"].tolist() == ["teacher", "ce", "tsd"] and auprc["saliency AUPRC"].between(0, 1).all()
     assert 0 < auprc["chance"].iloc[0] < 0.5
+
+
+def test_faithfulness_note_reads_the_table():
+    import pandas as pd
+
+    from tsd_lib.analysis.faithfulness import faithfulness_note
+
+    table = pd.DataFrame([
+        {"model": "teacher", "ranked by": "own saliency", "deletion area": 0.3, "insertion area": 0.8},
+        {"model": "tsd", "ranked by": "own saliency", "deletion area": 0.4, "insertion area": 0.7},
+        {"model": "tsd", "ranked by": "teacher's saliency", "deletion area": 0.35, "insertion area": 0.75},
+        {"model": "ce", "ranked by": "own saliency", "deletion area": 0.4, "insertion area": 0.7},
+        {"model": "ce", "ranked by": "teacher's saliency", "deletion area": 0.5, "insertion area": 0.75}])
+    auprc = pd.DataFrame({"model": ["teacher", "ce", "tsd"], "saliency AUPRC": [0.6, 0.3, 0.5], "chance": 0.1})
+    lines = faithfulness_note(table, auprc, "S").splitlines()
+    assert lines[0] == ("- **tsd** on S: deletion area 0.400 with its own ranking, 0.350 with the teacher's; insertion "
+                        "area 0.700 vs 0.750. The teacher's ranking removes and reveals this student's evidence at "
+                        "least as fast as its own.")
+    assert lines[1].endswith("does not beat the student's own ranking on both curves.")
+    assert lines[2] == ("- Against the planted truth of S (chance 0.100): teacher 0.600, ce 0.300, tsd 0.500; "
+                        "**teacher**'s saliency finds the pattern best.")
+    assert faithfulness_note(table, None, "S").count("\n") == 1

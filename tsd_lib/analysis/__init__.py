@@ -48,6 +48,16 @@ from tsd_lib.analysis.experiments import (
     selection_note,
     teacher_scores,
 )
+from tsd_lib.analysis.faithfulness import (
+    curve_area,
+    faithfulness,
+    faithfulness_note,
+    faithfulness_plot,
+    faithfulness_study,
+    perturbation_curve,
+    saliency_auprc,
+    window_ranking,
+)
 from tsd_lib.analysis.features import (
     at_gaps,
     at_note,
@@ -146,6 +156,8 @@ from tsd_lib.analysis.tsd_views import (
 )
 
 __all__ = [
+    "curve_area", "faithfulness", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
+    "perturbation_curve", "saliency_auprc", "window_ranking",
     "ARCH", "BASE_PAIRS", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS",
     "SYNTHETIC_MAPS", "TEACHER_COLUMNS", "ablation_findings", "ablation_plot", "ablation_runs",
     "ablation_stats", "ablation_table", "across_datasets", "agreement_table", "architecture_table",

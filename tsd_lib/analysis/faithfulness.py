@@ -147,3 +147,28 @@ def faithfulness_study(profile: Profile, dataset: str, methods: list[str], *, se
                               for name, m in maps.items()])
         auprc["chance"] = float(np.asarray(truth[:n_series]).mean())
     return {"table": table, "curves": curves, "auprc": auprc}
+
+
+def faithfulness_note(table: pd.DataFrame, auprc: pd.DataFrame | None, dataset: str, reference: str = "teacher") -> str:
+    """Markdown: per student, whether the teacher's ranking removes its evidence faster than its own
+    (lower deletion area) and reveals it faster (higher insertion area); and, with planted truth, which
+    model's saliency finds the pattern best."""
+    by = table.set_index(["model", "ranked by"])
+    lines = []
+    for name in dict.fromkeys(table["model"]):
+        if name == reference:
+            continue
+        own, ref = by.loc[(name, "own saliency")], by.loc[(name, f"{reference}'s saliency")]
+        d_own, i_own = own["deletion area"], own["insertion area"]
+        d_ref, i_ref = ref["deletion area"], ref["insertion area"]
+        better = d_ref <= d_own and i_ref >= i_own
+        lines.append(f"- **{name}** on {dataset}: deletion area {d_own:.3f} with its own ranking, {d_ref:.3f} with the "
+                     f"{reference}'s; insertion area {i_own:.3f} vs {i_ref:.3f}. The {reference}'s ranking "
+                     + ("removes and reveals this student's evidence at least as fast as its own" if better
+                        else "does not beat the student's own ranking on both curves") + ".")
+    if auprc is not None:
+        best = auprc.loc[auprc["saliency AUPRC"].idxmax()]
+        lines.append(f"- Against the planted truth of {dataset} (chance {auprc['chance'].iloc[0]:.3f}): "
+                     + ", ".join(f"{r.model} {r._2:.3f}" for r in auprc.itertuples())
+                     + f"; **{best['model']}**'s saliency finds the pattern best.")
+    return "\n".join(lines)
