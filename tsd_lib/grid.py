@@ -134,8 +134,9 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
 
         from joblib.externals.loky import get_reusable_executor
 
-        # every worker ends when this process dies: a killed grid leaves no workers behind
-        executor = get_reusable_executor(max_workers=n_jobs, initializer=_die_with_parent)
+        # every worker ends when this process dies: a killed grid leaves no workers behind; an idle worker
+        # (waiting while the other trains the last teacher) is kept for 10 minutes, not loky's 10 s
+        executor = get_reusable_executor(max_workers=n_jobs, initializer=_die_with_parent, timeout=600)
         yield lambda calls: (f.result() for f in as_completed([executor.submit(execute, **c) for c in calls]))
 
 
