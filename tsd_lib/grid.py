@@ -137,7 +137,10 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
         # every worker ends when this process dies: a killed grid leaves no workers behind; an idle worker
         # (waiting while the other trains the last teacher) is kept for 10 minutes, not loky's 10 s
         executor = get_reusable_executor(max_workers=n_jobs, initializer=_die_with_parent, timeout=600)
-        yield lambda calls: (f.result() for f in as_completed([executor.submit(execute, **c) for c in calls]))
+        try:
+            yield lambda calls: (f.result() for f in as_completed([executor.submit(execute, **c) for c in calls]))
+        finally:
+            executor.shutdown(wait=True)  # the workers' memory is free once the grid is done
 
 
 def run_grid(
