@@ -7,7 +7,6 @@ import json
 import pytest
 import yaml
 
-from tsd_lib import experiment
 from tsd_lib.analysis import choose_seed, matching_candidates
 from tsd_lib.archive import Archive, Records, archive_dir, export_archive, make_archive, study_source
 from tsd_lib.cli import main
@@ -59,7 +58,7 @@ def test_records_are_found_after_the_code_changed_and_marked_stale(tiny, monkeyp
     profile, _, out = tiny
     config = profile.configs()[0]
     before = config.key()
-    monkeypatch.setattr(experiment, "results_digest", lambda: "0000000000000000")
+    monkeypatch.setattr("tsd_lib.experiment.config.results_digest", lambda: "0000000000000000")
     monkeypatch.setattr("tsd_lib.archive.results_digest", lambda: "0000000000000000")
     assert config.key() != before  # a run store would retrain it ...
     archive = Archive.load(out)
