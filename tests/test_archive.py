@@ -141,3 +141,12 @@ def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
     candidates = matching_candidates(pair, studies.teacher_study_configs())
     assert len(candidates) == 5 and all(c.teacher == "lstm_teacher" and c.dataset == "GunPoint" for c in candidates)
     assert choose_seed(candidates, Archive.load("studies")) == pair.teacher_seed
+
+
+def test_exported_entries_carry_no_machine_paths(tiny):
+    from tsd_lib.archive import _portable
+
+    assert _portable({"data_dir": "/some/where", "a": 1}) == {"data_dir": None, "a": 1}
+    _, _, out = tiny
+    for entry in Archive.load(out).entries:
+        assert entry["config"].get("data_dir") is None and entry["record"].get("data_dir") is None

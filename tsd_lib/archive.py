@@ -78,6 +78,11 @@ def profile_teachers(profile: Profile) -> list[RunConfig]:
     return list(teachers.values())
 
 
+def _portable(d: dict[str, Any]) -> dict[str, Any]:
+    """A record or config without this machine's paths (``data_dir``: pass ``--data-dir`` to verify)."""
+    return {**d, "data_dir": None} if d.get("data_dir") else d
+
+
 def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
     """Write the profile's finished records in ``store`` to the archive folder ``out``; return the
     manifest. Runs not yet finished are counted as missing; exporting again adds them."""
@@ -88,19 +93,21 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         if not store.has(config):
             missing += 1
             continue
-        record = store.load_record(config)
+        record = _portable(store.load_record(config))
         codes.add(record["code"])
-        lines[config.dataset].append(json.dumps({"kind": "run", "key": config.key(), "config": config.to_dict(),
-                                                 "record": record}, sort_keys=True))
+        lines[config.dataset].append(json.dumps({"kind": "run", "key": config.key(),
+                                                 "config": _portable(config.to_dict()), "record": record},
+                                                sort_keys=True))
         n_runs += 1
     for config in profile_teachers(profile):
         if not store.has_teacher(config):
             missing += 1
             continue
-        record = store.load_teacher_record(config)
+        record = _portable(store.load_teacher_record(config))
         codes.add(record["code"])
         lines[config.dataset].append(json.dumps({"kind": "teacher", "key": config.teacher_key(),
-                                                 "config": config.to_dict(), "record": record}, sort_keys=True))
+                                                 "config": _portable(config.to_dict()), "record": record},
+                                                sort_keys=True))
         n_teachers += 1
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
@@ -122,15 +129,14 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
 
 def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n_jobs: int = 1,
                  command: str = "", show_progress: bool | None = None) -> GridSummary:
-    """Train the profile's teachers, then its runs one part at a time (main grid, pairs, baselines,
-    ablations), exporting the archive after each part: a stopped archive keeps what finished, and
-    running it again resumes (the store keeps every finished run)."""
+    """Train the profile one dataset at a time, in the profile's order (put the smallest first), its
+    teachers before its runs, and export the archive after each dataset: a stopped archive keeps
+    what finished, and running it again resumes (the store keeps every finished run)."""
     total = GridSummary()
-    parts = [[], profile.main_configs(), profile.pair_configs(), profile.baseline_configs(),
-             profile.ablation_configs()]
-    for i, configs in enumerate(parts):
-        summary = run_grid(configs, store, n_jobs=n_jobs, show_progress=show_progress,
-                           teachers=profile_teachers(profile) if i == 0 else None)
+    configs, teachers = profile.configs(), profile_teachers(profile)
+    for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
+        summary = run_grid([c for c in configs if c.dataset == dataset], store, n_jobs=n_jobs,
+                           show_progress=show_progress, teachers=[t for t in teachers if t.dataset == dataset])
         for name in ("total", "skipped", "done", "failed", "seconds"):
             setattr(total, name, getattr(total, name) + getattr(summary, name))
         total.errors += summary.errors
