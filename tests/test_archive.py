@@ -11,6 +11,7 @@ from tsd_lib.analysis import choose_seed, matching_candidates
 from tsd_lib.archive import Archive, Records, archive_dir, export_archive, make_archive, study_source
 from tsd_lib.cli import main
 from tsd_lib.experiment import RunStore
+from tsd_lib.grid import run_grid
 from tsd_lib.profiles import load_profile
 
 TINY = {
@@ -150,3 +151,29 @@ def test_exported_entries_carry_no_machine_paths(tiny):
     _, _, out = tiny
     for entry in Archive.load(out).entries:
         assert entry["config"].get("data_dir") is None and entry["record"].get("data_dir") is None
+
+
+def test_paper_archive_coverage_results_and_cost(tmp_path):
+    from tsd_lib.analysis.paper_archive import load_paper_archive, paper_results, remaining_cost
+
+    spec = {"name": "tiny-paper", "datasets": ["ItalyPowerDemand", "synthetic"], "methods": ["ce", "tsd"],
+            "seeds": [0, 1], "tsd_weights": [0.1, 10.0], "teacher": "fcn_small", "student": "fcn_small", "epochs": 2,
+            "patience": 2, "teacher_epochs": 2, "n_windows": 2, "window": 5, "tsd_bank_size": 4,
+            "saliency_eval_series": 4}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    profile = load_profile(tmp_path / "p.yaml")
+    store = RunStore(tmp_path / "store")
+    ipd = [c for c in profile.configs() if c.dataset == "ItalyPowerDemand"]
+    assert run_grid(ipd, store, show_progress=False).failed == 0  # one dataset of two
+    export_archive(profile, store, tmp_path / "out")
+    assert load_paper_archive("tiny-paper", path=tmp_path / "none", profile=profile) is None
+    paper = load_paper_archive("tiny-paper", path=tmp_path / "out", profile=profile)
+    assert paper.complete == ["ItalyPowerDemand"] and len(paper.records) == 6  # ce x 2 seeds + tsd x 2 weights x 2
+    assert paper.coverage.loc["Synthetic", "runs"] == "0 / 6"
+    assert paper.coverage.loc["ItalyPowerDemand", "teachers"] == "1 / 1"
+    results = paper_results(paper)
+    assert list(results["summary"].mean.columns) == ["ce", "tsd"]
+    picked = results["weights"].loc["ItalyPowerDemand", "tsd"]
+    assert picked in ("teacher_seed=0, tsd_weight=0.1", "teacher_seed=0, tsd_weight=10")
+    assert (results["inflation"]["inflation"] >= 0).all()
+    assert remaining_cost(paper).startswith("Not archived yet: Synthetic.")

@@ -94,6 +94,7 @@ from tsd_lib.analysis.logits import (
     soft_entropy,
     temperature_plot,
 )
+from tsd_lib.analysis.paper_archive import PaperArchive, load_paper_archive, paper_results, remaining_cost
 from tsd_lib.analysis.published import PUBLISHED_FCN, PUBLISHED_SOURCE, published_fcn
 from tsd_lib.analysis.saliency_views import (
     SYNTHETIC_MAPS,
@@ -156,6 +157,7 @@ from tsd_lib.analysis.tsd_views import (
 )
 
 __all__ = [
+    "PaperArchive", "load_paper_archive", "paper_results", "remaining_cost",
     "curve_area", "faithfulness", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
     "perturbation_curve", "saliency_auprc", "window_ranking",
     "ARCH", "BASE_PAIRS", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS",
