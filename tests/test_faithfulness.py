@@ -116,6 +116,9 @@ def test_faithfulness_note_reads_the_table():
                         "area 0.700 vs 0.750. The teacher's ranking removes and reveals this student's evidence at "
                         "least as fast as its own.")
     assert lines[1].endswith("does not beat the student's own ranking on both curves.")
-    assert lines[2] == ("- Against the planted truth of S (chance 0.100): teacher 0.600, ce 0.300, tsd 0.500; "
+    assert lines[2] == ("- On S the teacher's ranking comes closest to the student's own for **tsd** (deletion-area "
+                        "gap -0.050; tsd -0.050, ce +0.100): the student whose evidence the teacher's saliency locates "
+                        "best.")
+    assert lines[3] == ("- Against the planted truth of S (chance 0.100): teacher 0.600, ce 0.300, tsd 0.500; "
                         "**teacher**'s saliency finds the pattern best.")
-    assert faithfulness_note(table, None, "S").count("\n") == 1
+    assert faithfulness_note(table, None, "S").count("\n") == 2

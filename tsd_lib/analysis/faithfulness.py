@@ -154,18 +154,24 @@ def faithfulness_note(table: pd.DataFrame, auprc: pd.DataFrame | None, dataset: 
     (lower deletion area) and reveals it faster (higher insertion area); and, with planted truth, which
     model's saliency finds the pattern best."""
     by = table.set_index(["model", "ranked by"])
-    lines = []
+    lines, gaps = [], {}
     for name in dict.fromkeys(table["model"]):
         if name == reference:
             continue
         own, ref = by.loc[(name, "own saliency")], by.loc[(name, f"{reference}'s saliency")]
         d_own, i_own = own["deletion area"], own["insertion area"]
         d_ref, i_ref = ref["deletion area"], ref["insertion area"]
+        gaps[name] = d_ref - d_own
         better = d_ref <= d_own and i_ref >= i_own
         lines.append(f"- **{name}** on {dataset}: deletion area {d_own:.3f} with its own ranking, {d_ref:.3f} with the "
                      f"{reference}'s; insertion area {i_own:.3f} vs {i_ref:.3f}. The {reference}'s ranking "
                      + ("removes and reveals this student's evidence at least as fast as its own" if better
                         else "does not beat the student's own ranking on both curves") + ".")
+    if gaps:
+        closest = min(gaps, key=gaps.get)
+        lines.append(f"- On {dataset} the {reference}'s ranking comes closest to the student's own for **{closest}** "
+                     f"(deletion-area gap {gaps[closest]:+.3f}; " + ", ".join(f"{n} {g:+.3f}" for n, g in gaps.items())
+                     + f"): the student whose evidence the {reference}'s saliency locates best.")
     if auprc is not None:
         best = auprc.loc[auprc["saliency AUPRC"].idxmax()]
         lines.append(f"- Against the planted truth of {dataset} (chance {auprc['chance'].iloc[0]:.3f}): "
