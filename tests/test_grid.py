@@ -44,7 +44,7 @@ def test_packaged_profiles_parse():
     assert {"smoke", "quick", "paper", "paper-smoke"} <= set(available_profiles())
     paper = load_profile("paper")
     assert len(paper.datasets) == 30 and paper.seeds == [1, 24, 300, 49000, 1001]
-    assert paper.run["epochs"] == 500 and paper.run["patience"] == 50
+    assert paper.run["teacher_epochs"] == 500 and paper.run["epochs"] == 1000 and paper.run["patience"] == 50
     assert sorted(paper.tsd_weights) == [0.1, 0.5, 1.0, 10.0, 100.0]
     quick = load_profile("quick")
     assert len(quick.seeds) >= 3 and "Synthetic" in quick.datasets
