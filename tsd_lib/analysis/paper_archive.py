@@ -83,6 +83,6 @@ def remaining_cost(paper: PaperArchive) -> str:
     hours = float(costs[1].iloc[0, -1]) if costs else np.nan
     return (f"Not archived yet: {', '.join(missing)}. At the per-epoch cost measured on the archived runs "
             f"({paper.archive.manifest.get('machine', {}).get('cpu', 'this machine')}), their "
-            f"{len(rest.configs())} runs would take at most {hours:.1f} CPU hours (every run at its "
-            "500-epoch cap; early stopping ends most runs far sooner, and larger series cost more per epoch "
-            "than the small sets measured so far).")
+            f"{len(rest.configs())} runs would take at most {hours:.1f} CPU hours (every student at its "
+            f"{rest.run.get('epochs', 500)}-epoch cap; early stopping ends most runs far sooner, and larger "
+            "series cost more per epoch than the small sets measured so far).")
