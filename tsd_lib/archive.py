@@ -88,27 +88,21 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     manifest. Runs not yet finished are counted as missing; exporting again adds them."""
     out = Path(out)
     lines: dict[str, list[str]] = defaultdict(list)
-    codes, n_runs, n_teachers, missing = set(), 0, 0, 0
-    for config in profile.configs():
-        if not store.has(config):
-            missing += 1
-            continue
-        record = _portable(store.load_record(config))
-        codes.add(record["code"])
-        lines[config.dataset].append(json.dumps({"kind": "run", "key": config.key(),
-                                                 "config": _portable(config.to_dict()), "record": record},
-                                                sort_keys=True))
-        n_runs += 1
-    for config in profile_teachers(profile):
-        if not store.has_teacher(config):
-            missing += 1
-            continue
-        record = _portable(store.load_teacher_record(config))
-        codes.add(record["code"])
-        lines[config.dataset].append(json.dumps({"kind": "teacher", "key": config.teacher_key(),
-                                                 "config": _portable(config.to_dict()), "record": record},
-                                                sort_keys=True))
-        n_teachers += 1
+    codes, counts, missing = set(), {"run": 0, "teacher": 0}, 0
+    kinds = [("run", profile.configs(), store.has, store.load_record, RunConfig.key),
+             ("teacher", profile_teachers(profile), store.has_teacher, store.load_teacher_record,
+              RunConfig.teacher_key)]
+    for kind, configs, has, load, key in kinds:
+        for config in configs:
+            if not has(config):
+                missing += 1
+                continue
+            record = _portable(load(config))
+            codes.add(record["code"])
+            lines[config.dataset].append(json.dumps({"kind": kind, "key": key(config),
+                                                     "config": _portable(config.to_dict()), "record": record},
+                                                    sort_keys=True))
+            counts[kind] += 1
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
         if old.stem not in lines:
@@ -120,7 +114,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         "profile": profile.name, "description": profile.description, "command": command,
         "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
         "created": previous.get("created", _now()), "updated": _now(),
-        "runs": n_runs, "teachers": n_teachers, "missing": missing,
+        "runs": counts["run"], "teachers": counts["teacher"], "missing": missing,
     }
     atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     atomic_write_bytes(out / "README.md", readme(manifest).encode())
@@ -151,6 +145,22 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _require(folder: Path) -> Path:
+    if not (folder / MANIFEST).exists():
+        raise FileNotFoundError(f"no results archive at {folder} (no {MANIFEST}); "
+                                "make one with `tsd archive --profile NAME`")
+    return folder
+
+
+def files_digest(folder: str | os.PathLike) -> str:
+    """A digest of an archive folder's record files, read as bytes (nothing parsed)."""
+    _require(Path(folder))
+    h = hashlib.sha256()
+    for file in sorted(Path(folder).glob("*.jsonl")):
+        h.update(file.name.encode() + file.read_bytes())
+    return h.hexdigest()
+
+
 def readme(manifest: dict[str, Any]) -> str:
     """The archive's README: what it holds and how it was produced."""
     m = manifest["machine"]
@@ -174,10 +184,7 @@ class Archive:
     """A results archive folder, read-only, with :class:`RunStore`'s record lookups."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        if not (self.path / MANIFEST).exists():
-            raise FileNotFoundError(f"no results archive at {self.path} (no {MANIFEST}); "
-                                    "make one with `tsd archive --profile NAME`")
+        self.path = _require(Path(path))
         self.manifest = _read_manifest(self.path)
         self._runs: dict[str, dict[str, Any]] = {}
         self._teachers: dict[str, dict[str, Any]] = {}
@@ -248,10 +255,7 @@ class Archive:
 
     def digest(self) -> str:
         """A digest of the archive's files (a chapter that reads it re-executes when it changes)."""
-        h = hashlib.sha256()
-        for file in sorted(self.path.glob("*.jsonl")):
-            h.update(file.name.encode() + file.read_bytes())
-        return h.hexdigest()
+        return files_digest(self.path)
 
     def describe(self) -> str:
         """One markdown paragraph: what the archive holds, where it was made, whether it is current."""

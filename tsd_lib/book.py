@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from tsd_lib import __version__
-from tsd_lib.archive import Archive
+from tsd_lib.archive import archive_dir, files_digest
 from tsd_lib.execution_report import execution_entry, write_execution_report
 from tsd_lib.experiment import RunStore
 from tsd_lib.grid import run_grid
@@ -67,7 +67,7 @@ def records_digest(profile: Profile, store: RunStore) -> str:
         h.update(str(path.relative_to(store.root)).encode())
         h.update(path.read_bytes() if path.exists() else b"missing")
     if profile.archive:  # the committed archive the profile's studies come from
-        h.update(Archive.load(profile.archive).digest().encode())
+        h.update(files_digest(archive_dir(profile.archive)).encode())
     return h.hexdigest()
 
 
