@@ -17,6 +17,7 @@ from tsd_lib.analysis import (
     budget_gains,
     budget_note,
     by_method,
+    claim_verdicts,
     convergence_audit,
     experiments_summary,
     fidelity_claims,
@@ -32,7 +33,7 @@ from tsd_lib.analysis import (
     teacher_scores,
     tsd_gains,
 )
-from tsd_lib.report import average_ranks
+from tsd_lib.report import average_ranks, records_to_frame
 from tsd_lib.report.tables import Summary
 
 
@@ -216,3 +217,18 @@ def test_experiments_summary_ranks_gaps_selection_and_the_cap_guard():
     assert "typical seed std" not in one_seed and "- Selection: no inflation in this profile" in one_seed
     assert experiments_summary(auc, infl, n_seeds=3, profile="quick", n_capped=4) == (
         "- No verdict: 4 runs of the main grid hit the epoch cap (see the audit).")
+
+
+def test_claim_verdicts_give_one_word_per_claim_from_the_runs():
+    def runs(tsd_auc: float, tsd_kl: float) -> pd.DataFrame:
+        rows = [{"dataset": ds, "method": m, "seed": seed, "teacher_seed": 0, "auc_pr": (tsd_auc if m == "tsd" else 0.8)
+                 + 0.01 * seed, "val_auc_pr": 0.9, "val_loss": 0.1, "agreement": 0.9,
+                 "kl_teacher_student": tsd_kl if m == "tsd" else 0.2, "saliency_spearman": 0.6 if m == "tsd" else 0.4}
+                for ds in ("A", "B") for m in ("ce", "tsd") for seed in (0, 1)]
+        return records_to_frame(rows)
+
+    agree = claim_verdicts(runs(0.9, 0.1), 0)
+    assert agree.tolist() == ["agrees"] * 4 and agree.index[1] == "2. adding TSD raises AUC-PR"
+    mixed = claim_verdicts(runs(0.7, 0.3), 0)
+    assert mixed.tolist() == ["does not reproduce", "does not reproduce", "does not reproduce", "agrees"]
+    assert claim_verdicts(runs(0.9, 0.1), 2).tolist() == ["undecided (2 capped)"] * 4

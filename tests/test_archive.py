@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
 from tsd_lib.analysis import choose_seed, matching_candidates
-from tsd_lib.archive import Archive, Records, archive_dir, export_archive, make_archive, study_source
+from tsd_lib.archive import (
+    Archive,
+    Records,
+    archive_dir,
+    export_archive,
+    extension_chain,
+    extensions_to_train,
+    make_archive,
+    study_source,
+)
 from tsd_lib.cli import main
 from tsd_lib.experiment import RunStore
 from tsd_lib.grid import run_grid
 from tsd_lib.profiles import load_profile
+from tsd_lib.report import records_to_frame
 
 TINY = {
     "name": "tiny", "description": "two runs and a two-seed teacher study",
@@ -154,7 +165,7 @@ def test_exported_entries_carry_no_machine_paths(tiny):
 
 
 def test_paper_archive_coverage_results_and_cost(tmp_path):
-    from tsd_lib.analysis.paper_archive import load_paper_archive, paper_results, remaining_cost
+    from tsd_lib.analysis.paper_archive import claims_side_by_side, coverage_and_cost, load_paper_archive, paper_results
 
     spec = {"name": "tiny-paper", "datasets": ["ItalyPowerDemand", "synthetic"], "methods": ["ce", "tsd"],
             "seeds": [0, 1], "tsd_weights": [0.1, 10.0], "teacher": "fcn_small", "student": "fcn_small", "epochs": 2,
@@ -176,4 +187,46 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
     picked = results["weights"].loc["ItalyPowerDemand", "tsd"]
     assert picked in ("teacher_seed=0, tsd_weight=0.1", "teacher_seed=0, tsd_weight=10")
     assert (results["inflation"]["inflation"] >= 0).all()
-    assert remaining_cost(paper).startswith("Not archived yet: Synthetic.")
+    assert set(results["wtl"]["baseline"]) == {"ce"} and results["wtl"]["n_datasets"].tolist() == [1]
+    full = load_profile(tmp_path / "p.yaml")
+    full.datasets = ["ItalyPowerDemand", "ECGFiveDays", "Synthetic"]  # Synthetic: no UCR size, left out
+    table, note = coverage_and_cost(paper, full)
+    assert list(table.index) == ["ItalyPowerDemand", "ECGFiveDays"]
+    assert table.loc["ItalyPowerDemand", "complete"] and np.isnan(table.loc["ItalyPowerDemand", "CPU hours (expected)"])
+    # ECGFiveDays: 23 series x 100 steps (resampled from 136) vs ItalyPowerDemand's 67 x 24, same runs and epochs
+    frame = records_to_frame(paper.records)
+    measured = frame["train_seconds"].sum() / 3600
+    assert 0 < table.loc["ECGFiveDays", "CPU hours (expected)"] <= table.loc["ECGFiveDays", "CPU hours (upper bound)"]
+    assert table.loc["ECGFiveDays", "CPU hours (upper bound)"] > measured * (23 * 100) / (67 * 24) * 0.5
+    assert "1 of the paper's 2 datasets are archived completely" in note
+    sides = claims_side_by_side(frame, 0, paper)
+    assert sides.shape == (4, 2) and sides.iloc[:, 1].str.startswith("undecided").all()  # 2 epochs: every run capped
+
+
+def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
+    from tsd_lib.analysis.paper_archive import extensions_note, load_paper_archive
+
+    spec = {"name": "capped", "datasets": ["ItalyPowerDemand"], "methods": ["ce"], "seeds": [0],
+            "teacher": "fcn_small", "student": "fcn_small", "epochs": 2, "patience": 50, "teacher_epochs": 2,
+            "saliency_eval_series": 4, "extend_to": 8}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
+    profile = load_profile(tmp_path / "c.yaml")
+    store = RunStore(tmp_path / "store")
+    assert make_archive(profile, store, tmp_path / "out", show_progress=False).failed == 0
+    (config,) = profile.configs()
+    chain = extension_chain(config, store.has, store.load_record)
+    assert [c.epochs for c in chain] == [2, 4, 8]  # patience 50: the cap ends each; 16 would pass extend_to
+    assert extensions_to_train([config], store, 8) == [] and extensions_to_train([config], store, 16)[0].epochs == 16
+    first, second = (store.load_history(c)["epochs"] for c in chain[:2])
+    assert second[:2] == [{**e, "seconds": second[i]["seconds"]} for i, e in enumerate(first)]  # the same start
+    archive = Archive.load(tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["runs"] == 1 and manifest["extensions"] == 2
+    assert sorted(str(e.get("extends")) for e in archive.entries if e["kind"] == "run") == [config.key()] * 2 + ["None"]
+    assert archive.converged_record(config)["epochs_run"] == 8
+    paper = load_paper_archive(path=tmp_path / "out", profile=profile)
+    (record,) = paper.records
+    assert record["epochs"] == 2 and record["extended_to"] == 8 and paper.n_capped == 1
+    row = paper.extensions.iloc[0]
+    assert (row["cap"], row["continued to"], row["stopped early"]) == (2, 8, False)
+    assert "still capped" in extensions_note(paper)

@@ -7,6 +7,11 @@ counts) and a generated ``README.md``. :func:`export_archive` writes it from a r
 (``has``, ``load_record``, ``has_teacher``, ``load_teacher_record``), so a chapter shows archived
 studies that a CPU build does not retrain. A record is found by its config's fields without the
 code digest; :attr:`Archive.stale` says whether results-changing code changed since it was made.
+
+Convergence: a profile with ``extend_to`` continues every student run that the epoch cap ended
+(:func:`extension`: the same config with twice the cap; the seed fixes the trajectory, so its
+first epochs replay the capped run) until early stopping ends it or the cap would pass
+``extend_to``. The archive keeps both records; :meth:`Archive.converged_record` follows the chain.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import os
 import platform
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +88,41 @@ def _portable(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "data_dir": None} if d.get("data_dir") else d
 
 
+def extension(config: RunConfig) -> RunConfig:
+    """The run continued: ``config`` with twice its epoch cap (same seed, so the same first epochs)."""
+    return config.replace(epochs=2 * config.epochs)
+
+
+def extension_chain(config: RunConfig, has: Callable[[RunConfig], bool],
+                    load: Callable[[RunConfig], dict[str, Any]]) -> list[RunConfig]:
+    """``config`` and its finished extensions, in order: the chain goes on while a finished
+    record was ended by the cap and its extension is finished too."""
+    chain = [config]
+    while has(chain[-1]) and not load(chain[-1])["stopped_early"] and has(extension(chain[-1])):
+        chain.append(extension(chain[-1]))
+    return chain
+
+
+def extensions_to_train(configs: Iterable[RunConfig], store: RunStore, limit: int | None) -> list[RunConfig]:
+    """The next extension of every finished run in ``configs`` whose chain still ends at a cap,
+    while the doubled cap stays within ``limit`` (none without a limit)."""
+    todo = []
+    for config in configs if limit else ():
+        last = extension_chain(config, store.has, store.load_record)[-1]
+        if store.has(last) and not store.load_record(last)["stopped_early"] and 2 * last.epochs <= limit:
+            todo.append(extension(last))
+    return todo
+
+
 def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
     """Write the profile's finished records in ``store`` to the archive folder ``out``; return the
     manifest. Runs not yet finished are counted as missing; exporting again adds them."""
     out = Path(out)
     lines: dict[str, list[str]] = defaultdict(list)
     codes, counts, missing = set(), {"run": 0, "teacher": 0}, 0
-    kinds = [("run", profile.configs(), store.has, store.load_record, RunConfig.key),
+    chains = [extension_chain(c, store.has, store.load_record) for c in profile.configs()]
+    runs, extends = [e for chain in chains for e in chain], {e.key(): ch[0].key() for ch in chains for e in ch[1:]}
+    kinds = [("run", runs, store.has, store.load_record, RunConfig.key),
              ("teacher", profile_teachers(profile), store.has_teacher, store.load_teacher_record,
               RunConfig.teacher_key)]
     for kind, configs, has, load, key in kinds:
@@ -99,9 +132,10 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
                 continue
             record = _portable(load(config))
             codes.add(record["code"])
-            lines[config.dataset].append(json.dumps({"kind": kind, "key": key(config),
-                                                     "config": _portable(config.to_dict()), "record": record},
-                                                    sort_keys=True))
+            entry = {"kind": kind, "key": key(config), "config": _portable(config.to_dict()), "record": record}
+            if kind == "run" and key(config) in extends:
+                entry["extends"] = extends[key(config)]
+            lines[config.dataset].append(json.dumps(entry, sort_keys=True))
             counts[kind] += 1
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
@@ -114,7 +148,8 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         "profile": profile.name, "description": profile.description, "command": command,
         "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
         "created": previous.get("created", _now()), "updated": _now(),
-        "runs": counts["run"], "teachers": counts["teacher"], "missing": missing,
+        "runs": counts["run"] - len(extends), "extensions": len(extends), "teachers": counts["teacher"],
+        "missing": missing,
     }
     atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     atomic_write_bytes(out / "README.md", readme(manifest).encode())
@@ -134,6 +169,13 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
         for name in ("total", "skipped", "done", "failed", "seconds"):
             setattr(total, name, getattr(total, name) + getattr(summary, name))
         total.errors += summary.errors
+        while todo := extensions_to_train([c for c in configs if c.dataset == dataset], store, profile.extend_to):
+            extra = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress)
+            for name in ("total", "done", "failed", "seconds"):
+                setattr(total, name, getattr(total, name) + getattr(extra, name))
+            total.errors += extra.errors
+            if extra.failed:
+                break
         export_archive(profile, store, out, command=command)
     return total
 
@@ -169,7 +211,9 @@ def readme(manifest: dict[str, Any]) -> str:
         f"# Results archive: profile `{manifest['profile']}`\n\n{manifest['description']}\n\n"
         f"- Produced by: `{manifest['command'] or 'tsd archive --profile ' + manifest['profile']}`\n"
         f"- {manifest['runs']} student runs and {manifest['teachers']} teachers"
-        f"{'' if not manifest['missing'] else ', ' + str(manifest['missing']) + ' not finished yet'}\n"
+        f"{'' if not manifest['missing'] else ', ' + str(manifest['missing']) + ' not finished yet'}"
+        + (f"; {manifest['extensions']} continuations of runs the epoch cap ended (each marked `extends`)"
+           if manifest.get("extensions") else "") + "\n"
         f"- Code digest (`tsd_lib.provenance.results_digest`): {', '.join(manifest['code']) or '-'}; "
         f"tsd_lib {manifest['tsd_lib']}; "
         + ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()) if k != "tsd_lib") + "\n"
@@ -222,6 +266,11 @@ class Archive:
         except KeyError:
             raise FileNotFoundError(f"run {config.dataset} {config.method} seed {config.seed} is not in the archive "
                                     f"{self.path}; rerun `tsd archive --profile {self.profile}`") from None
+
+    def converged_record(self, config: RunConfig) -> dict[str, Any]:
+        """The record of ``config``, or, when the epoch cap ended it, of its last archived
+        :func:`extension` (which early stopping ended, unless the chain reached ``extend_to``)."""
+        return self.load_record(extension_chain(config, self.has, self.load_record)[-1])
 
     def has_teacher(self, config: RunConfig) -> bool:
         return teacher_signature(config) in self._teachers

@@ -18,6 +18,7 @@ from tsd_lib.analysis.claims import (
     BASE_PAIRS,
     budget_claim,
     budget_gains,
+    claim_verdicts,
     fidelity_claims,
     gains_claim,
     gains_plot,
@@ -94,7 +95,14 @@ from tsd_lib.analysis.logits import (
     soft_entropy,
     temperature_plot,
 )
-from tsd_lib.analysis.paper_archive import PaperArchive, load_paper_archive, paper_results, remaining_cost
+from tsd_lib.analysis.paper_archive import (
+    PaperArchive,
+    claims_side_by_side,
+    coverage_and_cost,
+    extensions_note,
+    load_paper_archive,
+    paper_results,
+)
 from tsd_lib.analysis.published import PUBLISHED_FCN, PUBLISHED_SOURCE, published_fcn
 from tsd_lib.analysis.saliency_views import (
     SYNTHETIC_MAPS,
@@ -157,7 +165,8 @@ from tsd_lib.analysis.tsd_views import (
 )
 
 __all__ = [
-    "PaperArchive", "load_paper_archive", "paper_results", "remaining_cost",
+    "PaperArchive", "claims_side_by_side", "coverage_and_cost", "extensions_note", "load_paper_archive",
+    "paper_results", "claim_verdicts",
     "curve_area", "faithfulness", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
     "perturbation_curve", "saliency_auprc", "window_ranking",
     "ARCH", "BASE_PAIRS", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS",

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from tsd_lib.analysis.audit import verdict
 from tsd_lib.analysis.budget import CONVERGED, budget_gap, nearest_budget
+from tsd_lib.report import average_ranks, select, summary_table
 
 BASE_PAIRS: tuple[tuple[str, str], ...] = (("ce", "tsd"), ("kd", "kd+tsd"), ("dkd", "dkd+tsd"))
 CLAIM_COLUMNS = ("agreement", "kl_teacher_student", "saliency_spearman")
@@ -116,3 +117,32 @@ def budget_claim(gains: Mapping[str, pd.DataFrame], budget: pd.DataFrame, target
     return "\n".join(f"- **{c}**: accuracy {acc.at[c, tight]:+.3f} at {tight} epochs and {acc.at[c, CONVERGED]:+.3f} "
                      f"at convergence; saliency Spearman {sp.at[c, tight]:+.3f} and {sp.at[c, CONVERGED]:+.3f}."
                      for c in shown)
+
+
+def _verdict_word(holds: bool | None, n_capped: int) -> str:
+    if holds is None:
+        return "not tested"
+    return f"undecided ({n_capped} capped)" if n_capped else "agrees" if holds else "does not reproduce"
+
+
+def claim_verdicts(df: pd.DataFrame, n_capped: int, pairs: Sequence[tuple[str, str]] = BASE_PAIRS) -> pd.Series:
+    """Claims 1-4 in one word each, from a frame of runs (``records_to_frame``): the same tests
+    as :func:`rank_claim`, :func:`gains_claim` and :func:`fidelity_claims`; claims 3 and 4 hold
+    when every (base, base+TSD) pair lowers the teacher-student KL / raises the saliency Spearman."""
+    summary = summary_table(df, "auc_pr")
+    ranks = average_ranks(summary.mean)
+    tsd = [m for m in ranks.index if "tsd" in m.split("+")]
+    gains = tsd_gains(summary, pairs)
+    counts = gains["call"].value_counts()
+    per = select(df, "auc_pr", by="val").groupby("method")[list(CLAIM_COLUMNS)].mean()
+    present = [(b, p) for b, p in pairs if b in per.index and p in per.index]
+    kl = [per.at[p, "kl_teacher_student"] < per.at[b, "kl_teacher_student"] for b, p in present]
+    sp = [per.at[p, "saliency_spearman"] > per.at[b, "saliency_spearman"] for b, p in present]
+    holds = {
+        "1. a TSD variant has the best average rank (AUC-PR)": bool(tsd) and ranks.idxmin() in tsd,
+        "2. adding TSD raises AUC-PR": None if gains.empty else bool(
+            gains["relative change %"].mean() > 0 and counts.get("better", 0) > counts.get("worse", 0)),
+        "3. TSD brings the student's predictions closer (KL)": all(kl) if kl else None,
+        "4. TSD makes the saliency more alike (Spearman)": all(sp) if sp else None,
+    }
+    return pd.Series({claim: _verdict_word(h, n_capped) for claim, h in holds.items()}, name="verdict")

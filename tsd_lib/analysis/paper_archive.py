@@ -1,9 +1,9 @@
-"""The paper's protocol as archived (``results/<profile>/``, made by ``tsd archive``): what is
-covered, the results of the complete datasets, and what the rest would cost (the results page)."""
+"""The paper's protocol as archived (``results/paper/``, made by ``tsd archive``): what is covered,
+the results of the complete datasets, the runs continued past the epoch cap, and what the rest of
+the paper's 30 datasets would cost (the results page)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,20 +13,27 @@ import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
-from tsd_lib.analysis.costs import cost_tables
-from tsd_lib.archive import Archive, archive_dir
+from tsd_lib.analysis.claims import claim_verdicts
+from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
+from tsd_lib.archive import Archive, archive_dir, extension_chain
+from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.report import records_to_frame, selection_inflation, summary_table
+from tsd_lib.report import average_ranks, records_to_frame, selection_inflation, summary_table, win_tie_loss
+
+EXTENSION_COLUMNS = ["dataset", "method", "TSD weight", "seed", "cap", "continued to", "stopped early",
+                     "AUC-PR at cap", "AUC-PR converged", "change"]
 
 
 @dataclass
 class PaperArchive:
-    """An archive, its profile, the records of its *complete* datasets and the coverage table."""
+    """An archive, its profile, the records of its *complete* datasets (a run the cap ended
+    replaced by its converged continuation), the coverage table and those continuations."""
 
     archive: Archive
     profile: Profile
     records: list[dict[str, Any]]
     coverage: pd.DataFrame
+    extensions: pd.DataFrame
 
     @property
     def complete(self) -> list[str]:
@@ -34,55 +41,138 @@ class PaperArchive:
 
     @property
     def n_capped(self) -> int:
+        """Runs behind the tables that no continuation brought to early stopping."""
         return len(capped_runs(self.records)) if self.records else 0
 
 
-def load_paper_archive(name: str = "paper-offline", *, path: str | os.PathLike | None = None,
+def _converged(archive: Archive, config: RunConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The run's record for the tables and, when the cap ended it, a row on its continuation. The
+    table record is the last continuation's, with ``epochs`` the profile's cap (the setting the run
+    belongs to) and ``extended_to`` the cap it finally ran under."""
+    chain = extension_chain(config, archive.has, archive.load_record)
+    first, last = archive.load_record(chain[0]), archive.load_record(chain[-1])
+    if first["stopped_early"]:
+        return first, None
+    row = {"dataset": config.dataset, "method": config.method, "TSD weight": (config.weights or {}).get("tsd"),
+           "seed": config.seed, "cap": config.epochs, "continued to": last["epochs_run"],
+           "stopped early": bool(last["stopped_early"]), "AUC-PR at cap": first["auc_pr"],
+           "AUC-PR converged": last["auc_pr"], "change": last["auc_pr"] - first["auc_pr"]}
+    return {**last, "epochs": config.epochs, "extended_to": chain[-1].epochs}, row
+
+
+def load_paper_archive(name: str = "paper", *, path: str | os.PathLike | None = None,
                        profile: Profile | None = None) -> PaperArchive | None:
-    """The archive of profile ``name`` (``results/<name>``, or ``path``; ``None`` when there is none):
-    per dataset, archived runs and teachers against the profile's, and the records of the datasets
-    whose every run is in."""
+    """The archive ``results/<name>`` (or ``path``; ``None`` when there is none) read with the
+    profile that made it: per dataset, archived runs and teachers against the profile's, and the
+    records of the datasets whose every run is in."""
     folder = Path(path) if path is not None else archive_dir(name)
     if not (folder / "manifest.json").exists():
         return None
-    archive, profile = Archive(folder), profile or load_profile(name)
-    rows, records, every = [], [], profile.configs()
+    archive = Archive(folder)
+    profile = profile or load_profile(archive.profile)
+    rows, records, extended, every = [], [], [], profile.configs()
     for dataset in dict.fromkeys(c.dataset for c in every):  # canonical names, the profile's order
         configs = [c for c in every if c.dataset == dataset]
         teachers = configs[0].teacher_candidates()
-        found = [archive.load_record(c) for c in configs if archive.has(c)]
+        found = [_converged(archive, c) for c in configs if archive.has(c)]
         done = len(found) == len(configs)
         n_teachers = sum(archive.has_teacher(t) for t in teachers)
         rows.append({"dataset": dataset, "runs": f"{len(found)} / {len(configs)}",
                      "teachers": f"{n_teachers} / {len(teachers)}", "complete": done})
+        extended += [row for _, row in found if row]
         if done:
-            records += found
-    return PaperArchive(archive, profile, records, pd.DataFrame(rows).set_index("dataset"))
+            records += [record for record, _ in found]
+    return PaperArchive(archive, profile, records, pd.DataFrame(rows).set_index("dataset"),
+                        pd.DataFrame(extended, columns=EXTENSION_COLUMNS))
 
 
 def paper_results(paper: PaperArchive) -> dict[str, Any]:
     """For the complete datasets: the macro AUC-PR table (validation-selected setting, mean ± std over
-    seeds), its summary, the TSD weight validation picked per dataset and method, and how much
-    picking it on the test set would have inflated the result."""
+    seeds), its average ranks, wins/ties/losses against CE and KD, the TSD weight validation picked
+    per dataset and method, and how much picking it on the test set would have inflated the result."""
     df = records_to_frame(paper.records)
     summary = summary_table(df, "auc_pr")
     inflation = selection_inflation(df, "auc_pr")
     tsd = inflation[inflation["method"].str.contains("tsd")]
     weights = tsd.pivot(index="dataset", columns="method", values="val_selected")
-    return {"frame": df, "summary": summary, "weights": weights, "inflation": inflation}
+    wtl = win_tie_loss(summary.mean, baseline=("ce", "kd"))
+    return {"frame": df, "summary": summary, "ranks": average_ranks(summary.mean), "weights": weights,
+            "inflation": inflation, "wtl": wtl}
 
 
-def remaining_cost(paper: PaperArchive) -> str:
-    """What the datasets not yet archived would cost at the archive's measured seconds per epoch."""
-    missing = [d for d in paper.coverage.index if d not in paper.complete]
-    if not missing or not paper.records:
-        return "Every dataset of the profile is archived." if not missing else \
-            "No dataset is complete yet, so no per-epoch cost has been measured."
-    rest = dataclasses.replace(paper.profile, datasets=missing)
-    costs = cost_tables(paper.records, [rest])
-    hours = float(costs[1].iloc[0, -1]) if costs else np.nan
-    return (f"Not archived yet: {', '.join(missing)}. At the per-epoch cost measured on the archived runs "
-            f"({paper.archive.manifest.get('machine', {}).get('cpu', 'this machine')}), their "
-            f"{len(rest.configs())} runs would take at most {hours:.1f} CPU hours (every student at its "
-            f"{rest.run.get('epochs', 500)}-epoch cap; early stopping ends most runs far sooner, and larger "
-            "series cost more per epoch than the small sets measured so far).")
+def claims_side_by_side(quick: pd.DataFrame, quick_capped: int, paper: PaperArchive,
+                        quick_label: str = "this book's profile") -> pd.DataFrame:
+    """Each claim's verdict on the book's profile (runs ``quick``) next to the paper protocol's."""
+    out = claim_verdicts(quick, quick_capped).to_frame(quick_label)
+    label = f"paper protocol ({len(paper.complete)} dataset(s))"
+    out[label] = claim_verdicts(records_to_frame(paper.records), paper.n_capped) if paper.complete else "no dataset yet"
+    out.index.name = "claim"
+    return out
+
+
+def extensions_note(paper: PaperArchive) -> str:
+    """Markdown: how many runs the epoch cap ended, what continuing them changed, and whether any
+    verdict still rests on a capped run."""
+    ext = paper.extensions
+    if ext.empty:
+        return "Early stopping ended every archived run within the profile's epoch cap."
+    continued = ext[ext["continued to"] > ext["cap"]]
+    text = (f"The {ext['cap'].iloc[0]}-epoch cap ended {len(ext)} archived run(s) while they still improved "
+            f"({', '.join(sorted(set(ext['method'])))}). `tsd archive` continues such a run with its cap doubled "
+            f"(the same seed replays its first epochs) until early stopping ends it, up to "
+            f"{paper.profile.extend_to or 'no more than the cap:'} epochs, and the tables use the last continuation. ")
+    if len(continued):
+        change = continued["change"]
+        text += (f"{len(continued)} were continued, and early stopping ended {int(continued['stopped early'].sum())} "
+                 f"of them, after {int(continued['continued to'].max())} epochs at most; continuing changed their "
+                 f"test macro AUC-PR by {change.abs().max():.4f} at most (mean {change.mean():+.4f}). ")
+    if len(continued) < len(ext):
+        text += f"{len(ext) - len(continued)} are not continued yet. "
+    return text + ("No verdict rests on a capped run." if not paper.n_capped else
+                   f"**{paper.n_capped} run(s) behind the tables are still capped, so their verdicts are undecided.**")
+
+
+def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple[pd.DataFrame, str]:
+    """The paper's datasets (``full``, default the ``paper`` profile's 30; sets without known sizes are
+    left out): archived or not, and for the rest the CPU
+    hours their runs and teachers would take, scaled from the archive's measured seconds per epoch
+    per (training series x time step) of each method, at the archive's median epochs per method
+    (expected) and at every run's cap (upper bound)."""
+    full = full or load_profile("paper")
+    frame = pd.DataFrame(paper.archive.records())
+    teachers = pd.DataFrame(paper.archive.teacher_records())
+    if frame.empty or not frame["dataset"].isin(list(UCR_SIZES)).any():
+        return pd.DataFrame(), "No run is archived yet, so no per-epoch cost has been measured."
+    length, stretch = paper.profile.run.get("length", 100), paper.profile.run.get("stretch", False)
+    for table in (frame, teachers):
+        table["units"] = [work_units(d, length, stretch) * e for d, e in zip(table["dataset"], table["epochs_run"],
+                                                                            strict=True)]
+    frame, teachers = (t[t["dataset"].isin(list(UCR_SIZES))] for t in (frame, teachers))
+    per_unit = frame.groupby("method")["train_seconds"].sum() / frame.groupby("method")["units"].sum()
+    epochs = frame.groupby("method")["epochs_run"].median()
+    teacher_unit = teachers["train_seconds"].sum() / teachers["units"].sum()
+    teacher_epochs = float(teachers["epochs_run"].median())
+    rows = []
+    for dataset in (d for d in full.datasets if d in UCR_SIZES):
+        configs = [c for c in full.configs() if c.dataset == dataset]
+        units = work_units(dataset, length, stretch)
+        n_teachers = len(configs[0].teacher_candidates())
+        expected = sum(per_unit.get(c.method, per_unit.median()) * units * epochs.get(c.method, epochs.median())
+                       for c in configs) + n_teachers * teacher_unit * units * teacher_epochs
+        bound = sum(per_unit.get(c.method, per_unit.median()) * units * c.epochs for c in configs) \
+            + n_teachers * teacher_unit * units * (configs[0].teacher_epochs or configs[0].epochs)
+        state = paper.coverage["runs"].get(dataset)
+        rows.append({"dataset": dataset, "train series": UCR_SIZES[dataset][0], "length": UCR_SIZES[dataset][2],
+                     "archived runs": state or "not in this archive's profile",
+                     "complete": dataset in paper.complete,
+                     "CPU hours (expected)": np.nan if dataset in paper.complete else expected / 3600,
+                     "CPU hours (upper bound)": np.nan if dataset in paper.complete else bound / 3600})
+    table = pd.DataFrame(rows).set_index("dataset")
+    rest = table[~table["complete"]]
+    cpu = paper.archive.manifest.get("machine", {}).get("cpu", "the archive's machine")
+    note = (f"{int(table['complete'].sum())} of the paper's {len(table)} datasets are archived completely. The other "
+            f"{len(rest)} would take about **{rest['CPU hours (expected)'].sum():.0f} CPU hours** on one core of {cpu} "
+            f"(at most {rest['CPU hours (upper bound)'].sum():.0f} if every run went to its cap), scaled from the "
+            "seconds per epoch per training series and time step measured on the archived runs (series are "
+            f"resampled to {length} steps); no GPU cost has been measured. With `--n-jobs`, divide by the cores.")
+    return table, note

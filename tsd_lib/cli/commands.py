@@ -227,7 +227,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     from tsd_lib.profiles import load_profile
 
     profile = load_profile(args.profile, data_dir=args.data_dir)
-    out = Path(args.out) if args.out else archive_dir(profile.name)
+    out = Path(args.out) if args.out else archive_dir(profile.results_name)
     store = RunStore(args.store)
     print(f"profile {profile.name}: {len(profile.configs())} runs -> archive {out} (store {store.root})")
     summary = make_archive(profile, store, out, n_jobs=args.n_jobs, command=f"tsd archive --profile {args.profile}",

@@ -50,6 +50,9 @@ except ``datasets`` and ``methods``)::
       01_teacher: {dataset: GunPoint}
     archive: studies                # a profile whose committed archive (results/studies/) supplies
                                     # the teacher study and ablations this profile does not run
+    results: paper                  # the folder results/NAME that `tsd archive` writes (default: name)
+    extend_to: 4000                 # `tsd archive`: a student the epoch cap ended is continued, its
+                                    # cap doubled, up to this many epochs (see tsd_lib.archive)
 """
 
 from __future__ import annotations
@@ -91,6 +94,13 @@ class Profile:
     ablations: dict[str, Any] = field(default_factory=dict)
     chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     archive: str | None = None
+    results: str | None = None
+    extend_to: int | None = None
+
+    @property
+    def results_name(self) -> str:
+        """The folder under ``results/`` that this profile's archive is written to."""
+        return self.results or self.name
 
     def base_config(self, dataset: str, **changes: Any) -> RunConfig:
         """The profile's settings for one dataset, with ``changes`` applied. Several teacher seeds
@@ -229,10 +239,13 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         pairs=dict(raw.get("pairs") or {}), teacher_study=raw.get("teacher_study") or {},
         baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),
         chapters=dict(raw.get("chapters") or {}), archive=raw.get("archive"),
+        results=raw.get("results"), extend_to=raw.get("extend_to"),
     )
     if profile.archive is not None and profile.archive not in available_profiles():
         raise ProfileError(f"profile {path}: 'archive' names no packaged profile: {profile.archive!r}; "
                            f"profiles: {', '.join(available_profiles())}")
+    if profile.results is not None and Path(profile.results).name != profile.results:
+        raise ProfileError(f"profile {path}: 'results' must be a folder name under results/, got {profile.results!r}")
     try:  # every combination, with RunConfig's messages (e.g. a window longer than the series)
         profile.configs()
         profile.teacher_configs()

@@ -97,6 +97,7 @@ SCHEMA: dict[str, Check] = {
     "datasets": _list(_str()), "methods": _list(_str()), "teacher_seeds": _list(_int(0)),
     "seeds": _list(_int(0)), "tsd_weights": _list(_float()), "pairs": _mapping, "teacher_study": lambda v, w: v,
     "baselines": _mapping, "ablations": _mapping, "chapters": _mapping, "archive": _str(optional=True),
+    "results": _str(optional=True), "extend_to": _int(1, optional=True),
 }
 
 _FIELDS = {f.name for f in fields(RunConfig)}

@@ -1,0 +1,27 @@
+"""Sizes of the paper's 30 UCR datasets (UCR 2018 archive: train series, test series, length), so
+the results page can say what the datasets not archived would cost without their data."""
+
+from __future__ import annotations
+
+#: ``{name: (train series, test series, series length)}`` of the UCR 2018 archive.
+UCR_SIZES: dict[str, tuple[int, int, int]] = {
+    "Adiac": (390, 391, 176), "Beef": (30, 30, 470), "BeetleFly": (20, 20, 512), "CBF": (30, 900, 128),
+    "Computers": (250, 250, 720), "ECG200": (100, 100, 96), "ECGFiveDays": (23, 861, 136),
+    "FaceAll": (560, 1690, 131), "FordA": (3601, 1320, 500), "Ham": (109, 105, 431), "Herring": (64, 64, 512),
+    "ItalyPowerDemand": (67, 1029, 24), "Lightning2": (60, 61, 637), "Mallat": (55, 2345, 1024),
+    "MiddlePhalanxOutlineCorrect": (600, 291, 80), "MoteStrain": (20, 1252, 84),
+    "NonInvasiveFetalECGThorax1": (1800, 1965, 750), "NonInvasiveFetalECGThorax2": (1800, 1965, 750),
+    "OliveOil": (30, 30, 570), "Phoneme": (214, 1896, 1024), "ShapesAll": (600, 600, 512),
+    "SonyAIBORobotSurface1": (20, 601, 70), "SonyAIBORobotSurface2": (27, 953, 65),
+    "StarLightCurves": (1000, 8236, 1024), "Strawberry": (613, 370, 235), "SwedishLeaf": (500, 625, 128),
+    "Trace": (100, 100, 275), "UWaveGestureLibraryAll": (896, 3582, 945), "Wafer": (1000, 6164, 152),
+    "Yoga": (300, 3000, 426),
+}
+
+
+def work_units(dataset: str, length: int | None = 100, stretch: bool = False) -> float:
+    """Training series x time steps after resampling to ``length`` (what one epoch's cost scales with)."""
+    n_train, _, steps = UCR_SIZES[dataset]
+    if length is not None and (steps > length or stretch):
+        steps = length
+    return float(n_train * steps)
