@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from tsd_lib.analysis.faithfulness import (
+from tsd_lib.experiment.faithfulness import (
+    FILE,
     curve_area,
-    faithfulness,
+    measure,
     perturbation_curve,
     saliency_auprc,
     window_ranking,
@@ -54,18 +57,20 @@ def test_deletion_falls_at_once_with_the_true_ranking_and_late_with_the_reverse(
         perturbation_curve(model, X, y, good, 10, mode="both")
 
 
-def test_faithfulness_ranks_a_student_by_the_teachers_saliency_too():
+def test_measure_ranks_a_student_by_the_teachers_saliency_too():
     X, y = _data()
     good = np.zeros((6, 40))
     good[:, 20:30] = 1.0
-    table, curves = faithfulness({"teacher": WindowReader(), "student": WindowReader()},
-                                 {"teacher": good, "student": 1.0 - good}, X, y, 10)
-    assert table[["model", "ranked by"]].values.tolist() == [
-        ["teacher", "own saliency"], ["student", "own saliency"], ["student", "teacher's saliency"]]
-    by = table.set_index(["model", "ranked by"])
-    assert by.loc[("student", "teacher's saliency"), "deletion area"] < by.loc[("student", "own saliency"),
-                                                                                 "deletion area"]
-    assert set(curves) == {(m, o, mode) for m, o in by.index for mode in ("deletion", "insertion")}
+    truth = good.astype(bool)
+    out = measure(WindowReader(), WindowReader(), {"teacher": good, "student": 1.0 - good}, X, y, 10, truth)
+    areas = out["areas"]
+    assert set(areas) == {"teacher_deletion", "teacher_insertion", "student_own_deletion", "student_own_insertion",
+                          "student_teacher_deletion", "student_teacher_insertion"}
+    assert areas["student_teacher_deletion"] < areas["student_own_deletion"]  # the teacher's map is the true one
+    assert areas["student_teacher_deletion"] == areas["teacher_deletion"]  # same model, same ranking
+    assert len(out["curves"]["teacher_insertion"]) == 5 and out["n_series"] == 6
+    assert out["auprc"] == {"student": pytest.approx(0.25), "teacher": pytest.approx(1.0), "chance": 0.25}
+    assert "auprc" not in measure(WindowReader(), WindowReader(), {"teacher": good, "student": good}, X, y, 10)
 
 
 def test_saliency_auprc_is_one_for_a_perfect_map_and_chance_for_a_flat_one():
@@ -80,6 +85,7 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
 
     from tsd_lib.analysis.faithfulness import faithfulness_study
     from tsd_lib.experiment import RunStore
+    from tsd_lib.experiment.faithfulness import run_faithfulness
     from tsd_lib.grid import run_grid
     from tsd_lib.profiles import load_profile
 
@@ -89,14 +95,27 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     profile, store = load_profile(tmp_path / "p.yaml"), RunStore(tmp_path / "store")
     assert run_grid(profile.configs(), store, show_progress=False).failed == 0
-    study = faithfulness_study(profile, "Synthetic", ["ce", "tsd"], n_series=5, store=store)
+    study = faithfulness_study(profile, "Synthetic", ["ce", "tsd"], store=store)
     table = study["table"]
-    assert table["model"].tolist() == ["teacher", "ce", "ce", "tsd", "tsd"]
+    assert table["model"].tolist() == ["teacher", "ce", "ce", "tsd", "tsd"] and study["n_series"] == 4
     assert table[["deletion area", "insertion area"]].stack().between(0, 1).all()
     assert len(study["curves"][("ce", "own saliency", "deletion")]) == 11  # T = 100, L = 10: 10 windows
     auprc = study["auprc"]
     assert auprc["model"].tolist() == ["teacher", "ce", "tsd"] and auprc["saliency AUPRC"].between(0, 1).all()
     assert 0 < auprc["chance"].iloc[0] < 0.5
+    # stored beside the run's record, read back (not recomputed) while the code is the same
+    ce = profile.base_config("Synthetic", method="ce", seed=0)
+    path = store.run_dir(ce) / FILE
+    stored = json.loads(path.read_text())
+    assert stored["areas"]["teacher_deletion"] == table.iloc[0]["deletion area"] and stored["key"] == ce.key()
+    path.write_text(json.dumps({**stored, "areas": {**stored["areas"], "student_own_deletion": 0.123}}))
+    again = faithfulness_study(profile, "Synthetic", ["ce"], store=store)["table"]
+    assert again.iloc[1]["deletion area"] == 0.123
+    path.write_text(json.dumps({**stored, "digest": "other code"}))  # made by other code: measured again
+    assert faithfulness_study(profile, "Synthetic", ["ce"], store=store)["table"].iloc[1]["deletion area"] == \
+        table.iloc[1]["deletion area"]
+    with pytest.raises(FileNotFoundError, match="not finished"):
+        run_faithfulness(profile.base_config("Synthetic", method="ce", seed=9), store)
 
 
 def test_faithfulness_note_reads_the_table():

@@ -12,6 +12,8 @@ Convergence: a profile with ``extend_to`` continues every student run that the e
 (:func:`extension`: the same config with twice the cap; the seed fixes the trajectory, so its
 first epochs replay the capped run) until early stopping ends it or the cap would pass
 ``extend_to``. The archive keeps both records; :meth:`Archive.converged_record` follows the chain.
+Each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`) is
+measured after training and travels with its entry.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any
 
 from tsd_lib import __version__
 from tsd_lib.experiment import RunConfig, RunStore
-from tsd_lib.grid import GridSummary, run_grid
+from tsd_lib.experiment.faithfulness import load_faithfulness
+from tsd_lib.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.profiles import Profile, load_profile
 from tsd_lib.provenance import results_digest
 from tsd_lib.utils import atomic_write_bytes, versions
@@ -135,6 +138,8 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
             entry = {"kind": kind, "key": key(config), "config": _portable(config.to_dict()), "record": record}
             if kind == "run" and key(config) in extends:
                 entry["extends"] = extends[key(config)]
+            if kind == "run" and (faith := load_faithfulness(config, store)) is not None:
+                entry["faithfulness"] = faith
             lines[config.dataset].append(json.dumps(entry, sort_keys=True))
             counts[kind] += 1
     out.mkdir(parents=True, exist_ok=True)
@@ -176,6 +181,10 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
             total.errors += extra.errors
             if extra.failed:
                 break
+        final = [extension_chain(c, store.has, store.load_record)[-1] for c in configs if c.dataset == dataset]
+        faith = measure_faithfulness(final, store, n_jobs=n_jobs, show_progress=show_progress)
+        total.failed += faith.failed
+        total.errors += faith.errors
         export_archive(profile, store, out, command=command)
     return total
 
@@ -232,6 +241,7 @@ class Archive:
         self.manifest = _read_manifest(self.path)
         self._runs: dict[str, dict[str, Any]] = {}
         self._teachers: dict[str, dict[str, Any]] = {}
+        self._faithfulness: dict[str, dict[str, Any]] = {}
         self.entries: list[dict[str, Any]] = []
         for file in sorted(self.path.glob("*.jsonl")):
             for n, line in enumerate(file.read_text().splitlines(), 1):
@@ -245,6 +255,8 @@ class Archive:
                 self.entries.append(entry)
                 if entry["kind"] == "run":
                     self._runs[run_signature(config)] = entry["record"]
+                    if "faithfulness" in entry:
+                        self._faithfulness[run_signature(config)] = entry["faithfulness"]
                 else:
                     self._teachers[teacher_signature(config)] = entry["record"]
 
@@ -271,6 +283,10 @@ class Archive:
         """The record of ``config``, or, when the epoch cap ended it, of its last archived
         :func:`extension` (which early stopping ended, unless the chain reached ``extend_to``)."""
         return self.load_record(extension_chain(config, self.has, self.load_record)[-1])
+
+    def faithfulness(self, config: RunConfig) -> dict[str, Any] | None:
+        """The run's deletion/insertion areas and curves (:mod:`tsd_lib.experiment.faithfulness`), if archived."""
+        return self._faithfulness.get(run_signature(config))
 
     def has_teacher(self, config: RunConfig) -> bool:
         return teacher_signature(config) in self._teachers

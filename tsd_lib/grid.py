@@ -24,6 +24,7 @@ import pandas as pd
 
 from tsd_lib.data import dataset_info
 from tsd_lib.experiment import SYNTHETIC_PREFIX, RunConfig, RunStore, get_dataset, get_teacher, run
+from tsd_lib.experiment.faithfulness import has_faithfulness, run_faithfulness
 from tsd_lib.utils import progress
 
 BACKENDS = ("local", "dask")
@@ -63,19 +64,23 @@ def _die_with_parent() -> None:
         pass
 
 
-def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_only: bool = False) -> dict[str, Any]:
-    """Run one config (a dict, so it pickles anywhere) into the store; return its status."""
+def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_only: bool = False,
+            faithfulness: bool = False) -> dict[str, Any]:
+    """Run one config (a dict, so it pickles anywhere) into the store, or only its teacher, or only
+    the faithfulness of the finished run; return its status."""
     import torch
 
     torch.set_num_threads(threads)
     os.environ["TSD_PROGRESS"] = "0"
     cfg = RunConfig.from_dict(config)
     store = RunStore(store_root)
-    key = f"teacher-{cfg.teacher_key()}" if teacher_only else cfg.key()
+    key = f"teacher-{cfg.teacher_key()}" if teacher_only else f"faithfulness-{cfg.key()}" if faithfulness else cfg.key()
     start = time.perf_counter()
     try:
         if teacher_only:
             get_teacher(cfg, get_dataset(cfg), store, progress=False)
+        elif faithfulness:
+            run_faithfulness(cfg, store)
         else:
             run(cfg, store, progress=False)
     except Exception as err:  # noqa: BLE001 - a grid records every failure and goes on
@@ -225,6 +230,30 @@ def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: in
         remaining = summary.total - summary.skipped - summary.done - summary.failed
         bar.set_postfix(done=summary.skipped + summary.done, failed=summary.failed, remaining=remaining)
     bar.close()
+
+
+def measure_faithfulness(configs: list[RunConfig], store: RunStore | str | None = None, *, n_jobs: int = 1,
+                         show_progress: bool | None = None) -> GridSummary:
+    """:func:`~tsd_lib.experiment.faithfulness.run_faithfulness` for every finished run of ``configs``
+    that has none stored yet, ``n_jobs`` at a time."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    start = time.perf_counter()
+    todo = [c for c in configs if store.has(c) and not has_faithfulness(c, store)]
+    summary = GridSummary(total=len(configs), skipped=len(configs) - len(todo))
+    if todo:
+        calls = [{"config": c.to_dict(), "store_root": str(store.root), "threads": RUN_THREADS, "faithfulness": True}
+                 for c in todo]
+        bar = progress(total=len(todo), enabled=show_progress, desc="faithfulness", unit="run")
+        with _executor("local", n_jobs, None) as map_calls:
+            for result in map_calls(calls):
+                summary.done += result["status"] == "done"
+                if result["status"] != "done":
+                    summary.failed += 1
+                    summary.errors.append(result)
+                bar.update(1)
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
 
 
 def grid_status(configs: list[RunConfig], store: RunStore | str | None = None) -> pd.DataFrame:

@@ -51,7 +51,7 @@ from tsd_lib.analysis.experiments import (
 )
 from tsd_lib.analysis.faithfulness import (
     curve_area,
-    faithfulness,
+    faithfulness_frame,
     faithfulness_note,
     faithfulness_plot,
     faithfulness_study,
@@ -167,7 +167,7 @@ from tsd_lib.analysis.tsd_views import (
 __all__ = [
     "PaperArchive", "claims_side_by_side", "coverage_and_cost", "extensions_note", "load_paper_archive",
     "paper_results", "claim_verdicts",
-    "curve_area", "faithfulness", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
+    "curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
     "perturbation_curve", "saliency_auprc", "window_ranking",
     "ARCH", "BASE_PAIRS", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS",
     "SYNTHETIC_MAPS", "TEACHER_COLUMNS", "ablation_findings", "ablation_plot", "ablation_runs",

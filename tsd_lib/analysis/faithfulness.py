@@ -1,96 +1,57 @@
-"""Is shared saliency shared reasoning? Deletion and insertion curves, and saliency against the
-planted truth of the synthetic set (chapter 7).
-
-A saliency map is *faithful* to a model when the time steps it ranks first are the ones the
-model's decision rests on. Deletion (Petsiuk et al., 2018, for images) removes the most salient
-windows first and follows the probability of the true class: the faster it falls, the more
-faithful the ranking (a low area under the curve). Insertion starts from an empty series and
-reveals the most salient windows first: the faster the probability rises, the better (a high
-area). Ranking a *student's* windows by the *teacher's* saliency asks whether the student now
-relies on the same time steps as its teacher.
-"""
+"""Is shared saliency shared reasoning? Chapter 7's view of the deletion and insertion curves and
+of saliency against the planted truth, read from what :func:`~tsd_lib.experiment.faithfulness.run_faithfulness`
+stored with each run (the measures and their definitions live there)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from tsd_lib.experiment import RunStore, get_dataset, load_student, load_teacher
+from tsd_lib.experiment import RunStore
+from tsd_lib.experiment.faithfulness import (
+    MODES,
+    curve_area,
+    perturbation_curve,
+    run_faithfulness,
+    saliency_auprc,
+    window_ranking,
+)
 from tsd_lib.profiles import Profile
-from tsd_lib.saliency.maps import saliency_map
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-MODES = ("deletion", "insertion")
-
-
-def window_ranking(saliency: np.ndarray, window: int) -> np.ndarray:
-    """``(n, W)``: for each series, its non-overlapping windows ``[w L, (w + 1) L)`` (the last one
-    may be shorter) by mean saliency, most salient first (ties: earlier window first)."""
-    n, length = saliency.shape
-    edges = list(range(0, length, window)) + [length]
-    means = np.stack([saliency[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], axis=1)
-    return np.argsort(-means, axis=1, kind="stable")
-
-
-def perturbation_curve(model: nn.Module, X: np.ndarray, y: np.ndarray, saliency: np.ndarray, window: int, *,
-                       mode: str = "deletion", fill: float = 0.0) -> np.ndarray:
-    """``(W + 1,)``: the mean probability of the true class after the ``k`` most salient windows
-    (by ``saliency``) are removed (deletion: set to ``fill``; 0 is a z-normalised series' mean) or
-    revealed from an all-``fill`` series (insertion), for ``k = 0 .. W``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    X = np.asarray(X, dtype=np.float32)
-    n, _, length = X.shape
-    ranking = window_ranking(np.asarray(saliency), window)
-    n_windows = ranking.shape[1]
-    keep = np.zeros((n, length), dtype=bool) if mode == "insertion" else np.ones((n, length), dtype=bool)
-    batches = []
-    for k in range(n_windows + 1):
-        batches.append(np.where(keep[:, None, :], X, np.float32(fill)))
-        if k < n_windows:
-            for i in range(n):
-                a = ranking[i, k] * window
-                keep[i, a:a + window] = mode == "insertion"
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.as_tensor(np.concatenate(batches)))
-    proba = torch.softmax(logits, dim=1).numpy().reshape(n_windows + 1, n, -1)
-    return proba[:, np.arange(n), np.asarray(y)].mean(axis=1)
-
-
-def curve_area(curve: np.ndarray) -> float:
-    """Area under a curve sampled at ``k / W``, ``k = 0 .. W`` (trapezoids on [0, 1])."""
-    curve = np.asarray(curve, dtype=float)
-    return float(((curve[1:] + curve[:-1]) / 2).mean())
-
+__all__ = ["curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
+           "perturbation_curve", "saliency_auprc", "window_ranking"]
 
 Curves = dict[tuple[str, str, str], np.ndarray]
+RANKED_BY = {"own": "own saliency", "teacher": "teacher's saliency"}
 
 
-def faithfulness(models: Mapping[str, nn.Module], maps: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                 window: int, *, reference: str = "teacher") -> tuple[pd.DataFrame, Curves]:
-    """Deletion and insertion areas of every model, its windows ranked by its own saliency and by
-    the ``reference`` model's; and the curves, keyed ``(model, ranking, mode)``."""
-    rows, curves = [], {}
-    for name, model in models.items():
-        orders = {"own saliency": maps[name]}
-        if name != reference:
-            orders[f"{reference}'s saliency"] = maps[reference]
-        for order, saliency in orders.items():
-            row = {"model": name, "ranked by": order}
+def faithfulness_frame(results: Mapping[str, Mapping[str, Any]]) -> tuple[pd.DataFrame, Curves, pd.DataFrame | None]:
+    """From stored faithfulness per student (``{method: run_faithfulness(...)}``, one teacher): the
+    deletion/insertion areas of the teacher and of every student ranked by its own and by the
+    teacher's saliency, the curves keyed ``(model, ranked by, mode)``, and the saliency AUPRC
+    against the planted truth per model (``None`` without truth)."""
+    first = next(iter(results.values()))
+    rows = [{"model": "teacher", "ranked by": "own saliency",
+             **{f"{mode} area": first["areas"][f"teacher_{mode}"] for mode in MODES}}]
+    curves = {("teacher", "own saliency", mode): np.asarray(first["curves"][f"teacher_{mode}"]) for mode in MODES}
+    for name, result in results.items():
+        for ranking, label in RANKED_BY.items():
+            rows.append({"model": name, "ranked by": label,
+                         **{f"{mode} area": result["areas"][f"student_{ranking}_{mode}"] for mode in MODES}})
             for mode in MODES:
-                curve = perturbation_curve(model, X, y, saliency, window, mode=mode)
-                curves[name, order, mode] = curve
-                row[f"{mode} area"] = curve_area(curve)
-            rows.append(row)
-    return pd.DataFrame(rows), curves
+                curves[name, label, mode] = np.asarray(result["curves"][f"student_{ranking}_{mode}"])
+    auprc = None
+    if "auprc" in first:
+        auprc = pd.DataFrame([{"model": "teacher", "saliency AUPRC": first["auprc"]["teacher"]}]
+                             + [{"model": n, "saliency AUPRC": r["auprc"]["student"]} for n, r in results.items()])
+        auprc["chance"] = first["auprc"]["chance"]
+    return pd.DataFrame(rows), curves, auprc
 
 
 def faithfulness_plot(curves: Mapping[tuple[str, str, str], np.ndarray], title: str) -> Figure:
@@ -116,37 +77,14 @@ def faithfulness_plot(curves: Mapping[tuple[str, str, str], np.ndarray], title: 
     return fig
 
 
-def saliency_auprc(maps: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over series of the average precision of each step's saliency as a score for the
-    planted pattern's steps (``truth``, boolean ``(n, T)``); chance is the planted share."""
-    from sklearn.metrics import average_precision_score
-
-    truth = np.asarray(truth, dtype=bool)
-    scores = [average_precision_score(t, m) for m, t in zip(np.asarray(maps), truth, strict=True) if t.any()]
-    return float(np.mean(scores))
-
-
-def faithfulness_study(profile: Profile, dataset: str, methods: list[str], *, seed: int = 0, n_series: int = 30,
-                       store: RunStore | None = None) -> dict[str, object]:
-    """Chapter 7's study on one dataset: the teacher and the students of ``methods`` (student seed
-    ``seed``, loaded from the store), their TSD saliency maps on the first ``n_series`` test
-    series, deletion/insertion areas and curves, and (planted-pattern set) each map's AUPRC
-    against the truth. Returns ``{"table", "curves", "auprc"}`` (``auprc`` ``None`` without truth)."""
-    configs = {m: profile.base_config(dataset, method=m, seed=seed) for m in methods}
-    first = next(iter(configs.values()))
-    data = get_dataset(first)
-    X, y = data.X_test[:n_series], data.y_test[:n_series]
-    models = {"teacher": load_teacher(first, store), **{m: load_student(c, store) for m, c in configs.items()}}
-    maps = {name: saliency_map(model, X, y, X_pool=data.X_train, y_pool=data.y_train, window=first.window,
-                               tau=first.tau, generator=0) for name, model in models.items()}
-    table, curves = faithfulness(models, maps, X, y, first.window)
-    truth = (data.masks or {}).get("test")
-    auprc = None
-    if truth is not None:
-        auprc = pd.DataFrame([{"model": name, "saliency AUPRC": saliency_auprc(m, truth[:n_series])}
-                              for name, m in maps.items()])
-        auprc["chance"] = float(np.asarray(truth[:n_series]).mean())
-    return {"table": table, "curves": curves, "auprc": auprc}
+def faithfulness_study(profile: Profile, dataset: str, methods: list[str], *, seed: int = 0,
+                       store: RunStore | None = None) -> dict[str, Any]:
+    """Chapter 7's study on one dataset: the stored faithfulness of the students of ``methods``
+    (student seed ``seed``; measured now and stored if a run has none) and their teacher, as
+    :func:`faithfulness_frame`. Returns ``{"table", "curves", "auprc", "n_series"}``."""
+    results = {m: run_faithfulness(profile.base_config(dataset, method=m, seed=seed), store) for m in methods}
+    table, curves, auprc = faithfulness_frame(results)
+    return {"table": table, "curves": curves, "auprc": auprc, "n_series": next(iter(results.values()))["n_series"]}
 
 
 def faithfulness_note(table: pd.DataFrame, auprc: pd.DataFrame | None, dataset: str, reference: str = "teacher") -> str:
