@@ -100,6 +100,7 @@ from tsd_lib.analysis.paper_archive import (
     claims_side_by_side,
     coverage_and_cost,
     extensions_note,
+    faithfulness_table,
     load_paper_archive,
     paper_results,
 )
@@ -165,8 +166,8 @@ from tsd_lib.analysis.tsd_views import (
 )
 
 __all__ = [
-    "PaperArchive", "claims_side_by_side", "coverage_and_cost", "extensions_note", "load_paper_archive",
-    "paper_results", "claim_verdicts",
+    "PaperArchive", "claims_side_by_side", "coverage_and_cost", "extensions_note", "faithfulness_table",
+    "load_paper_archive", "paper_results", "claim_verdicts",
     "curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
     "perturbation_curve", "saliency_auprc", "window_ranking",
     "ARCH", "BASE_PAIRS", "ENTROPY_GRID", "PUBLISHED_FCN", "PUBLISHED_SOURCE", "ROLES", "SEED_STUDY_COLUMNS",

@@ -18,7 +18,15 @@ from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
 from tsd_lib.archive import Archive, archive_dir, extension_chain
 from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.report import average_ranks, records_to_frame, selection_inflation, summary_table, win_tie_loss
+from tsd_lib.report import (
+    average_ranks,
+    order_methods,
+    records_to_frame,
+    select,
+    selection_inflation,
+    summary_table,
+    win_tie_loss,
+)
 
 EXTENSION_COLUMNS = ["dataset", "method", "TSD weight", "seed", "cap", "continued to", "stopped early",
                      "AUC-PR at cap", "AUC-PR converged", "change"]
@@ -51,8 +59,10 @@ def _converged(archive: Archive, config: RunConfig) -> tuple[dict[str, Any], dic
     belongs to) and ``extended_to`` the cap it finally ran under."""
     chain = extension_chain(config, archive.has, archive.load_record)
     first, last = archive.load_record(chain[0]), archive.load_record(chain[-1])
+    faith = archive.faithfulness(chain[-1])
+    last = {**last, **{f"faith_{k}": v for k, v in (faith or {}).get("areas", {}).items()}}
     if first["stopped_early"]:
-        return first, None
+        return last, None
     row = {"dataset": config.dataset, "method": config.method, "TSD weight": (config.weights or {}).get("tsd"),
            "seed": config.seed, "cap": config.epochs, "continued to": last["epochs_run"],
            "stopped early": bool(last["stopped_early"]), "AUC-PR at cap": first["auc_pr"],
@@ -89,15 +99,41 @@ def load_paper_archive(name: str = "paper", *, path: str | os.PathLike | None = 
 def paper_results(paper: PaperArchive) -> dict[str, Any]:
     """For the complete datasets: the macro AUC-PR table (validation-selected setting, mean ± std over
     seeds), its average ranks, wins/ties/losses against CE and KD, the TSD weight validation picked
-    per dataset and method, and how much picking it on the test set would have inflated the result."""
+    per dataset and method (and the teacher seed it picked before any student trained), and how
+    much picking it on the test set would have inflated the result."""
     df = records_to_frame(paper.records)
     summary = summary_table(df, "auc_pr")
     inflation = selection_inflation(df, "auc_pr")
-    tsd = inflation[inflation["method"].str.contains("tsd")]
-    weights = tsd.pivot(index="dataset", columns="method", values="val_selected")
+    chosen = select(df, "auc_pr", by="val")
+    tsd = chosen[chosen["method"].str.split("+").map(lambda terms: "tsd" in terms)]
+    weights = tsd.groupby(["dataset", "method"])["tsd_weight"].first().unstack("method")
+    weights = weights.reindex(columns=order_methods(weights.columns)).rename(columns=lambda m: f"{m} weight")
+    weights["teacher seed"] = df.groupby("dataset")["teacher_seed_chosen"].first()
     wtl = win_tie_loss(summary.mean, baseline=("ce", "kd"))
     return {"frame": df, "summary": summary, "ranks": average_ranks(summary.mean), "weights": weights,
             "inflation": inflation, "wtl": wtl}
+
+
+FAITH_COLUMNS = {"faith_student_own_deletion": "deletion, own ranking",
+                 "faith_student_teacher_deletion": "deletion, teacher's ranking",
+                 "faith_student_own_insertion": "insertion, own ranking",
+                 "faith_student_teacher_insertion": "insertion, teacher's ranking"}
+
+
+def faithfulness_table(paper: PaperArchive) -> pd.DataFrame:
+    """Per method (validation-selected setting, mean over the complete datasets and seeds): the
+    deletion and insertion areas of its students ranked by their own saliency and by the teacher's,
+    and the teacher's own (first row). Deletion: lower is more faithful; insertion: higher."""
+    df = records_to_frame(paper.records)
+    if not set(FAITH_COLUMNS) <= set(df.columns):
+        return pd.DataFrame(columns=list(FAITH_COLUMNS.values()))
+    sel = select(df, "auc_pr", by="val")
+    table = sel.groupby("method", sort=False)[list(FAITH_COLUMNS)].mean().rename(columns=FAITH_COLUMNS)
+    table = table.reindex(order_methods(table.index))
+    teacher = sel.drop_duplicates(["dataset", "teacher_key"])[["faith_teacher_deletion", "faith_teacher_insertion"]]
+    own = {"deletion, own ranking": teacher["faith_teacher_deletion"].mean(),
+           "insertion, own ranking": teacher["faith_teacher_insertion"].mean()}
+    return pd.concat([pd.DataFrame([own], index=["teacher"]), table])[list(FAITH_COLUMNS.values())]
 
 
 def claims_side_by_side(quick: pd.DataFrame, quick_capped: int, paper: PaperArchive,
