@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from matplotlib.figure import Figure
 
 from tsd_lib.analysis import (
     ARCH,
+    SEED_STUDY_COLUMNS,
     architecture_table,
     book_teacher_configs,
     class_examples_plot,
@@ -20,24 +26,31 @@ from tsd_lib.analysis import (
     literature_note,
     literature_plot,
     mean_std,
+    model_confidence_plot,
     pair_note,
     pair_sizes,
     paper_pair,
     preprocessing_note,
     preprocessing_plot,
     preprocessing_stages,
+    preprocessing_view,
     profile_study_picks,
+    profile_teacher,
+    profile_teacher_studies,
     seed_stats,
     seed_table,
+    seeds_caption,
     split_counts,
+    student_runs,
     studies_summary,
     teacher_histories,
     teacher_studies,
     training_note,
 )
 from tsd_lib.experiment import RunConfig, get_dataset
-from tsd_lib.models import build_model, count_parameters
+from tsd_lib.models import SMOKE_SETTINGS, build_model, count_parameters
 from tsd_lib.profiles import load_profile
+from tsd_lib.train import predict_logits
 
 matplotlib.use("Agg")
 
@@ -70,6 +83,29 @@ def test_compare_means_against_the_seed_spread():
         "0.800 vs 0.950: lower than, with a single seed we cannot tell whether that exceeds seed noise"
 
 
+def test_student_runs_cover_every_method_and_seed(monkeypatch):
+    smoke = load_profile("smoke")
+
+    class _Source:
+        def load_record(self, config):
+            return {"method": config.method, "seed": config.seed}
+
+    configs, frame = student_runs(smoke, "ItalyPowerDemand", ["ce", "kd"], teacher_seed=3, source=_Source())
+    assert list(configs) == [("ce", 0), ("ce", 1), ("kd", 0), ("kd", 1)]  # the smoke profile's seeds 0 and 1
+    assert configs["kd", 1] == smoke.base_config("ItalyPowerDemand", teacher_seed=3, method="kd", seed=1)
+    assert frame[["method", "seed"]].values.tolist() == [["ce", 0], ["ce", 1], ["kd", 0], ["kd", 1]]
+    trained = []
+    monkeypatch.setattr("tsd_lib.analysis.tables.run", lambda config: trained.append(config) or {"method": "ce"})
+    _, frame = student_runs(smoke, "ItalyPowerDemand", ["ce"], teacher_seed=3)  # no source: run trains what is missing
+    assert trained == [configs["ce", 0], configs["ce", 1]] and list(frame["method"]) == ["ce", "ce"]
+
+
+def test_seeds_caption():
+    assert seeds_caption("D", [0, 1]) == "**D**, 2 student seeds (0, 1), test split:"
+    assert seeds_caption("D", [0, 1], {"test_accuracy": 0.9, "test_auc_pr": 0.85}) == \
+        "**D**, 2 student seeds (0, 1); teacher: accuracy 0.900, AUC-PR 0.850."
+
+
 def test_split_counts_shares_and_figures(tiny_dataset):
     data = tiny_dataset
     counts = split_counts(data)
@@ -96,6 +132,29 @@ def test_preprocessing_stages_and_note():
     assert len(preprocessing_plot(raw, resampled, data).axes) == 2
     with pytest.raises(ValueError):
         preprocessing_stages(RunConfig(dataset="Synthetic"))
+
+
+def test_model_confidence_plot_reads_the_model_on_the_test_split(tiny_dataset):
+    torch.manual_seed(0)
+    model = build_model("fcn_small", 1, 2, **SMOKE_SETTINGS.get("fcn_small", {})).eval()
+    right = int((predict_logits(model, tiny_dataset.X_test).argmax(1) == tiny_dataset.y_test).sum())
+    ax = model_confidence_plot(model, tiny_dataset, "t").axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"correct ({right})", f"wrong ({3 - right})"]
+    assert ax.get_title() == "t"
+
+
+def test_preprocessing_view_draws_and_notes_or_says_why(tiny_dataset):
+    config = RunConfig(dataset="GunPoint", length=100)
+    data = get_dataset(config)
+    raw, resampled = preprocessing_stages(config)
+    plt.close("all")
+    assert preprocessing_view(config, data, i=1) == preprocessing_note(raw, resampled, data, i=1)
+    assert len(plt.get_fignums()) == 1 and plt.gcf().get_suptitle().startswith("GunPoint, training series 1 ")
+    plt.close("all")
+    synthetic = RunConfig(dataset="Synthetic")
+    note = preprocessing_view(synthetic, tiny_dataset)
+    assert note.startswith(f"*No raw version to show for `{synthetic.dataset}`: ") and note.endswith("*")
+    assert plt.get_fignums() == []  # nothing drawn
 
 
 def test_architecture_table_and_pair_note(tiny_dataset):
@@ -177,6 +236,38 @@ def test_book_teachers_pair_and_histories(tiny_dataset):
     assert teacher_histories(_TeacherStore(), base, alt, ARCH) == {
         "LSTM 3×100 (profile)": {"seed": base.teacher_seed}, "FCN 128-256-128 (paper's pair, seed 3)": {"seed": 3}}
     assert list(teacher_histories(_TeacherStore(), base, None, ARCH)) == ["LSTM 3×100 (profile)"]
+
+
+def test_profile_teacher_starts_from_the_profile_base_config(monkeypatch):
+    calls = []
+
+    def get_teacher(config, data, store):
+        calls.append((config, data.name, store))
+        return "model", {"test_accuracy": 0.5}
+
+    monkeypatch.setattr("tsd_lib.analysis.teachers.get_teacher", get_teacher)
+    smoke = load_profile("smoke")
+    config, data, teacher, record = profile_teacher(smoke, "ItalyPowerDemand", "S", teacher_seed=3)
+    assert config == smoke.base_config("ItalyPowerDemand", teacher_seed=3) and data.name == "ItalyPowerDemand"
+    assert (teacher, record) == ("model", {"test_accuracy": 0.5}) and calls == [(config, "ItalyPowerDemand", "S")]
+
+
+def test_profile_teacher_studies_in_display_order(monkeypatch):
+    smoke = load_profile("smoke")
+    titles = list(smoke.teacher_study_configs())
+    found = profile_teacher_studies(smoke, _TeacherStore())
+    assert [type(o).__name__ for o in found.outputs] == ["Markdown", "Styler", "Figure"] * len(titles) + ["Markdown"]
+    assert found.outputs[0].data == f"**{titles[0]}**" and list(found.outputs[1].data.columns) == SEED_STUDY_COLUMNS
+    assert isinstance(found.outputs[2], Figure) and found.outputs[2].canvas.manager is None  # bare: display shows it
+    assert found.outputs[-1].data.startswith(f"- **{titles[0]}, ") and found.picks == {}  # smoke: no single-seed pair
+
+    class _Archived(_TeacherStore):
+        archive = SimpleNamespace(describe=lambda: "from the archive")  # as a Records' archive
+
+    monkeypatch.setattr("tsd_lib.analysis.teachers.study_source", lambda profile, store: (load_profile("smoke"),
+                                                                                          _Archived()))
+    archived = profile_teacher_studies(smoke, _TeacherStore())
+    assert archived.outputs[0].data == "from the archive" and len(archived.outputs) == len(found.outputs) + 1
 
 
 def test_studies_summary():

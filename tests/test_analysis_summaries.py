@@ -20,9 +20,12 @@ from tsd_lib.analysis import (
 from tsd_lib.experiment import RunConfig
 
 
+def _frame(rows: dict[str, list[dict[str, float]]]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, **r} for m, runs in rows.items() for r in runs])
+
+
 def _stats(rows: dict[str, list[dict[str, float]]], metrics: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame([{"method": m, **r} for m, runs in rows.items() for r in runs])
-    return seed_stats(frame, metrics, list(rows))
+    return seed_stats(_frame(rows), metrics, list(rows))
 
 
 def test_teacher_summary(tiny_dataset):
@@ -48,33 +51,35 @@ def test_teacher_summary(tiny_dataset):
 
 
 def test_logit_summary():
-    stats = _stats({"ce": [{"accuracy": 0.8, "auc_pr": 0.7, "agreement": 0.8, "kl_teacher_student": 0.2},
-                           {"accuracy": 0.9, "auc_pr": 0.8, "agreement": 0.9, "kl_teacher_student": 0.1}],
-                    "kd": [{"accuracy": 0.95, "auc_pr": 0.9, "agreement": 0.95, "kl_teacher_student": 0.05},
-                           {"accuracy": 0.95, "auc_pr": 0.9, "agreement": 0.95, "kl_teacher_student": 0.05}]},
-                   ["accuracy", "auc_pr", "agreement", "kl_teacher_student"])
+    # the runs of CE and KD students, one row each (KD first: the summary finds the methods by name)
+    frame = _frame({"kd": [{"accuracy": 0.95, "auc_pr": 0.9, "agreement": 0.95, "kl_teacher_student": 0.05},
+                           {"accuracy": 0.95, "auc_pr": 0.9, "agreement": 0.95, "kl_teacher_student": 0.05}],
+                    "ce": [{"accuracy": 0.8, "auc_pr": 0.7, "agreement": 0.8, "kl_teacher_student": 0.2},
+                           {"accuracy": 0.9, "auc_pr": 0.8, "agreement": 0.9, "kl_teacher_student": 0.1}]})
     g = torch.Generator().manual_seed(0)
     grads = kd_gradient_table(torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g), taus=[1.0, 32.0])
-    text = logit_summary("D", np.zeros((3, 2)), 8.0, (0.5, 0.5), grads, stats, n_seeds=2)
+    text = logit_summary("D", np.zeros((3, 2)), 8.0, (0.5, 0.5), grads, frame, n_seeds=2)
     assert "0.500 at τ = 1 and 0.500 at\n  τ = 8, where its mean entropy is 0.693 nats (uniform: 0.693)." in text
     assert "by hand matches\n  `kd_loss`. Between τ = 1 and τ = 32" in text
     assert "the KD student's mean test accuracy was\n  higher than the CE student's (0.950 vs\n  0.850)" in text
     assert "the AUC-PR difference is\n  larger than the seed-to-seed standard deviation (0.071)" in text
     assert "was closer to the\n  teacher's (mean KL 0.050 vs 0.150)" in text
-    assert "does not match" in logit_summary("D", np.zeros((3, 2)), 8.0, (0.5, 0.6), grads, stats, 2)
+    assert "does not match" in logit_summary("D", np.zeros((3, 2)), 8.0, (0.5, 0.6), grads, frame, 2)
+    by_hand, library = torch.tensor(0.5), torch.tensor(0.5)  # the chapter passes the losses as 0-d tensors
+    assert logit_summary("D", np.zeros((3, 2)), 8.0, (by_hand, library), grads, frame, 2) == text
 
 
 def test_baselines_summary():
     runs = {"ce": [0.70, 0.72], "at": [0.80, 0.78], "rkd": [0.60, 0.62]}
-    stats = _stats({m: [{"auc_pr": v, "kl_teacher_student": 0.1 * (i + 1)} for v in vals]
-                    for i, (m, vals) in enumerate(runs.items())}, ["auc_pr", "kl_teacher_student"])
-    text = baselines_summary("D", stats, {"at": 0.1, "ce": 0.2}, {"rkd": 0.1, "ce": 0.2}, n_seeds=2)
+    frame = _frame({m: [{"auc_pr": v, "kl_teacher_student": 0.1 * (i + 1), "train_seconds": 1.0} for v in vals]
+                    for i, (m, vals) in enumerate(runs.items())})
+    text = baselines_summary("D", frame, list(runs), {"at": 0.1, "ce": 0.2}, {"rkd": 0.1, "ce": 0.2}, n_seeds=2)
     assert "Each of the two methods moved the quantity it is trained on." in text
     assert "the highest mean test AUC-PR was reached by **at** (0.790)" in text
     assert "exceeded plain CE (0.710) were:\n  at." in text
     assert "The spread between methods (0.180) is\n  larger than the largest seed-to-seed" in text
     assert "the ranking is not only seed noise" in text and "(lowest mean KL) was **ce**" in text
-    moved_not = baselines_summary("D", stats, {"at": 0.3, "ce": 0.2}, {"rkd": 0.1, "ce": 0.2}, n_seeds=2)
+    moved_not = baselines_summary("D", frame, list(runs), {"at": 0.3, "ce": 0.2}, {"rkd": 0.1, "ce": 0.2}, n_seeds=2)
     assert "not closer to" in moved_not and "did not guarantee matching it" in moved_not
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -14,19 +15,24 @@ from tsd_lib.analysis import (
     at_note,
     attention_plot,
     attention_profile,
+    attention_view,
     bank_note,
     baseline_note,
     baseline_table,
     binary_dkd_note,
     class_sorted_sample,
     distance_heatmaps,
+    distance_view,
     fidelity_scatter,
+    fidelity_view,
     first_per_class,
     flat_sequence,
     forward_features,
     gradient_note,
     gradient_ratios,
+    kd_check_note,
     kd_gradient_table,
+    kd_table,
     kd_term_note,
     late_mass,
     late_mass_note,
@@ -42,17 +48,22 @@ from tsd_lib.analysis import (
     rkd_comparison,
     rkd_note,
     setting_note,
+    shared_loss_curves,
     shift_heatmaps,
     soft_entropy,
+    student_logits,
     synthetic_maps,
     synthetic_teachers,
     teacher_comparison_plots,
     temperature_plot,
+    temperature_view,
     widths_note,
     window_shift_plot,
 )
 from tsd_lib.experiment import RunConfig
+from tsd_lib.metrics import softmax
 from tsd_lib.models import SMOKE_SETTINGS, build_model
+from tsd_lib.train import predict_logits
 
 matplotlib.use("Agg")
 
@@ -100,6 +111,64 @@ def test_fidelity_scatter_and_kd_term_note():
                                     "epoch (2)."
 
 
+def test_temperature_view_shows_the_median_margin_series():
+    z = np.array([[3.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 5.0]])  # margins 0.91, 0.46, 0.76; series 3 is wrong
+    y = np.zeros(4, dtype=np.int64)
+    assert median_margin_index(softmax(z), y) == 2
+    fig = temperature_view(z, y, 8.0)
+    assert fig.axes[0].get_title() == "test series 2 (true class 0)"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [f"τ = {t}" for t in (1, 2, 4, 8, 16)]
+    assert len(temperature_view(z, y, 4.0).axes[0].patches) == 4 * 2  # τ = 4 is on the grid already: 4 temperatures
+
+
+def test_student_logits_train_a_missing_run_first(monkeypatch):
+    model, calls = _fcn(0), []
+    monkeypatch.setattr("tsd_lib.analysis.logits.run", lambda config, store=None: calls.append(("run", config, store)))
+    monkeypatch.setattr("tsd_lib.analysis.logits.load_student",
+                        lambda config, store=None: calls.append(("load", config, store)) or model)
+    X = np.random.default_rng(0).normal(size=(3, 1, 16)).astype(np.float32)
+    config = RunConfig(dataset="GunPoint", method="ce")
+    assert np.allclose(student_logits(config, X, store="S"), predict_logits(model, X))
+    assert calls == [("run", config, "S"), ("load", config, "S")]
+
+
+def test_kd_check_note_and_kd_table():
+    note = "KD loss of the CE student on the test set (τ = 2): by hand **0.500000**, `kd_loss` **0.250000** " \
+           "(difference 2.5e-01)."
+    assert kd_check_note(0.5, 0.25, 2.0) == note
+    assert kd_check_note(torch.tensor(0.5), torch.tensor(0.25), 2.0) == note  # 0-d tensors, as the chapter has
+    frame = pd.DataFrame([{"method": "ce", "accuracy": 0.8, "agreement": 0.9, "train_seconds": 1.0},
+                          {"method": "kd", "accuracy": 0.9, "agreement": 1.0, "train_seconds": 2.0}])
+    table = kd_table(frame, ["accuracy", "agreement", "train_seconds"], ["ce", "kd"],
+                     {"test_accuracy": 0.95, "test_auc_pr": 0.9})
+    assert list(table.index) == ["ce", "kd", "teacher"] and table.loc["kd", "accuracy"] == "0.900"
+    assert table.loc["teacher"].tolist() == ["0.950", "1", "–"]  # agreement with itself; no training time
+
+
+def test_fidelity_view_has_a_panel_per_student_of_one_seed(monkeypatch):
+    models, loaded = {"ce": _fcn(1), "kd": _fcn(2)}, []
+    monkeypatch.setattr("tsd_lib.analysis.logits.load_student",
+                        lambda config, store=None: loaded.append(config.seed) or models[config.method])
+    X = np.random.default_rng(0).normal(size=(4, 1, 16)).astype(np.float32)
+    configs = {(m, s): RunConfig(dataset="GunPoint", method=m, seed=s) for m in models for s in (0, 1)}
+    z_t = predict_logits(_fcn(0), X)
+    fig = fidelity_view(z_t, configs, ["ce", "kd"], 1, X, "D")
+    assert loaded == [1, 1] and [ax.get_title() for ax in fig.axes] == ["CE student (seed 1)", "KD student (seed 1)"]
+    assert fig.get_suptitle() == "D test series (red: student disagrees with the teacher)"
+    p_t, p_kd = softmax(z_t), softmax(predict_logits(models["kd"], X))
+    top, rows = p_t.argmax(1), np.arange(4)
+    assert np.allclose(fig.axes[1].collections[0].get_offsets(), np.c_[p_t[rows, top], p_kd[rows, top]])
+
+
+def test_shared_loss_curves_draw_the_losses_both_students_have():
+    h = {"epochs": [{"epoch": 1, "train_ce": 1.0, "val_loss": 1.2, "train_kd": 0.5},
+                    {"epoch": 2, "train_ce": 0.5, "val_loss": 0.9, "train_kd": 0.2}], "best_epoch": 2}
+    fig = shared_loss_curves({"CE": h, "KD": h}, "D", 0)
+    assert fig.get_suptitle() == "D: CE vs KD student, seed 0 (vertical lines: best epoch)"
+    labels = [line.get_label() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["CE (train ce)", "CE (val loss)", "KD (train ce)", "KD (val loss)"]
+
+
 # Chapter 3: features
 
 def test_attention_profile_and_gaps():
@@ -130,6 +199,22 @@ def test_relative_distances_and_rkd_comparison():
     dists = {"teacher": relative_distances(flat), "student": relative_distances(2 * flat)}
     fig = distance_heatmaps(dists, np.array([0, 0, 1]), "t")
     assert len(fig.axes[0].lines) == 2  # one class boundary: a horizontal and a vertical line
+
+
+def test_attention_and_distance_views_draw_the_labelled_models(tiny_dataset):
+    data, g = tiny_dataset, torch.Generator().manual_seed(0)
+    feats = {n: {"sequence": torch.randn(3, 2, 8, generator=g)} for n in ("teacher", "at", "ce")}
+    fig = attention_view(data, feats, {"teacher": "teacher", "at": "AT student"}, i=2)
+    assert fig.axes[0].get_title() == "GunPoint test series 2 (class 1)"
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), data.X_test[2, 0])
+    assert [line.get_label() for line in fig.axes[1].lines] == ["teacher", "AT student"]
+    assert np.allclose(fig.axes[1].lines[1].get_ydata(), attention_profile(feats["at"])[2])
+    rows = np.array([2, 0])
+    fig = distance_view(feats, {"teacher": "teacher", "ce": "CE student"}, rows, data.y_test, "D")
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["teacher", "CE student"]
+    assert fig.get_suptitle() == "D: feature-sequence distances of 2 test series (white lines: class boundaries)"
+    assert np.allclose(fig.axes[1].images[0].get_array(), relative_distances(flat_sequence(feats["ce"], rows)))
+    assert len(fig.axes[0].lines) == 2  # classes 1, 0: one boundary, a horizontal and a vertical line
 
 
 def test_forward_features_and_binary_dkd_note():
@@ -264,7 +349,7 @@ def test_synthetic_teachers_include_the_profile_teacher_only_when_it_trains_on_s
 
 
 def test_feature_notes():
-    assert widths_note("p", "fcn", "fcn_small", 128, 8, 2) == (
+    assert widths_note("p", RunConfig(dataset="GunPoint", teacher="fcn", student="fcn_small"), 128, 8, 2) == (
         "Profile `p`: teacher FCN 128-256-128 with feature width `D_T = 128`, student small FCN 8-16-8 with "
         "`D_S = 8`, 2 student seeds.")
     assert at_note({"ce": 2e-3, "at": 1e-3}, 10, 0) == ("AT loss against the teacher on 10 test series (seed 0; lower "

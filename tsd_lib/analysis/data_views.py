@@ -7,9 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from torch import nn
 
 from tsd_lib.data import Dataset, load_dataset, normalise_series
 from tsd_lib.experiment import RunConfig
+from tsd_lib.metrics import softmax
+from tsd_lib.train import predict_logits
 
 
 def dataset_line(data: Dataset) -> str:
@@ -84,6 +87,18 @@ def preprocessing_note(raw: Dataset, resampled: Dataset, data: Dataset, i: int =
             f"(largest difference {gap:.1e}).")
 
 
+def preprocessing_view(config: RunConfig, data: Dataset, data_dir: str | None = None, i: int = 0) -> str:
+    """Draw :func:`preprocessing_plot` of training series ``i`` (pyplot) and return its
+    :func:`preprocessing_note`; for a set without a raw version (:func:`preprocessing_stages` raises),
+    draw nothing and return a markdown line saying why."""
+    try:
+        raw, resampled = preprocessing_stages(config, data_dir)
+    except ValueError as err:  # the synthetic set, or a variable-length set
+        return f"*No raw version to show for `{config.dataset}`: {err}*"
+    preprocessing_plot(raw, resampled, data, i=i)
+    return preprocessing_note(raw, resampled, data, i=i)
+
+
 def class_share_plot(counts: pd.DataFrame, name: str) -> Figure:
     """Stacked bars: each class's share of each split (``counts`` from :func:`split_counts`)."""
     ax = (counts / counts.sum(axis=0)).T.plot.bar(stacked=True, figsize=(5.5, 3), rot=0, colormap="tab10", width=0.6)
@@ -110,3 +125,8 @@ def confidence_plot(proba: np.ndarray, y: np.ndarray, title: str) -> Figure:
     ax.set(xlabel="teacher probability of its predicted class", ylabel="test series", title=title)
     ax.legend(fontsize=8)
     return fig
+
+
+def model_confidence_plot(model: nn.Module, data: Dataset, title: str) -> Figure:
+    """:func:`confidence_plot` of ``model``'s softmax probabilities on the test split of ``data``."""
+    return confidence_plot(softmax(predict_logits(model, data.X_test)), data.y_test, title)

@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from tsd_lib.analysis.architectures import ARCH
+from tsd_lib.data import Dataset
+from tsd_lib.experiment import RunConfig
 from tsd_lib.losses import at_loss, dkd_loss, kd_loss, rkd_loss
 
 Features = Mapping[str, torch.Tensor]
@@ -53,6 +55,13 @@ def attention_plot(series: np.ndarray, profiles: Mapping[str, np.ndarray], title
     return fig
 
 
+def attention_view(data: Dataset, feats: Mapping[str, Features], labels: Mapping[str, str], i: int = 0) -> Figure:
+    """:func:`attention_plot` of test series ``i``: the attention profile of each model in ``labels`` (name ->
+    label, the teacher first), from ``feats`` (features of the test series in order)."""
+    profiles = {label: attention_profile(feats[name])[i] for name, label in labels.items()}
+    return attention_plot(data.X_test[i, 0], profiles, title=f"{data.name} test series {i} (class {data.y_test[i]})")
+
+
 def class_sorted_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` distinct rows drawn at random (``seed``), sorted by class (stable) and then by row."""
     pick = np.sort(np.random.default_rng(seed).choice(len(y), min(n, len(y)), replace=False))
@@ -87,6 +96,15 @@ def distance_heatmaps(dists: Mapping[str, np.ndarray], y_rows: np.ndarray, title
     return fig
 
 
+def distance_view(feats: Mapping[str, Features], labels: Mapping[str, str], rows: np.ndarray, y: np.ndarray,
+                  name: str) -> Figure:
+    """:func:`distance_heatmaps` of the :func:`relative_distances` between the feature sequences of the test
+    series ``rows`` (``y``: the labels of every test series) for each model in ``labels`` (name -> label)."""
+    dists = {label: relative_distances(flat_sequence(feats[n], rows)) for n, label in labels.items()}
+    return distance_heatmaps(dists, y[rows], title=f"{name}: feature-sequence distances of {len(rows)} test series "
+                                                   "(white lines: class boundaries)")
+
+
 def rkd_comparison(feats: Mapping[str, Features], rows: np.ndarray, methods: Sequence[str],
                    teacher: str = "teacher") -> tuple[dict[str, float], dict[str, float]]:
     """Per method, on ``rows``: the RKD loss against the teacher and the correlation of its relative
@@ -117,10 +135,10 @@ def ranked(values: Mapping[str, float], fmt: str = "{:.2e}") -> str:
     return ", ".join(f"{k.upper()} {fmt.format(v)}" for k, v in sorted(values.items(), key=lambda kv: kv[1]))
 
 
-def widths_note(profile: str, teacher: str, student: str, d_teacher: int, d_student: int, n_seeds: int) -> str:
-    """The profile's teacher and student labels with their feature widths, and the number of student seeds."""
-    return (f"Profile `{profile}`: teacher {ARCH[teacher]} with feature width `D_T = {d_teacher}`, student "
-            f"{ARCH[student]} with `D_S = {d_student}`, {n_seeds} student seeds.")
+def widths_note(profile: str, config: RunConfig, d_teacher: int, d_student: int, n_seeds: int) -> str:
+    """The labels of ``config``'s teacher and student with their feature widths, and the number of student seeds."""
+    return (f"Profile `{profile}`: teacher {ARCH[config.teacher]} with feature width `D_T = {d_teacher}`, student "
+            f"{ARCH[config.student]} with `D_S = {d_student}`, {n_seeds} student seeds.")
 
 
 def at_note(at_gap: Mapping[str, float], n_series: int, seed: int) -> str:

@@ -13,8 +13,12 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from tsd_lib.analysis.tables import seed_table
+from tsd_lib.experiment import RunConfig, RunStore, load_student, run
 from tsd_lib.losses import kd_loss
 from tsd_lib.metrics import softmax
+from tsd_lib.report import learning_curves
+from tsd_lib.train import predict_logits
 
 #: The temperatures of the entropy curve (log-spaced).
 ENTROPY_GRID = np.geomspace(0.5, 64, 40)
@@ -58,6 +62,25 @@ def temperature_plot(logits: np.ndarray, i: int, y_i: int, taus: Sequence[float]
     return fig
 
 
+def temperature_view(logits: np.ndarray, y: np.ndarray, tau: float) -> Figure:
+    """:func:`temperature_plot` of a typical series (:func:`median_margin_index`) at τ = 1, 2, 4, 16 and ``tau``."""
+    i = median_margin_index(softmax(logits), y)
+    return temperature_plot(logits, i, y[i], taus=sorted({1.0, 2.0, 4.0, tau, 16.0}), profile_tau=tau)
+
+
+def student_logits(config: RunConfig, X: np.ndarray, store: RunStore | None = None) -> np.ndarray:
+    """The logits on ``X`` of ``config``'s student, trained and stored first when the store lacks it."""
+    run(config, store)
+    return predict_logits(load_student(config, store), X)
+
+
+def kd_check_note(by_hand: float, library: float, tau: float) -> str:
+    """The KD loss computed by hand beside ``kd_loss``'s, and their difference (floats or 0-d tensors)."""
+    by_hand, library = float(by_hand), float(library)
+    return (f"KD loss of the CE student on the test set (τ = {tau:g}): by hand **{by_hand:.6f}**, "
+            f"`kd_loss` **{library:.6f}** (difference {abs(by_hand - library):.1e}).")
+
+
 def kd_gradient_table(z_student: torch.Tensor, z_teacher: torch.Tensor,
                       taus: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)) -> pd.DataFrame:
     """Per temperature: the norm of the gradient, with respect to the student's logits, of the plain KL
@@ -85,6 +108,17 @@ def gradient_note(grads: pd.DataFrame) -> str:
             f"the τ²-scaled one changes by a factor of {scaled:.2f}.")
 
 
+def kd_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str],
+             teacher_record: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`~tsd_lib.analysis.tables.seed_table` of the students with a ``teacher`` row below: its test
+    accuracy and AUC-PR, agreement 1 and KL 0 (the teacher against itself), "–" for other metrics."""
+    table = seed_table(frame, metrics, methods)
+    own = {"accuracy": f"{teacher_record['test_accuracy']:.3f}", "auc_pr": f"{teacher_record['test_auc_pr']:.3f}",
+           "agreement": "1", "kl_teacher_student": "0"}
+    table.loc["teacher"] = [own.get(m, "–") for m in metrics]
+    return table
+
+
 def fidelity_scatter(p_teacher: np.ndarray, students: Mapping[str, np.ndarray], title: str) -> Figure:
     """Per student (a panel each): the teacher's probability of its predicted class (x) against the
     student's probability of that class (y); red points: the student predicts another class."""
@@ -107,3 +141,20 @@ def kd_term_note(history: Mapping[str, Any]) -> str:
     best = history["best_epoch"]
     return (f"The KD term of the KD student went from {kd[0]:.3f} in epoch 1 to {kd[best - 1]:.3f} at its best epoch "
             f"({best}).")
+
+
+def fidelity_view(teacher_logits: np.ndarray, configs: Mapping[tuple[str, int], RunConfig], methods: Sequence[str],
+                  seed: int, X: np.ndarray, name: str, store: RunStore | None = None) -> Figure:
+    """:func:`fidelity_scatter` of the teacher (``teacher_logits`` on ``X``) against the stored student of
+    each of ``methods`` for student ``seed`` (``configs`` keyed by method and seed)."""
+    students = {f"{m.upper()} student (seed {seed})": softmax(predict_logits(load_student(configs[m, seed], store), X))
+                for m in methods}
+    return fidelity_scatter(softmax(teacher_logits), students,
+                            title=f"{name} test series (red: student disagrees with the teacher)")
+
+
+def shared_loss_curves(histories: Mapping[str, Mapping[str, Any]], name: str, seed: int) -> Figure:
+    """Learning curves of the losses every student has (training cross-entropy, validation loss), one line per
+    history (``{"CE": history, "KD": history}``)."""
+    return learning_curves(histories, keys=("train_ce", "val_loss"),
+                           title=f"{name}: {' vs '.join(histories)} student, seed {seed} (vertical lines: best epoch)")

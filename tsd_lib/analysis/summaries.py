@@ -10,7 +10,7 @@ import pandas as pd
 
 from tsd_lib.analysis.architectures import ARCH, pair_sizes
 from tsd_lib.analysis.logits import gradient_ratios, soft_entropy
-from tsd_lib.analysis.tables import compare_means
+from tsd_lib.analysis.tables import compare_means, seed_stats
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig
 from tsd_lib.metrics import softmax
@@ -59,12 +59,12 @@ def teacher_summary(data: Dataset, config: RunConfig, record: Mapping[str, Any],
 
 
 def logit_summary(name: str, teacher_logits: np.ndarray, tau: float, kd_check: tuple[float, float],
-                  grads: pd.DataFrame, stats: pd.DataFrame, n_seeds: int) -> str:
-    """Chapter 2: softened targets at ``tau``, the by-hand KD loss against ``kd_loss`` (``kd_check``), the
-    tau^2 factor (``grads`` from :func:`~tsd_lib.analysis.logits.kd_gradient_table`) and CE against KD
-    students (``stats`` from :func:`~tsd_lib.analysis.tables.seed_stats`)."""
-    mean, std = _means(stats)
-    by_hand, library = kd_check
+                  grads: pd.DataFrame, frame: pd.DataFrame, n_seeds: int) -> str:
+    """Chapter 2: softened targets at ``tau``, the by-hand KD loss against ``kd_loss`` (``kd_check``: floats
+    or 0-d tensors), the tau^2 factor (``grads`` from :func:`~tsd_lib.analysis.logits.kd_gradient_table`) and
+    CE against KD students (``frame``: their runs, one row each)."""
+    mean, std = _means(seed_stats(frame, ["accuracy", "auc_pr", "agreement", "kl_teacher_student"], ["ce", "kd"]))
+    by_hand, library = (float(v) for v in kd_check)
     ratio_plain, ratio_kd = gradient_ratios(grads)
     d_acc = mean.at["kd", "accuracy"] - mean.at["ce", "accuracy"]
     d_auc = mean.at["kd", "auc_pr"] - mean.at["ce", "auc_pr"]
@@ -92,12 +92,11 @@ def logit_summary(name: str, teacher_logits: np.ndarray, tau: float, kd_check: t
 '''
 
 
-def baselines_summary(name: str, stats: pd.DataFrame, at_gap: Mapping[str, float], rkd_gap: Mapping[str, float],
-                      n_seeds: int) -> str:
+def baselines_summary(name: str, frame: pd.DataFrame, methods: Sequence[str], at_gap: Mapping[str, float],
+                      rkd_gap: Mapping[str, float], n_seeds: int) -> str:
     """Chapter 3: what each baseline copies, whether AT and RKD moved the quantity they train on
-    (``at_gap``, ``rkd_gap`` per method) and how the methods rank (``stats``; ``ce`` first)."""
-    mean, std = _means(stats)
-    methods = list(stats.index)
+    (``at_gap``, ``rkd_gap`` per method) and how ``methods`` rank (``frame``: their runs, one row each)."""
+    mean, std = _means(seed_stats(frame, ["auc_pr", "kl_teacher_student"], methods))
     best_auc, best_kl = mean["auc_pr"].idxmax(), mean["kl_teacher_student"].idxmin()
     beat_ce = [m for m in methods if m != "ce" and mean.at[m, "auc_pr"] > mean.at["ce", "auc_pr"]]
     spread = std["auc_pr"].max()

@@ -1,12 +1,18 @@
-"""Tables of runs over student seeds: "mean ± std" per method, and how two methods compare."""
+"""Runs over student seeds and their tables: the runs of every method and seed, "mean ± std" per method
+and its caption, and how two methods compare."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from tsd_lib.experiment import RunConfig, run
+
+if TYPE_CHECKING:
+    from tsd_lib.profiles import Profile
 
 
 def mean_std(mean: float, std: float, decimals: int = 3) -> str:
@@ -36,6 +42,27 @@ def seed_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[st
     if seeds_column:
         table.insert(0, "seeds", frame.groupby("method").size().reindex(list(methods)).fillna(0).astype(int))
     return table.rename(columns=dict(labels or {}))
+
+
+def student_runs(profile: Profile, dataset: str, methods: Sequence[str], *, teacher_seed: int,
+                 source: Any = None) -> tuple[dict[tuple[str, int], RunConfig], pd.DataFrame]:
+    """Every (method, student seed) of ``profile`` on ``dataset`` with ``teacher_seed``: the configs, keyed
+    by method and seed, and a frame of their records (one row per run). Without ``source`` a missing run is
+    trained and stored first (:func:`~tsd_lib.experiment.run`); with one (a run store or a
+    :class:`~tsd_lib.archive.Records`) the records are read from it."""
+    configs = {(m, s): profile.base_config(dataset, teacher_seed=teacher_seed, method=m, seed=s)
+               for m in methods for s in profile.seeds}
+    load = run if source is None else source.load_record
+    return configs, pd.DataFrame([load(c) for c in configs.values()])
+
+
+def seeds_caption(name: str, seeds: Sequence[int], teacher: Mapping[str, Any] | None = None) -> str:
+    """The line above a seed table: ``"**D**, 2 student seeds (0, 1)"``, then the teacher's test accuracy
+    and AUC-PR (``teacher``: its record) or, without one, ``", test split:"``."""
+    head = f"**{name}**, {len(seeds)} student seeds ({', '.join(map(str, seeds))})"
+    if teacher is None:
+        return head + ", test split:"
+    return f"{head}; teacher: accuracy {teacher['test_accuracy']:.3f}, AUC-PR {teacher['test_auc_pr']:.3f}."
 
 
 def compare_means(stats: pd.DataFrame, a: str, b: str, metric: str) -> str:

@@ -4,16 +4,20 @@ teacher fails to learn, under each settings variant, and which seed validation p
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.analysis.published import published_fcn
-from tsd_lib.experiment import RunConfig, RunStore, choose_teacher, get_dataset
+from tsd_lib.archive import study_source
+from tsd_lib.experiment import RunConfig, RunStore, choose_teacher, get_dataset, get_teacher
 
 if TYPE_CHECKING:
-    import matplotlib.figure
+    from torch import nn
 
     from tsd_lib.archive import Archive, Records
     from tsd_lib.data import Dataset
@@ -108,11 +112,11 @@ SEED_STUDY_COLUMNS = ["variant", "teacher", "teacher seed", "epochs run", "best 
                       "val accuracy", "val loss", "test accuracy", "at chance", "chosen"]
 
 
-def seed_study_plot(study: pd.DataFrame, y_test: np.ndarray, title: str) -> matplotlib.figure.Figure:
-    """Test accuracy per teacher seed and variant, against the majority-class rate."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 2.8), layout="constrained")
+def seed_study_plot(study: pd.DataFrame, y_test: np.ndarray, title: str) -> Figure:
+    """Test accuracy per teacher seed and variant, against the majority-class rate (a bare figure, not
+    pyplot's: ``display(fig)`` shows it)."""
+    fig = Figure(figsize=(7.5, 2.8), layout="constrained")
+    ax = fig.add_subplot()
     order = list(dict.fromkeys(study["variant"]))
     wide = study.pivot(index="teacher seed", columns="variant", values="test accuracy")[order]
     wide.plot.bar(ax=ax, rot=0, width=0.8)
@@ -162,7 +166,7 @@ def literature_note(teachers: pd.DataFrame, source: str) -> str:
     return f"Published: {source}. " + gaps + ended
 
 
-def literature_plot(teachers: pd.DataFrame, arch: dict[str, str]) -> matplotlib.figure.Figure:
+def literature_plot(teachers: pd.DataFrame, arch: dict[str, str]) -> Figure:
     """Bars: each chosen teacher's test accuracy beside the published FCN accuracy."""
     chosen = teachers[teachers.chosen]
     ax = chosen.plot.bar(x="dataset", y=["test accuracy", "published FCN"], figsize=(7, 3), rot=0, ylim=(0, 1.05),
@@ -196,6 +200,17 @@ def profile_study_picks(pairs: list[RunConfig], studies: dict[str, dict[str, lis
 #: The columns of the chapter's table of teachers.
 TEACHER_COLUMNS = ["dataset", "teacher", "teacher seed", "chosen", "epochs run", "best epoch", "stopped early",
                    "val accuracy", "test accuracy", "test AUC-PR", "published FCN", "gap to published"]
+
+
+def profile_teacher(profile: Profile, dataset: str, store: RunStore, *, teacher_seed: int
+                    ) -> tuple[RunConfig, Dataset, nn.Module, dict[str, Any]]:
+    """Where a chapter starts: ``profile``'s base config on ``dataset`` with ``teacher_seed``, its data set,
+    and its teacher with the teacher's record (trained and stored when missing, by
+    :func:`~tsd_lib.experiment.get_teacher`)."""
+    config = profile.base_config(dataset, teacher_seed=teacher_seed)
+    data = get_dataset(config)
+    teacher, record = get_teacher(config, data, store)
+    return config, data, teacher, record
 
 
 def book_teacher_configs(profile: Profile) -> list[RunConfig]:
@@ -241,3 +256,30 @@ def studies_summary(studies: dict[str, tuple[pd.DataFrame, np.ndarray]], pick_li
     :func:`profile_study_picks`; a note when the profile has no teacher study."""
     lines = [line for title, (study, _) in studies.items() for line in seed_study_summary(study, title)]
     return "\n".join(lines + pick_lines) or f"*Profile `{profile}` has no teacher study.*"
+
+
+@dataclass
+class TeacherStudies:
+    """Chapter 1's teacher studies as shown: ``outputs`` in display order (markdown, tables, bare figures)
+    and ``picks``, the seed validation picks for each single-seed pair teacher (:func:`profile_study_picks`)."""
+
+    outputs: list[Any]
+    picks: dict[str, int]
+
+
+def profile_teacher_studies(profile: Profile, store: RunStore) -> TeacherStudies:
+    """``profile``'s teacher studies, read from its own store or its archive's
+    (:func:`~tsd_lib.archive.study_source`): the archive's description when they come from one, then per
+    study its title, its :data:`SEED_STUDY_COLUMNS` table and :func:`seed_study_plot`, and last
+    :func:`studies_summary` (with the profile's pair teachers checked against the studies)."""
+    from IPython.display import Markdown
+
+    source_profile, source = study_source(profile, store)
+    outputs: list[Any] = [] if source_profile is profile else [Markdown(source.archive.describe())]
+    studies = teacher_studies(source_profile.teacher_study_configs(), source)
+    for title, (study, y_test) in studies.items():
+        table = study[SEED_STUDY_COLUMNS].style.format(precision=3).hide(axis="index")
+        outputs += [Markdown(f"**{title}**"), table, seed_study_plot(study, y_test, title)]
+    picks, lines = profile_study_picks(profile.pair_configs(), source_profile.teacher_study_configs(), source, ARCH)
+    outputs.append(Markdown(studies_summary(studies, lines, profile.name)))
+    return TeacherStudies(outputs, picks)
