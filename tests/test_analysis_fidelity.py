@@ -130,3 +130,22 @@ def test_profiles_and_cost_tables():
     assert note == ("The 3 runs in this store took 3.0 minutes of wall time in all (teachers, training and "
                     "evaluation), on `cpu`.")
     assert cost_tables([], profiles) is None
+
+
+def test_predictions_on_test_train_missing_runs_and_read_every_seed(tmp_path):
+    import yaml
+
+    from tsd_lib.analysis import predictions_on_test
+    from tsd_lib.experiment import RunStore
+    from tsd_lib.profiles import load_profile
+
+    spec = {"datasets": ["ItalyPowerDemand"], "methods": ["ce", "kd"], "seeds": [0, 1], "teacher": "fcn_small",
+            "student": "fcn_small", "epochs": 2, "patience": 2, "teacher_epochs": 2, "saliency_eval_series": 4}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    profile, store = load_profile(tmp_path / "p.yaml"), RunStore(tmp_path / "store")
+    pred = predictions_on_test(profile, "ItalyPowerDemand", ("ce", "kd", "kd+tsd"), store=store)
+    assert pred.methods == ["ce", "kd"]  # kd+tsd is not in the profile
+    assert sorted(pred.p_student) == [("ce", 0), ("ce", 1), ("kd", 0), ("kd", 1)]
+    assert pred.p_teacher.shape == (len(pred.y), 2) and np.allclose(pred.p_teacher.sum(1), 1, atol=1e-5)
+    assert not np.allclose(pred.p_student["ce", 0], pred.p_student["ce", 1])  # two seeds, two students
+    assert all(store.has(profile.base_config("ItalyPowerDemand", method=m, seed=s)) for m, s in pred.p_student)

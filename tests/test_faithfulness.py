@@ -83,7 +83,7 @@ def test_saliency_auprc_is_one_for_a_perfect_map_and_chance_for_a_flat_one():
 def test_faithfulness_study_on_the_planted_set(tmp_path):
     import yaml
 
-    from tsd_lib.analysis.faithfulness import faithfulness_study
+    from tsd_lib.analysis.faithfulness import faithfulness_study, faithfulness_views
     from tsd_lib.experiment import RunStore
     from tsd_lib.experiment.faithfulness import run_faithfulness
     from tsd_lib.grid import run_grid
@@ -114,6 +114,9 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
     path.write_text(json.dumps({**stored, "digest": "other code"}))  # made by other code: measured again
     assert faithfulness_study(profile, "Synthetic", ["ce"], store=store)["table"].iloc[1]["deletion area"] == \
         table.iloc[1]["deletion area"]
+    outputs, notes = faithfulness_views(profile, "Synthetic", ("ce", "kd", "tsd"), store=store)
+    assert [type(o).__name__ for o in outputs] == ["Markdown", "DataFrame", "Figure", "DataFrame"]  # kd: not run
+    assert outputs[1]["model"].tolist() == ["teacher", "ce", "ce", "tsd", "tsd"] and "planted truth" in notes
     with pytest.raises(FileNotFoundError, match="not finished"):
         run_faithfulness(profile.base_config("Synthetic", method="ce", seed=9), store)
 

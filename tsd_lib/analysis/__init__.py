@@ -57,6 +57,7 @@ from tsd_lib.analysis.faithfulness import (
     faithfulness_note,
     faithfulness_plot,
     faithfulness_study,
+    faithfulness_views,
     perturbation_curve,
     saliency_auprc,
     window_ranking,
@@ -80,9 +81,11 @@ from tsd_lib.analysis.features import (
     widths_note,
 )
 from tsd_lib.analysis.fidelity_views import (
+    Predictions,
     beyond_accuracy_summary,
     ece_table,
     kl_cdf_plot,
+    predictions_on_test,
     reliability_plot,
     substitution,
     substitution_text,
@@ -184,6 +187,7 @@ __all__ = [
     "PaperArchive", "claims_side_by_side", "coverage_and_cost", "extensions_note", "faithfulness_table",
     "load_paper_archive", "paper_results", "claim_verdicts",
     "curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
+    "faithfulness_views", "Predictions", "predictions_on_test",
     "perturbation_curve", "saliency_auprc", "window_ranking",
     "TeacherStudies", "attention_view", "distance_view", "fidelity_view", "kd_check_note", "kd_table",
     "model_confidence_plot", "preprocessing_view", "profile_teacher", "profile_teacher_studies", "seeds_caption",

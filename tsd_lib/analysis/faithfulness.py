@@ -4,7 +4,7 @@ stored with each run (the measures and their definitions live there)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
-           "perturbation_curve", "saliency_auprc", "window_ranking"]
+           "faithfulness_views", "perturbation_curve", "saliency_auprc", "window_ranking"]
 
 Curves = dict[tuple[str, str, str], np.ndarray]
 RANKED_BY = {"own": "own saliency", "teacher": "teacher's saliency"}
@@ -56,10 +56,11 @@ def faithfulness_frame(results: Mapping[str, Mapping[str, Any]]) -> tuple[pd.Dat
 
 def faithfulness_plot(curves: Mapping[tuple[str, str, str], np.ndarray], title: str) -> Figure:
     """Deletion and insertion curves side by side: solid, ranked by the model's own saliency;
-    dashed, by the teacher's."""
-    import matplotlib.pyplot as plt
+    dashed, by the teacher's (a bare figure, not pyplot's: ``display(fig)`` shows it)."""
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained", sharey=True)
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
     names = list(dict.fromkeys(name for name, _, _ in curves))
     for ax, mode in zip(axes, MODES, strict=True):
         for c, name in enumerate(names):
@@ -116,3 +117,24 @@ def faithfulness_note(table: pd.DataFrame, auprc: pd.DataFrame | None, dataset: 
                      + ", ".join(f"{r.model} {r._2:.3f}" for r in auprc.itertuples())
                      + f"; **{best['model']}**'s saliency finds the pattern best.")
     return "\n".join(lines)
+
+
+def faithfulness_views(profile: Profile, dataset: str, methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd"), *,
+                       seed: int = 0, store: RunStore | None = None) -> tuple[list[Any], str]:
+    """Chapter 7's faithfulness section on ``dataset`` and the profile's planted-pattern set: per
+    set its name, :func:`faithfulness_study` table, :func:`faithfulness_plot` and (planted truth)
+    AUPRC table, in display order; and the :func:`faithfulness_note` lines of every set."""
+    from IPython.display import Markdown
+
+    sets = [dataset] + [d for d in profile.datasets if d.lower().startswith("synthetic") and d != dataset]
+    methods = [m for m in methods if m in profile.methods]
+    outputs, notes = [], []
+    for name in sets:
+        study = faithfulness_study(profile, name, methods, seed=seed, store=store)
+        outputs += [Markdown(f"**{name}**"), study["table"].round(3),
+                    faithfulness_plot(study["curves"], f"{name}: deletion and insertion (solid: own ranking; "
+                                                       "dashed: the teacher's)")]
+        if study["auprc"] is not None:
+            outputs.append(study["auprc"].round(3))
+        notes.append(faithfulness_note(study["table"], study["auprc"], name))
+    return outputs, "\n".join(notes)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tsd_lib.metrics import agreement, ece, kl_teacher_student
+from tsd_lib.experiment import RunStore, get_dataset, load_student, load_teacher, run
+from tsd_lib.metrics import agreement, ece, kl_teacher_student, softmax
+from tsd_lib.profiles import Profile
 from tsd_lib.report import reliability_diagram
+from tsd_lib.train import predict_logits
 
 Probas = Mapping[tuple[str, int], np.ndarray]
 KL_FLOOR = 1e-6
@@ -121,3 +125,29 @@ def beyond_accuracy_summary(fid: pd.DataFrame, sal: pd.DataFrame, eces: pd.DataF
             "both agreement and KL."))
     lines.append(f"- Profile `{profile}`, {n_seeds} seed(s): treat differences within one seed std as noise.")
     return "\n".join(lines)
+
+
+@dataclass
+class Predictions:
+    """The test-split probabilities chapter 7 compares on one dataset: ``p_teacher`` and, keyed
+    ``(method, seed)``, every student's; ``methods`` in order, ``y`` the labels."""
+
+    methods: list[str]
+    y: np.ndarray
+    p_teacher: np.ndarray
+    p_student: dict[tuple[str, int], np.ndarray]
+
+
+def predictions_on_test(profile: Profile, dataset: str, methods: Sequence[str] = ("ce", "kd", "kd+tsd"),
+                     store: RunStore | None = None) -> Predictions:
+    """The teacher's and the students' (``methods`` the profile runs, else all of them; every
+    student seed) test probabilities from the stored models (a missing run is trained first)."""
+    methods = [m for m in methods if m in profile.methods] or list(methods)
+    configs = {(m, s): profile.base_config(dataset, method=m, seed=s) for m in methods for s in profile.seeds}
+    for config in configs.values():
+        run(config, store)
+    first = next(iter(configs.values()))
+    data = get_dataset(first)
+    p_student = {key: softmax(predict_logits(load_student(c, store), data.X_test)) for key, c in configs.items()}
+    return Predictions(methods, data.y_test, softmax(predict_logits(load_teacher(first, store), data.X_test)),
+                       p_student)
