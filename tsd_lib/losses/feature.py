@@ -52,13 +52,9 @@ DT2W_GAMMA = 1.2
 
 
 def make_projection(d_in: int, d_out: int, init_range: float | None = None) -> nn.Conv1d:
-    """A learned adapter: a 1x1 ``Conv1d`` from ``d_in`` to ``d_out`` channels, without bias.
-
-    ``init_range=r`` draws the weights uniformly from ``(-r, r)`` (the TSD authors' FitNets
-    regressor: ``r = FITNETS_INIT_RANGE = 0.005``); ``None`` keeps PyTorch's default
-    initialisation (used for DT2W's fallback projection, for which no source gives one). No
-    bias, as in the authors' regressor, so there is no bias to initialise.
-    """
+    """A learned adapter: a 1x1 ``Conv1d`` from ``d_in`` to ``d_out`` channels, without bias (as the
+    authors' regressor). ``init_range=r`` draws the weights from ``U(-r, r)`` (their FitNets regressor:
+    :data:`FITNETS_INIT_RANGE`); ``None`` keeps PyTorch's default (DT2W's fallback projection)."""
     conv = nn.Conv1d(int(d_in), int(d_out), kernel_size=1, bias=False)
     if init_range is not None:
         nn.init.uniform_(conv.weight, -float(init_range), float(init_range))
@@ -66,12 +62,8 @@ def make_projection(d_in: int, d_out: int, init_range: float | None = None) -> n
 
 
 def match_length(seq: torch.Tensor, length: int) -> torch.Tensor:
-    """Linearly resample a ``(B, D, T)`` sequence to ``(B, D, length)`` (endpoints aligned).
-
-    Uses ``F.interpolate(mode="linear", align_corners=True)``: output step ``i`` reads the
-    input at position ``i (T - 1) / (length - 1)``, the same convention as the linear
-    resampling of the series to length 100. Returns ``seq`` unchanged when lengths agree.
-    """
+    """Linearly resample a ``(B, D, T)`` sequence to ``(B, D, length)``, endpoints aligned (step ``i``
+    reads position ``i (T - 1) / (length - 1)``, as the series' resampling to 100); unchanged if equal."""
     if seq.shape[-1] == length:
         return seq
     return F.interpolate(seq, size=int(length), mode="linear", align_corners=True)
@@ -85,16 +77,13 @@ def fitnets_loss(feat_s: torch.Tensor, feat_t: torch.Tensor, proj: Projection) -
     where :math:`f^S \in \mathbb{R}^{B\times D_S\times T_S}` is the student's ``sequence``
     feature, :math:`\tilde f^S` the same linearly resampled to the teacher's length
     :math:`T_T` when :math:`T_S \ne T_T` (see :func:`match_length`), :math:`W` the learned
-    1x1 convolution ``proj`` (:math:`D_S \to D_T`) and :math:`f^T` the teacher's sequence.
-    Resampling and the 1x1 convolution commute (both are linear, one over time, one over
-    channels), so resampling first is merely cheaper. :class:`~tsd_lib.losses.Objective`
-    builds ``proj`` with :func:`make_projection` initialised uniformly in ``(-0.005, 0.005)``,
-    as the TSD authors do.
+    1x1 convolution ``proj`` (:math:`D_S \to D_T`; :func:`make_projection`, ``U(-0.005, 0.005)`` as
+    the TSD authors) and :math:`f^T` the teacher's sequence. Resampling and the 1x1 convolution
+    commute (both linear), so resampling first is merely cheaper.
 
-    Schedule: Romero et al. and the TSD authors train in two stages (the hint loss alone
-    first, then cross-entropy fine-tuning). Here FitNets is trained *jointly*,
-    ``CE + w * L_FitNets`` from the first step, so that every method shares one schedule
-    (the same optimiser, epochs and early stopping), and the comparison isolates the loss.
+    Schedule: Romero et al. and the TSD authors train in two stages (hint loss, then CE
+    fine-tuning); here ``CE + w * L_FitNets`` is trained jointly from the first step, so every
+    method shares one schedule and the comparison isolates the loss.
 
     Args:
         feat_s: student sequence features ``(B, D_S, T_S)``.
