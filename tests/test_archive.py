@@ -147,6 +147,20 @@ def test_committed_studies_archive_is_complete():
     assert not missing, f"{len(missing)} studies runs not archived: rerun `tsd archive --profile studies`"
 
 
+def test_committed_paper_archive_holds_the_required_sets_converged():
+    from tsd_lib.analysis.paper_archive import load_paper_archive
+
+    paper = load_paper_archive("paper")
+    assert paper.archive.profile == "paper-offline" and paper.profile.results_name == "paper"
+    assert {"ItalyPowerDemand", "BeetleFly"} <= set(paper.complete)  # the sets archived so far
+    assert paper.n_capped == 0, "a run behind the tables is still capped: rerun `tsd archive --profile paper-offline`"
+    runs = [c for c in paper.profile.configs() if c.dataset in paper.complete]
+    assert len(paper.records) == len(runs) == 110 * len(paper.complete)  # 10 methods, 5 seeds, 5 TSD weights
+    assert all(paper.archive.faithfulness(c) is not None or not paper.archive.load_record(c)["stopped_early"]
+               for c in runs)  # every converged run carries its faithfulness
+    assert set(runs) <= set(load_profile("paper").configs())  # the paper profile's own runs
+
+
 def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
     quick, studies = load_profile("quick"), load_profile("studies")
     pair = quick.pair_configs("lstm")[0]
