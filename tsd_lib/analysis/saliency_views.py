@@ -4,11 +4,13 @@ other baselines and methods, and the planted-pattern check with known answers.""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -16,12 +18,70 @@ from tsd_lib import report
 from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig, RunStore, get_teacher
-from tsd_lib.metrics import saliency_precision, saliency_similarity
+from tsd_lib.metrics import saliency_precision, saliency_similarity, softmax
+from tsd_lib.saliency import BASELINES
 from tsd_lib.saliency.gradients import gradient_map, integrated_gradients_map
 from tsd_lib.saliency.maps import saliency_map
+from tsd_lib.train import predict_logits
+
+if TYPE_CHECKING:
+    from tsd_lib.profiles import Profile
 
 #: The three maps of the planted-pattern check, as the chapter names them.
 SYNTHETIC_MAPS = ("occlusion (TSD)", "|gradient|", "|integrated gradients|")
+
+
+def series_tensors(data: Dataset, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Test series ``i`` of ``data`` and its label as a batch of one, and the donor pool (the training set)."""
+    return (torch.as_tensor(data.X_test[i:i + 1]), torch.as_tensor(data.y_test[i:i + 1]),
+            torch.as_tensor(data.X_train), torch.as_tensor(data.y_train))
+
+
+def perturbed_copies_plot(data: Dataset, i: int, copies: np.ndarray, starts: Sequence[int], window: int) -> Figure:
+    """Test series ``i`` of ``data`` and three of its perturbed ``copies`` (windows at ``starts`` shaded)."""
+    return report.perturbation_examples(data.X_test[i], copies, list(starts), window, n=3,
+                                        title=f"{data.name} test series {i} (class {data.y_test[i]}): windows of "
+                                              f"length {window} replaced from other-class series")
+
+
+@dataclass
+class WindowShifts:
+    """One series' shift per window, windows sorted by start: ``starts``, ``shift`` (summed over classes),
+    ``q_true`` (the model's probability of the true class on each perturbed copy) and ``p_true`` (on the
+    clean series)."""
+
+    starts: np.ndarray
+    shift: np.ndarray
+    q_true: np.ndarray
+    p_true: float
+
+    @property
+    def top_start(self) -> int:
+        """The start of the window with the largest shift."""
+        return int(self.starts[self.shift.argmax()])
+
+
+    def plot(self, series: np.ndarray, window: int, label: int) -> Figure:
+        """:func:`window_shift_plot` of these shifts over ``series``."""
+        return window_shift_plot(series, self.starts, self.shift, self.q_true, self.p_true, window, label)
+
+
+def window_shifts(starts: np.ndarray, shift: np.ndarray, logits: np.ndarray, logits_perturbed: np.ndarray,
+                  label: int) -> WindowShifts:
+    """Sort one series' windows by start (``starts``, ``shift``: one per perturbed copy) and read the
+    probability of class ``label`` off the clean ``logits`` (``(1, k)``) and the copies' (``(K, k)``)."""
+    order = np.argsort(starts)
+    return WindowShifts(starts[order], shift[order], softmax(logits_perturbed)[order, label],
+                        float(softmax(logits)[0, label]))
+
+
+def window_shift_note(shifts: WindowShifts, n_copies: int, saliency_shape: Sequence[int]) -> str:
+    """How many copies were asked for (``n_copies``), the shape of the per-class saliency tensor, and where the
+    probability of the true class falls most."""
+    return (f"{n_copies} perturbed copies; the per-class saliency tensor has shape "
+            f"{tuple(saliency_shape)} (series × windows × classes). The largest shift is at t = "
+            f"{shifts.top_start}, where the teacher's probability of the true class falls from "
+            f"{shifts.p_true:.3f} to {shifts.q_true[shifts.shift.argmax()]:.3f}.")
 
 
 def window_shift_plot(series: np.ndarray, starts: np.ndarray, shift: np.ndarray, q_true: np.ndarray,
@@ -63,6 +123,14 @@ def maps_plot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray, p
     return fig
 
 
+def teacher_maps_plot(teacher: nn.Module, X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray,
+                      name: str, *, window: int, tau: float) -> Figure:
+    """:func:`maps_plot` of the ``teacher``'s ``maps`` on test series ``idx`` of data set ``name``, with the
+    teacher's probabilities."""
+    return maps_plot(X, y, idx, maps, softmax(predict_logits(teacher, X)),
+                     title=f"{name}: teacher saliency (window {window}, τ = {tau:g}, other-class replacement)")
+
+
 def late_mass(maps: np.ndarray, fraction: float = 0.2) -> float:
     """Mean share of each map's saliency mass on the last ``fraction`` of the time steps."""
     tail = max(1, int(np.ceil(maps.shape[1] * fraction)))
@@ -79,6 +147,35 @@ def late_mass_note(late: float, teacher: str, label: str) -> str:
                        f"windows; {bias}.")
     return head + (f"The {label} teacher averages its features over all time steps, so it has no built-in "
                    f"preference for late windows{'; yet the late windows dominate here' if late > 0.3 else ''}.")
+
+
+def baselines_plot(X: np.ndarray, by_baseline: Mapping[str, np.ndarray], name: str, index: int) -> Figure:
+    """The first series of ``X`` (test series ``index`` of data set ``name``) under each baseline's map."""
+    return report.compare_saliency(X[0], {b: m[0] for b, m in by_baseline.items()},
+                                   title=f"{name} test series {index}: the same teacher, five replacement baselines")
+
+
+def methods_plot(X: np.ndarray, occlusion: np.ndarray, others: Mapping[str, np.ndarray], name: str,
+                 index: int) -> Figure:
+    """The first series of ``X`` (test series ``index`` of ``name``) under the occlusion map and ``others``."""
+    maps = {"occlusion, other-class (TSD)": occlusion, **others}
+    return report.compare_saliency(X[0], {n: m[0] for n, m in maps.items()},
+                                   title=f"{name} test series {index}: three saliency methods, one teacher")
+
+
+def baseline_maps(model: nn.Module, X: np.ndarray, y: np.ndarray, data: Dataset, *, window: int, tau: float,
+                  other_class: np.ndarray) -> dict[str, np.ndarray]:
+    """Saliency maps of ``model`` on ``X`` under every replacement baseline of
+    :data:`~tsd_lib.saliency.BASELINES` (donors: ``data``'s training set); ``other_class``, the maps
+    already computed with other-class donors, is reused for that baseline."""
+    return {b: other_class if b == "other_class" else
+            saliency_map(model, X, y, X_pool=data.X_train, y_pool=data.y_train, window=window, tau=tau,
+                         baseline=b, generator=0) for b in BASELINES}
+
+
+#: How the chapter formats :func:`baseline_table`.
+BASELINE_FORMAT = {"Spearman vs other_class": "{:.3f}", "mean saliency": "{:.3e}",
+                   "mean saliency / other_class": "{:.3f}"}
 
 
 def baseline_table(by_baseline: Mapping[str, np.ndarray], reference: str = "other_class") -> pd.DataFrame:
@@ -135,13 +232,18 @@ def synthetic_teachers(config: RunConfig, data: Dataset, store: RunStore, datase
     return teachers
 
 
+def gradient_maps(model: nn.Module, X: np.ndarray, y: np.ndarray, *, ig_steps: int) -> dict[str, np.ndarray]:
+    """``model``'s ``|gradient|`` and ``|integrated gradients|`` maps on ``X`` (integrated from the zero series
+    with ``ig_steps`` points)."""
+    return {"|gradient|": gradient_map(model, X, y),
+            "|integrated gradients|": np.abs(integrated_gradients_map(model, X, y, baseline="zero", steps=ig_steps))}
+
+
 def synthetic_maps(model: nn.Module, X: np.ndarray, y: np.ndarray, syn: Dataset, *, window: int, tau: float,
                    ig_steps: int) -> dict[str, np.ndarray]:
     """The three maps of :data:`SYNTHETIC_MAPS` of ``model`` on ``X`` (donors: the synthetic training set)."""
-    return dict(zip(SYNTHETIC_MAPS, (
-        saliency_map(model, X, y, X_pool=syn.X_train, y_pool=syn.y_train, window=window, tau=tau, generator=0),
-        gradient_map(model, X, y),
-        np.abs(integrated_gradients_map(model, X, y, steps=ig_steps))), strict=True))
+    occlusion = saliency_map(model, X, y, X_pool=syn.X_train, y_pool=syn.y_train, window=window, tau=tau, generator=0)
+    return dict(zip(SYNTHETIC_MAPS, (occlusion, *gradient_maps(model, X, y, ig_steps=ig_steps).values()), strict=True))
 
 
 def precision_table(maps: Mapping[str, Mapping[str, np.ndarray]], accuracy: Mapping[str, float],
@@ -168,3 +270,46 @@ def mid_series(truth: np.ndarray, lo: int = 25, hi: int = 65) -> int:
     """The first series whose planted window starts in ``[lo, hi]`` (0 when none does)."""
     middle = np.flatnonzero((truth.argmax(1) >= lo) & (truth.argmax(1) <= hi))
     return int(middle[0]) if len(middle) else 0
+
+
+@dataclass
+class PlantedCheck:
+    """The planted-pattern check: the ``n_eval`` synthetic test series ``X``, ``y`` and their ``truth`` masks,
+    ``chance`` (the planted share of the time steps), every teacher's :func:`synthetic_maps` and the
+    :func:`precision_table`."""
+
+    X: np.ndarray
+    y: np.ndarray
+    truth: np.ndarray
+    chance: float
+    maps: dict[str, dict[str, np.ndarray]]
+    precision: pd.DataFrame
+
+    @property
+    def n_eval(self) -> int:
+        """How many synthetic test series the check uses."""
+        return len(self.y)
+
+
+def planted_check(config: RunConfig, syn: Dataset, store: RunStore, profile: Profile, *, window: int, tau: float,
+                  ig_steps: int) -> PlantedCheck:
+    """Run the planted-pattern check on the synthetic set ``syn`` (``config``): the teachers of
+    :func:`synthetic_teachers` (trained or loaded from ``store``), their maps on the first test series (at most
+    the profile's ``saliency_eval_series``) and each map's saliency precision against the planted windows."""
+    teachers = synthetic_teachers(config, syn, store, profile.datasets)
+    n_eval = min(len(syn.y_test), profile.run.get("saliency_eval_series") or len(syn.y_test))
+    X, y, truth = syn.X_test[:n_eval], syn.y_test[:n_eval], syn.masks["test"][:n_eval]
+    maps = {name: synthetic_maps(model, X, y, syn, window=window, tau=tau, ig_steps=ig_steps)
+            for name, (model, _) in teachers.items()}
+    accuracy = {name: record["test_accuracy"] for name, (_, record) in teachers.items()}
+    return PlantedCheck(X, y, truth, float(truth.sum(1).mean() / syn.length), maps,
+                        precision_table(maps, accuracy, truth))
+
+
+def planted_series_plot(check: PlantedCheck) -> Figure:
+    """One series of the check whose pattern sits mid-series (:func:`mid_series`), its planted window shaded,
+    with every teacher's maps."""
+    j = mid_series(check.truth)
+    panels = {f"{name}: {method}": m[j] for name, ms in check.maps.items() for method, m in ms.items()}
+    return report.compare_saliency(check.X[j], panels, truth=check.truth[j],
+                                   title=f"Synthetic test series {j} (class {check.y[j]})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,10 +16,92 @@ from torch import nn
 
 from tsd_lib import report
 from tsd_lib.data import Dataset
-from tsd_lib.experiment import RunConfig
+from tsd_lib.experiment import RunConfig, get_dataset, load_student, load_teacher, run
 from tsd_lib.losses import TSDTerm, tsd_loss
 from tsd_lib.metrics import saliency_similarity
 from tsd_lib.saliency.maps import saliency_map
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tsd_lib.profiles import Profile
+
+
+def tsd_setting(profile: Profile, dataset: str) -> tuple[RunConfig, Dataset, nn.Module, nn.Module]:
+    """Where chapter 5 starts: ``profile``'s KD+TSD config on ``dataset`` (first student seed), its data set,
+    its teacher and the CE student of the same seed (that run trained and stored first when missing)."""
+    config = profile.base_config(dataset, method="kd+tsd", seed=profile.seeds[0])
+    ce = profile.base_config(dataset, method="ce", seed=profile.seeds[0])
+    run(ce)
+    return config, get_dataset(config), load_teacher(config), load_student(ce)
+
+
+def first_batch(data: Dataset, size: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``size`` training series and labels (a batch), and the donor pool: the whole training set."""
+    B = min(size, len(data.X_train))
+    X_pool, y_pool = torch.as_tensor(data.X_train), torch.as_tensor(data.y_train)
+    return X_pool[:B], y_pool[:B], X_pool, y_pool
+
+
+def copies_note(X: torch.Tensor, y: torch.Tensor, copies: torch.Tensor, starts: torch.Tensor, donors: torch.Tensor,
+                y_pool: torch.Tensor) -> str:
+    """The batch and copies' shapes, whether every donor is from another class and the starts of each series
+    are distinct."""
+    B, K = starts.shape
+    other_class = bool((y_pool[donors] != y[:, None]).all())
+    distinct = all(len(set(row.tolist())) == K for row in starts)
+    return (f"Batch `X` {tuple(X.shape)} -> copies {tuple(copies.shape)} (B*K = {B}*{K}). "
+            f"Every donor from another class: **{other_class}**; starts distinct within each series: **{distinct}**.")
+
+
+def teacher_shift_note(rounding: float, matches: bool, raw: torch.Tensor) -> str:
+    """The by-hand teacher shift against the library's: the forward-pass rounding, whether they agree, and the
+    sign of the per-class terms ``raw`` (``(B, K, k)``) and of their sums (KL divergences)."""
+    return (f"Largest difference between `perturbed_logits` and a plain forward pass: {rounding:.1e}. "
+            f"By-hand teacher shift equals `distribution_shift`: **{matches}**. Shape {tuple(raw.shape)}; "
+            f"summed over classes, the smallest window shift is {raw.sum(-1).min().item():.2g} (a KL divergence: "
+            f"never below zero beyond float rounding); "
+            f"{(raw < 0).float().mean().item():.0%} of the single per-class terms are negative.")
+
+
+def followed_heatmaps(X: torch.Tensor, starts: torch.Tensor, s_T: torch.Tensor, s_S: torch.Tensor, b: int, *,
+                      window: int, class_names: Sequence[object]) -> Figure:
+    """:func:`shift_heatmaps` of series ``b`` of the batch: the teacher's and the CE student's shifts."""
+    return shift_heatmaps(X[b, 0].numpy(), starts[b].numpy(),
+                          {"teacher  $\\hat s_T$": s_T[b].numpy(), "CE student  $\\hat s_S$": s_S[b].detach().numpy()},
+                          window=window, class_names=class_names, label=f"series {b}")
+
+
+def student_shift_note(starts: torch.Tensor, raw: torch.Tensor, s_T: torch.Tensor, s_S: torch.Tensor, b: int) -> str:
+    """Series ``b``'s window with the largest teacher shift (``raw``: unnormalised terms) and the Spearman of the
+    teacher's and the student's per-window shifts (summed over classes)."""
+    top_t = int(starts[b, raw[b].sum(-1).argmax()])
+    rho = saliency_similarity(s_T[b].sum(-1), s_S[b].detach().sum(-1))["spearman"]
+    return (f"For this series the teacher's largest shift comes from replacing the window starting at t = {top_t}. "
+            f"Spearman correlation of the teacher's and the CE student's per-window shifts (summed over classes) "
+            f"on this series: {rho:.2f}.")
+
+
+def grad_norm(model: nn.Module) -> torch.Tensor:
+    """The L2 norm of ``model``'s parameter gradients (those that have one)."""
+    return torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None))
+
+
+def loss_note(by_hand: torch.Tensor, lib: torch.Tensor, same: bool, norm: torch.Tensor,
+              terms: Mapping[str, float]) -> str:
+    """The by-hand TSD loss against :func:`~tsd_lib.losses.tsd_loss`, the student's gradient norm and the
+    weights ``terms`` of the KD+TSD objective."""
+    return (f"TSD loss by hand: {by_hand.item():.6f}; `tsd_loss` with the same generator: {lib.item():.6f} "
+            f"(equal: **{same}**). Gradient norm on the student's parameters: {norm.item():.3g} "
+            f"(the teacher received none: it ran under `no_grad`). Weights of the profile's KD+TSD objective: "
+            + ", ".join(f"w_{k} = {v:g}" for k, v in terms.items()) + ".")
+
+
+def students_caption(dataset: str, frame: pd.DataFrame, n_seeds: int) -> str:
+    """The line above chapter 5's seed table: the split, the number of student seeds and the teacher's scores
+    (``frame``: one row per run)."""
+    return (f"**{dataset}**, test split, mean ± std over {n_seeds} student seed(s) (teacher: accuracy "
+            f"{frame['teacher_accuracy'].iloc[0]:.3f}, macro AUC-PR {frame['teacher_auc_pr'].iloc[0]:.3f}).")
 
 
 def shift_heatmaps(series: np.ndarray, starts: np.ndarray, shifts: Mapping[str, np.ndarray], window: int,
@@ -101,3 +184,16 @@ def teacher_comparison_plots(X: np.ndarray, y: np.ndarray, maps: Mapping[str, np
         figs.append(report.compare_saliency(X[i], {labels[n]: m[i] for n, m in maps.items()},
                                            title=f"test series {i} (class {class_names[int(y[i])]}), seed {seed}"))
     return figs
+
+
+def before_after_maps(teacher: nn.Module, configs: Mapping[tuple[str, int], RunConfig], data: Dataset, *,
+                      seed: int, window: int, tau: float, n_show: int = 3) -> tuple[list[Figure], dict[str, Any]]:
+    """The teacher's, the CE student's (before) and the KD+TSD student's (after) maps on the first ``n_show``
+    test series (students of ``seed``, loaded from ``configs``), one figure per series, and each student's
+    per-series Spearman with the teacher (:func:`maps_against_teacher`)."""
+    n = min(n_show, len(data.X_test))
+    X, y = data.X_test[:n], data.y_test[:n]
+    models = {"teacher": teacher, "CE student (before)": load_student(configs["ce", seed]),
+              "KD+TSD student (after)": load_student(configs["kd+tsd", seed])}
+    maps, rho = maps_against_teacher(models, X, y, data.X_train, data.y_train, window=window, tau=tau, seed=0)
+    return teacher_comparison_plots(X, y, maps, rho, data.class_names, seed=seed), rho
