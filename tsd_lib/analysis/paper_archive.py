@@ -158,10 +158,11 @@ def extensions_note(paper: PaperArchive) -> str:
             f"(the same seed replays its first epochs) until early stopping ends it, up to "
             f"{paper.profile.extend_to or 'no more than the cap:'} epochs, and the tables use the last continuation. ")
     if len(continued):
-        change = continued["change"]
-        text += (f"{len(continued)} were continued, and early stopping ended {int(continued['stopped early'].sum())} "
-                 f"of them, after {int(continued['continued to'].max())} epochs at most; continuing changed their "
-                 f"test macro AUC-PR by {change.abs().max():.4f} at most (mean {change.mean():+.4f}). ")
+        change, settled = continued["change"], continued[continued["stopped early"]]
+        text += (f"{len(continued)} were continued, and early stopping ended {len(settled)} of them"
+                 + (f", after {int(settled['continued to'].max())} epochs at most" if len(settled) else "")
+                 + f"; continuing changed their test macro AUC-PR by {change.abs().max():.4f} at most "
+                   f"(mean {change.mean():+.4f}). ")
     if len(continued) < len(ext):
         text += f"{len(ext) - len(continued)} are not continued yet. "
     return text + ("No verdict rests on a capped run." if not paper.n_capped else
