@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tsd_lib.experiment import RunStore, get_dataset, load_student, load_teacher, run
+from tsd_lib.analysis.logits import student_logits
+from tsd_lib.experiment import RunStore, get_dataset, load_teacher
 from tsd_lib.metrics import agreement, ece, kl_teacher_student, softmax
 from tsd_lib.profiles import Profile
 from tsd_lib.report import reliability_diagram
@@ -144,10 +145,8 @@ def predictions_on_test(profile: Profile, dataset: str, methods: Sequence[str] =
     student seed) test probabilities from the stored models (a missing run is trained first)."""
     methods = [m for m in methods if m in profile.methods] or list(methods)
     configs = {(m, s): profile.base_config(dataset, method=m, seed=s) for m in methods for s in profile.seeds}
-    for config in configs.values():
-        run(config, store)
     first = next(iter(configs.values()))
     data = get_dataset(first)
-    p_student = {key: softmax(predict_logits(load_student(c, store), data.X_test)) for key, c in configs.items()}
+    p_student = {key: softmax(student_logits(c, data.X_test, store)) for key, c in configs.items()}
     return Predictions(methods, data.y_test, softmax(predict_logits(load_teacher(first, store), data.X_test)),
                        p_student)

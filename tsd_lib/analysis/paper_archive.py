@@ -189,9 +189,12 @@ def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple
     epochs = frame.groupby("method")["epochs_run"].median()
     teacher_unit = teachers["train_seconds"].sum() / teachers["units"].sum()
     teacher_epochs = float(teachers["epochs_run"].median())
+    by_dataset: dict[str, list[RunConfig]] = {}
+    for c in full.configs():  # once: a profile of 30 datasets expands to thousands of configs
+        by_dataset.setdefault(c.dataset, []).append(c)
     rows = []
     for dataset in (d for d in full.datasets if d in UCR_SIZES):
-        configs = [c for c in full.configs() if c.dataset == dataset]
+        configs = by_dataset[dataset]
         units = work_units(dataset, length, stretch)
         n_teachers = len(configs[0].teacher_candidates())
         expected = sum(per_unit.get(c.method, per_unit.median()) * units * epochs.get(c.method, epochs.median())
