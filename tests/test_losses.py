@@ -445,6 +445,29 @@ def test_objective_requires_student_for_projections_and_pool_for_tsd(teacher: nn
         Objective({"ce": 1.0, "bogus": 1.0}, teacher)
 
 
+def test_dt2w_teacher_channels_are_one_subset_per_run(teacher: nn.Module, student: nn.Module, data) -> None:
+    """Each student channel keeps one teacher channel as its target for the whole run (a subset drawn
+    every batch moved the target and collapsed the student's features to a constant)."""
+    X, y = data
+    obj = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
+    subset = obj.dt2w_subset.clone()
+    assert len(subset) == student.feature_dim and len(set(subset.tolist())) == student.feature_dim
+    first = obj(student, X[:6], y[:6])[1]["dt2w"]
+    assert obj(student, X[:6], y[:6])[1]["dt2w"] == first and torch.equal(obj.dt2w_subset, subset)
+    same = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
+    other = Objective(parse_method("dt2w"), teacher, student=student, seed=4)
+    assert torch.equal(same.dt2w_subset, subset) and not torch.equal(other.dt2w_subset, subset)
+
+
+def test_dkd_is_finite_when_the_student_is_certain() -> None:
+    """The binary split's log is taken in log space: a student with a 200-logit gap gives a finite DKD."""
+    z_s = torch.tensor([[200.0, 0.0, 0.0]], requires_grad=True)
+    z_t = torch.tensor([[1.0, 0.5, 0.0]])
+    loss = dkd_loss(z_s, z_t, torch.tensor([0]), tau=1.0)
+    loss.backward()
+    assert math.isfinite(loss.item()) and torch.isfinite(z_s.grad).all()
+
+
 def test_objective_parameters_and_frozen_teacher(teacher: nn.Module, student: nn.Module, data) -> None:
     X, y = data
     teacher.train()
@@ -541,8 +564,8 @@ def test_objective_dt2w_random_teacher_channels(teacher: nn.Module, student: nn.
     assert a.settings["dt2w"]["gamma"] == 1.2 and a.dt2w_adapter == "random_channels" and list(a.parameters()) == []
     values = [a(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]
     assert values == [b(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]  # seeded: reproducible
-    assert len(set(values)) > 1  # a new subset every batch
-    # the first call's subset is the first D_S of a permutation drawn by a generator seeded with `seed`
+    assert len(set(values)) == 1  # one subset for the whole run
+    # the subset is the first D_S of a permutation drawn by a generator seeded with `seed`
     channels = torch.randperm(teacher.feature_dim, generator=torch.Generator().manual_seed(3))[: student.feature_dim]
     with torch.no_grad():
         seq_s = student(X[:6], return_features=True)[1]["sequence"]
@@ -597,8 +620,10 @@ def test_objective_caches_teacher_logits_for_kd_and_dkd(teacher: nn.Module, stud
     for idx in (torch.tensor([0, 3, 4, 7, 9, 12]), torch.tensor([17, 1, 2]), torch.tensor([5, 6, 8, 10])):
         total_c, terms_c = cached(student, X[idx], y[idx], index=idx)
         total_p, terms_p = plain(student, X[idx], y[idx])
-        torch.testing.assert_close(total_c, total_p, rtol=1e-6, atol=1e-6)
-        assert terms_c == pytest.approx(terms_p, rel=1e-6, abs=1e-6)
+        # the cache's 18-row forward and a per-batch forward round differently (~1e-7), which the
+        # tau^2 = 64 of KD and DKD amplifies: a few 1e-6 on some CPUs
+        torch.testing.assert_close(total_c, total_p, rtol=1e-5, atol=1e-5)
+        assert terms_c == pytest.approx(terms_p, rel=1e-5, abs=1e-5)
     assert calls[0] == 1 + 3  # one pass over X_pool (18 rows, one chunk), then only the uncached objective
     total_c.backward()  # gradients still reach the student only
     assert all(p.grad is None for p in teacher.parameters())
@@ -627,7 +652,7 @@ def test_objective_kd_reads_the_tsd_banks_teacher_logits(teacher: nn.Module, stu
     assert calls[0] == 0
     with torch.no_grad():
         expected = kd_loss(student(X[idx]), teacher(X[idx]), tau=8.0).item()
-    assert terms["kd"] == pytest.approx(expected, rel=1e-5)
+    assert terms["kd"] == pytest.approx(expected, rel=1e-4)  # batch layout rounding x tau^2 = 64
 
 
 # ------------------------------------------------- the registry: settings per term, dispatch by entry

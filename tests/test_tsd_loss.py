@@ -339,3 +339,23 @@ def test_term_with_batchnorm_student() -> None:
     loss = term(student, X_pool[idx], y_pool[idx], index=idx, student_logits=student(X_pool[idx]))
     loss.backward()
     assert math.isfinite(loss.item()) and all(p.grad is not None for p in student.parameters())
+
+
+def test_one_clean_forward_per_tsd_step() -> None:
+    """A BatchNorm student's running statistics see the clean batch once per TSD step (the
+    objective's pass), then the perturbed copies: the term never runs ``x`` again."""
+    from tsd_lib.losses import Objective
+
+    X_pool, y_pool = _data(15, 30, 3, seed=0)
+    _, teacher = _pair()
+    torch.manual_seed(0)
+    student = build_model("fcn_small", 1, 3, channels=(4, 4, 4))
+    objective = Objective({"ce": 1.0, "tsd": 1.0}, teacher, X_pool, y_pool, student=student,
+                          settings={"tsd": {"n_windows": 6, "window": 5, "bank_size": 0}}, tau=2.0, seed=0)
+    idx = torch.tensor([1, 5, 9])
+    calls: list[int] = []
+    student.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
+    objective(student, X_pool[idx], y_pool[idx], index=idx)
+    assert calls == [3, 3 * 6]  # the clean batch once, then its 6 copies per series
+    bn = next(m for m in student.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert int(bn.num_batches_tracked) == 2

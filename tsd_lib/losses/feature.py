@@ -363,7 +363,7 @@ def dt2w_loss(
 
     * ``channels`` (the TSD authors' adapter, :class:`~tsd_lib.losses.Objective`'s default):
       :math:`a_T(f^T) = f^T_{c}`, the teacher's channels ``c`` (``D_S`` indices, a random
-      subset drawn anew every batch by the objective), :math:`a_S` the identity: no learned
+      subset drawn once per run by the objective), :math:`a_S` the identity: no learned
       parameters;
     * ``proj``: :math:`a_S(f^S) = W * f^S`, a learned 1x1 convolution ``D_S -> D_T`` (as in
       FitNets), :math:`a_T` the identity;

@@ -53,11 +53,13 @@ def kd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, tau: float = 4.0) ->
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * tau**2
 
 
-def _binary_target_split(probs: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
-    """``(B, k)`` probabilities -> ``(B, 2)``: [target-class mass, non-target mass]."""
-    p_gt = (probs * gt_mask).sum(dim=1, keepdim=True)
-    p_other = (probs * (1.0 - gt_mask)).sum(dim=1, keepdim=True)
-    return torch.cat([p_gt, p_other], dim=1)
+def _binary_log_split(logits: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, k)`` scaled logits -> ``(B, 2)`` log-probabilities [target class, the other classes],
+    by ``logsumexp`` over each part: finite even when one part's probability underflows."""
+    masked = logits.masked_fill(gt_mask.bool(), float("-inf"))
+    log_z = torch.logsumexp(logits, dim=1, keepdim=True)
+    log_gt = (logits * gt_mask).sum(dim=1, keepdim=True) - log_z
+    return torch.cat([log_gt, torch.logsumexp(masked, dim=1, keepdim=True) - log_z], dim=1)
 
 
 def dkd_loss(
@@ -97,9 +99,9 @@ def dkd_loss(
         tau: temperature.
     """
     gt_mask = F.one_hot(y, num_classes=logits_s.shape[1]).to(logits_s.dtype)
-    b_s = _binary_target_split(F.softmax(logits_s / tau, dim=1), gt_mask)
-    b_t = _binary_target_split(F.softmax(logits_t / tau, dim=1), gt_mask)
-    tckd = F.kl_div(torch.log(b_s), b_t, reduction="sum") * tau**2 / y.shape[0]
+    log_b_s = _binary_log_split(logits_s / tau, gt_mask)
+    log_b_t = _binary_log_split(logits_t / tau, gt_mask)
+    tckd = F.kl_div(log_b_s, log_b_t, reduction="sum", log_target=True) * tau**2 / y.shape[0]
 
     log_p_s_nt = F.log_softmax(logits_s / tau - 1000.0 * gt_mask, dim=1)
     p_t_nt = F.softmax(logits_t / tau - 1000.0 * gt_mask, dim=1)

@@ -61,8 +61,10 @@ class Objective(nn.Module):
             authors' regressor); FitNets trains jointly with CE (see
             :func:`~tsd_lib.losses.feature.fitnets_loss`).
         The DT2W ``adapter`` is ``"random_channels"`` (default, the TSD authors' adapter: each
-        batch the teacher's sequence is reduced to a random subset of ``D_S`` of its ``D_T``
-        channels, drawn by a generator seeded with ``seed``; no parameters) or ``"projection"``
+        run the teacher's sequence is reduced to one random subset of ``D_S`` of its ``D_T``
+        channels, drawn once with ``seed``; no parameters. A subset drawn anew every batch, as this
+        kit did before, gives every student channel a moving target whose expected soft-DTW is
+        smallest for a constant sequence: the student's features collapsed and DT2W sat at chance) or ``"projection"``
         (a learned 1x1 convolution ``D_S -> D_T`` on the student, PyTorch's default init). A
         teacher narrower than the student (``D_T < D_S``) has no such subset: DT2W then falls
         back to the projection; :attr:`dt2w_adapter` holds the adapter in use.
@@ -129,8 +131,8 @@ class Objective(nn.Module):
         self.dt2w_adapter = "projection" if wanted == "projection" or d_t < d_s else "random_channels"
         if "dt2w" in self.active and self.dt2w_adapter == "projection":
             self.projections["dt2w"] = make_projection(d_s, d_t)
-        self._dt2w_dims = (d_t, d_s)
-        self._dt2w_generator = torch.Generator().manual_seed(int(seed))
+        #: DT2W's teacher channels (random adapter): one subset of ``D_S`` of the ``D_T`` channels per run.
+        self.dt2w_subset = torch.randperm(d_t, generator=torch.Generator().manual_seed(int(seed)))[:d_s]
 
         tsd_term = None
         if "tsd" in self.active:
@@ -201,11 +203,6 @@ class Objective(nn.Module):
                 chunks = [self._teacher(part) for part in self._X_pool.split(_CACHE_BATCH)]
             self._cached_logits = torch.cat(chunks)
         return self._cached_logits
-
-    def dt2w_channels(self) -> torch.Tensor:
-        """A new random subset of ``D_S`` of the teacher's ``D_T`` channels (DT2W's adapter)."""
-        d_t, d_s = self._dt2w_dims
-        return torch.randperm(d_t, generator=self._dt2w_generator)[:d_s]
 
     def extra_repr(self) -> str:
         terms = ", ".join(f"{name}={self.weights[name]:g}" for name in self.active)

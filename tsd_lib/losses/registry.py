@@ -87,7 +87,7 @@ def _rkd(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
 def _dt2w(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
     if obj.dt2w_adapter == "projection":
         return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], obj.projections["dt2w"], gamma=s["gamma"])
-    return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], gamma=s["gamma"], channels=obj.dt2w_channels())
+    return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], gamma=s["gamma"], channels=obj.dt2w_subset)
 
 
 def _tsd(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:

@@ -64,11 +64,11 @@ def student_forward(
 
     Uses :func:`~tsd_lib.saliency.perturb.perturbed_logits`: prefix sharing for an LSTM student
     on CPU (``starts`` needed), else one concatenated forward (two for BatchNorm in training
-    mode). Given ``student_logits`` (from the objective's CE/KD pass) are returned as the clean
-    logits so that all terms see the same numbers.
+    mode). Given ``student_logits`` (from the objective's CE/KD pass) are the clean logits, so
+    that all terms see the same numbers and the clean batch is run once per step (BatchNorm
+    statistics updated once for it); only the copies are then run here.
     """
-    clean, pert = perturbed_logits(student, X, copies, starts)
-    return (clean if student_logits is None else student_logits), pert
+    return perturbed_logits(student, X, copies, starts, clean=student_logits)
 
 
 def _check(score: str, reduce: str, baseline: str) -> None:

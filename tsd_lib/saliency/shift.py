@@ -121,19 +121,29 @@ def perturbed_logits(
     copies: torch.Tensor,
     starts: torch.Tensor | None = None,
     *,
+    clean: torch.Tensor | None = None,
     prefix_sharing: bool | None = None,
     split_batchnorm: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(model(X), model(copies))`` computed the fastest exact way.
 
     * :func:`prefix_forward` when ``starts`` are given and ``prefix_sharing`` is True, or None
-      and :func:`supports_prefix_sharing` holds (an LSTM classifier on CPU);
+      and :func:`supports_prefix_sharing` holds (an LSTM classifier on CPU): its pass over ``X``
+      is needed for the shared prefixes anyway;
+    * otherwise, given the ``clean`` logits ``model(X)`` already computed by the caller (the
+      objective's CE/KD pass), one forward of ``copies`` alone: ``X`` is not run twice, so a
+      BatchNorm layer in training mode updates its running statistics once for the clean batch;
     * otherwise one forward of ``cat([X, copies])`` (one batch, contiguous), except for a model
       with BatchNorm in training mode (``split_batchnorm``), where batch statistics would mix
       clean and perturbed series: then two separate forwards.
+
+    ``clean`` is returned as the clean logits whenever it is given.
     """
     if starts is not None and (supports_prefix_sharing(model) if prefix_sharing is None else prefix_sharing):
-        return prefix_forward(model, X, copies, starts)
+        z, zp = prefix_forward(model, X, copies, starts)
+        return (z if clean is None else clean), zp
+    if clean is not None:
+        return clean, model(copies)
     if split_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
         return model(X), model(copies)
     z = model(torch.cat([X, copies]))
