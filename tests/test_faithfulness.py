@@ -71,6 +71,7 @@ def test_measure_ranks_a_student_by_the_teachers_saliency_too():
     assert len(out["curves"]["teacher_insertion"]) == 5 and out["n_series"] == 6
     assert out["auprc"] == {"student": pytest.approx(0.25), "teacher": pytest.approx(1.0), "chance": 0.25}
     assert "auprc" not in measure(WindowReader(), WindowReader(), {"teacher": good, "student": good}, X, y, 10)
+    assert out["gradient_agreement"] == pytest.approx(1.0)  # one model: identical integrated gradients
 
 
 def test_saliency_auprc_is_one_for_a_perfect_map_and_chance_for_a_flat_one():

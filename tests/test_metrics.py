@@ -45,7 +45,7 @@ def test_perfect_predictions() -> None:
     y = np.array([0, 1, 2, 0, 2])
     p = np.eye(3)[y]
     out = M.classification_metrics(y, p)
-    assert out == {"accuracy": 1.0, "auc_pr": 1.0, "roc_auc": 1.0, "ap_micro": 1.0}
+    assert out == {"accuracy": 1.0, "auc_pr": 1.0, "auc_pr_trapezoid": 1.0, "roc_auc": 1.0, "ap_micro": 1.0}
     assert M.auc_pr(y, p, method="trapezoid") == pytest.approx(1.0)
 
 
@@ -66,6 +66,7 @@ def test_hand_made_three_class_example() -> None:
     )
     trapezoid = np.mean([auc(*precision_recall_curve(np.equal(Y3, c), P3[:, c])[1::-1]) for c in range(3)])
     assert M.auc_pr(Y3, P3, method="trapezoid") == pytest.approx(trapezoid)
+    assert M.classification_metrics(Y3, P3)["auc_pr_trapezoid"] == pytest.approx(trapezoid)
 
 
 def test_binary_and_torch_inputs() -> None:

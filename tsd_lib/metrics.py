@@ -168,10 +168,12 @@ def roc_auc(y: Any, proba: Any) -> float:
 
 
 def classification_metrics(y: Any, proba: Any) -> dict[str, float]:
-    """``accuracy``, ``auc_pr`` (macro AP), ``roc_auc`` and ``ap_micro`` in one dict."""
+    """``accuracy``, ``auc_pr`` (macro AP), ``auc_pr_trapezoid`` (the TSD authors' macro
+    AUC-PRC: trapezoidal area under each class's PR curve), ``roc_auc`` and ``ap_micro``."""
     return {
         "accuracy": accuracy(y, proba),
         "auc_pr": auc_pr(y, proba),
+        "auc_pr_trapezoid": auc_pr(y, proba, "trapezoid"),
         "roc_auc": roc_auc(y, proba),
         "ap_micro": average_precision_micro(y, proba),
     }

@@ -35,7 +35,9 @@ from tsd_lib.experiment.teachers import (
     saliency_maps,
     teacher_saliency,
 )
+from tsd_lib.metrics import saliency_similarity
 from tsd_lib.provenance import results_digest, source_digest
+from tsd_lib.saliency.gradients import integrated_gradients_map
 from tsd_lib.utils import atomic_write_json
 
 MODES = ("deletion", "insertion")
@@ -104,7 +106,9 @@ def faithfulness_digest() -> str:
 def measure(student: nn.Module, teacher: nn.Module, maps: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
             window: int, truth: np.ndarray | None = None) -> dict[str, Any]:
     """The faithfulness of one run: ``{"areas": {...}, "curves": {...}}`` keyed ``student_<ranking>_<mode>``
-    (the student's windows ranked by its own or the teacher's saliency) and ``teacher_<mode>``; with
+    (the student's windows ranked by its own or the teacher's saliency) and ``teacher_<mode>``;
+    ``gradient_agreement``, the mean per-series Spearman correlation of the teacher's and the student's
+    integrated-gradients maps (true class): saliency agreement measured without TSD's perturbation; with
     planted ``truth``, the AUPRC of both maps against it and the planted share (chance)."""
     curves = {f"teacher_{mode}": perturbation_curve(teacher, X, y, maps["teacher"], window, mode=mode)
               for mode in MODES}
@@ -115,6 +119,8 @@ def measure(student: nn.Module, teacher: nn.Module, maps: dict[str, np.ndarray],
     out: dict[str, Any] = {"n_series": len(X), "window": window,
                            "areas": {k: curve_area(c) for k, c in curves.items()},
                            "curves": {k: [float(v) for v in c] for k, c in curves.items()}}
+    ig = {who: integrated_gradients_map(model, X, y) for who, model in (("teacher", teacher), ("student", student))}
+    out["gradient_agreement"] = saliency_similarity(ig["teacher"], ig["student"])["spearman"]
     if truth is not None:
         out["auprc"] = {"student": saliency_auprc(maps["student"], truth),
                         "teacher": saliency_auprc(maps["teacher"], truth), "chance": float(np.mean(truth))}
