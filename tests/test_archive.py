@@ -71,11 +71,11 @@ def test_records_are_found_after_the_code_changed_and_marked_stale(tiny, monkeyp
     config = profile.configs()[0]
     before = config.key()
     monkeypatch.setattr("tsd_lib.experiment.config.results_digest", lambda: "0000000000000000")
-    monkeypatch.setattr("tsd_lib.archive.results_digest", lambda: "0000000000000000")
+    monkeypatch.setattr("tsd_lib.certification.results_digest", lambda: "0000000000000000")
     assert config.key() != before  # a run store would retrain it ...
     archive = Archive.load(out)
     assert archive.has(config) and archive.stale  # ... the archive still shows it, marked as made by other code
-    assert "has changed since" in archive.describe()
+    assert "has not been certified" in archive.describe()
 
 
 def test_export_again_is_identical(tiny, tmp_path):
@@ -152,14 +152,19 @@ def test_committed_paper_archive_holds_the_required_sets_converged():
 
     paper = load_paper_archive("paper")
     assert paper.archive.profile == "paper-offline" and paper.profile.results_name == "paper"
-    assert {"ItalyPowerDemand", "BeetleFly", "Beef", "CBF", "ECGFiveDays"} <= set(paper.complete)  # the required sets
-    assert paper.n_capped == 0, "a run behind the tables is still capped: rerun `tsd archive --profile paper-offline`"
+    required = {"ItalyPowerDemand", "BeetleFly", "Beef", "CBF", "ECGFiveDays"}
+    defaults = [r for r in paper.defaults if r["dataset"] in required]
+    assert {r["dataset"] for r in defaults} == required
+    assert len(defaults) == 10 * 5 * len(required)  # every method at its default setting, 5 seeds
+    tsd = [r for r in paper.by_method["main"] if r["dataset"] in required and "tsd" in r["method"].split("+")]
+    assert len(tsd) == 3 * 5 * 5 * len(required)  # 3 TSD methods x 5 weights x 5 seeds
+    assert all(r["stopped_early"] for r in paper.by_method["main"] + paper.defaults), "a reported run is capped"
+    assert paper.n_capped == 0
     assert len(paper.extensions) and paper.extensions["stopped early"].all()  # every continued run converged
-    runs = [c for c in paper.profile.configs() if c.dataset in paper.complete]
-    assert len(paper.records) == len(runs) == 110 * len(paper.complete)  # 10 methods, 5 seeds, 5 TSD weights
+    runs = [c for c in paper.profile.main_configs() if c.dataset in paper.complete]
     assert all(paper.archive.faithfulness(c) is not None or not paper.archive.load_record(c)["stopped_early"]
                for c in runs)  # every converged run carries its faithfulness
-    assert set(runs) <= set(load_profile("paper").configs())  # the paper profile's own runs
+    assert set(paper.profile.configs()) <= set(load_profile("paper").configs())  # the paper profile's own runs
 
 
 def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
@@ -259,3 +264,62 @@ def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
     row = paper.extensions.iloc[0]
     assert (row["cap"], row["continued to"], row["stopped early"]) == (2, 8, False)
     assert "still capped" in extensions_note(paper)
+
+
+@pytest.fixture
+def other_code(tmp_path, monkeypatch):
+    """The results code digest as after an edit of a results module (the code itself unchanged)."""
+    import tsd_lib.provenance as provenance
+
+    edit = tmp_path / "edited_module.py"
+    edit.write_text("EDITED = True\n")
+    files = provenance._result_files
+    provenance.results_digest.cache_clear()
+    monkeypatch.setattr(provenance, "_result_files", lambda: [*files(), edit])
+    yield provenance.results_digest()
+    provenance.results_digest.cache_clear()
+
+
+def _copy(out, dest):
+    dest.mkdir()
+    for file in out.iterdir():
+        (dest / file.name).write_bytes(file.read_bytes())
+    return dest
+
+
+def test_certify_a_results_preserving_change(tiny, tmp_path, other_code):
+    profile, _, out = tiny
+    archive = Archive.load(_copy(out, tmp_path / "arch"))
+    assert archive.stale
+    assert main(["verify", "--archive", str(archive.path), "--certify"]) == 0
+    archive = Archive.load(archive.path)
+    cert = archive.manifest["certified"][other_code]
+    assert cert["methods"] == {"ce": True, "kd+tsd": True} and cert["teachers"]
+    assert not archive.stale and "found them identical" in archive.describe()
+    store = RunStore(tmp_path / "fresh")  # a fresh machine: nothing is retrained, nothing is lost
+    summary = make_archive(profile, store, archive.path, show_progress=False)
+    assert summary.done == 0 and not list((tmp_path / "fresh").glob("runs/*"))
+    again = Archive.load(archive.path)
+    assert len(again.records()) == 2 and other_code in again.manifest["certified"]
+
+
+def test_certify_marks_a_results_changing_method_stale_and_archive_retrains_it(tiny, tmp_path, other_code,
+                                                                               monkeypatch):
+    from dataclasses import replace
+
+    from tsd_lib.losses.registry import LOSSES
+
+    profile, _, out = tiny
+    archive = Archive.load(_copy(out, tmp_path / "arch"))
+    tsd = LOSSES["tsd"]
+    monkeypatch.setitem(LOSSES, "tsd", replace(tsd, compute=lambda o, b, s: 2.0 * tsd.compute(o, b, s)))
+    assert main(["verify", "--archive", str(archive.path), "--certify"]) == 1
+    archive = Archive.load(archive.path)
+    assert archive.manifest["certified"][other_code]["methods"] == {"ce": True, "kd+tsd": False}
+    assert archive.stale and "kd+tsd did not reproduce" in archive.describe()
+    store = RunStore(tmp_path / "fresh")
+    summary = make_archive(profile, store, archive.path, show_progress=False)
+    assert summary.done == 1  # kd+tsd retrained; ce carried over
+    retrained = next(c for c in profile.configs() if c.method == "kd+tsd")
+    assert store.has(retrained) and not store.has(next(c for c in profile.configs() if c.method == "ce"))
+    assert not Archive.load(archive.path).stale

@@ -115,7 +115,8 @@ def test_records_to_frame_derives_weight_and_setting():
     tsd = df[df["method"] == "kd+tsd"]
     assert (tsd["tsd_weight"] == 1.0).all()
     assert df.loc[df["method"] == "kd", "tsd_weight"].isna().all()
-    assert set(tsd["setting"]) == {"teacher_seed=0, tsd_weight=1"}
+    assert set(tsd["setting"]) == {"teacher_seed=0, tsd_weight=1", "teacher_seed=0, tsd_weight=1, kd weight=2"}
+    assert tsd["tuning"].fillna("-").tolist() == ["kd weight=2", "-", "-"]  # a changed KD weight: its own setting
     assert set(df.loc[df["method"] == "kd", "setting"]) == {"teacher_seed=0"}
     with pytest.raises(ValueError, match="no completed runs"):
         report.records_to_frame([{"dataset": "A", "method": "ce", "error": "x"}])

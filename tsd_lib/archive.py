@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from tsd_lib import __version__
+from tsd_lib.certification import certified_note, is_current
 from tsd_lib.experiment import RunConfig, RunStore
 from tsd_lib.experiment.faithfulness import load_faithfulness
 from tsd_lib.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.provenance import results_digest
 from tsd_lib.utils import atomic_write_bytes, versions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def extension_chain(config: RunConfig, has: Callable[[RunConfig], bool],
     return chain
 
 
-def extensions_to_train(configs: Iterable[RunConfig], store: RunStore, limit: int | None) -> list[RunConfig]:
+def extensions_to_train(configs: Iterable[RunConfig], store: RunStore | _Known, limit: int | None) -> list[RunConfig]:
     """The next extension of every finished run in ``configs`` whose chain still ends at a cap,
     while the doubled cap stays within ``limit`` (none without a limit)."""
     todo = []
@@ -115,6 +115,21 @@ def extensions_to_train(configs: Iterable[RunConfig], store: RunStore, limit: in
         if store.has(last) and not store.load_record(last)["stopped_early"] and 2 * last.epochs <= limit:
             todo.append(extension(last))
     return todo
+
+
+def _entry_signature(entry: dict[str, Any]) -> str:
+    config = RunConfig.from_dict(entry["config"])
+    return run_signature(config) if entry["kind"] == "run" else teacher_signature(config)
+
+
+def _kept_entries(out: Path, profile: Profile, exported: set[str]) -> list[dict[str, Any]]:
+    """Entries of the archive already at ``out`` that the store does not replace, on the profile's
+    datasets: a session on a fresh machine retrains none of them and loses none of them."""
+    if not (out / MANIFEST).exists():
+        return []
+    datasets = {c.dataset for c in profile.configs()}
+    return [e for e in Archive(out).entries
+            if e["config"]["dataset"] in datasets and _entry_signature(e) not in exported]
 
 
 def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
@@ -142,6 +157,15 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
                 entry["faithfulness"] = faith
             lines[config.dataset].append(json.dumps(entry, sort_keys=True))
             counts[kind] += 1
+    exported = {_entry_signature(json.loads(line)) for rows in lines.values() for line in rows}
+    for entry in _kept_entries(out, profile, exported):
+        lines[entry["config"]["dataset"]].append(json.dumps(entry, sort_keys=True))
+        codes.add(entry["record"]["code"])
+        kind = entry["kind"]
+        counts[kind] += 1
+        missing -= 1
+        if "extends" in entry:
+            extends[entry["key"]] = entry["extends"]
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
         if old.stem not in lines:
@@ -154,7 +178,8 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
         "created": previous.get("created", _now()), "updated": _now(),
         "runs": counts["run"] - len(extends), "extensions": len(extends), "teachers": counts["teacher"],
-        "missing": missing,
+        "missing": max(missing, 0),
+        **({"certified": previous["certified"]} if previous.get("certified") else {}),
     }
     atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     atomic_write_bytes(out / "README.md", readme(manifest).encode())
@@ -168,25 +193,55 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     what finished, and running it again resumes (the store keeps every finished run)."""
     total = GridSummary()
     configs, teachers = profile.configs(), profile_teachers(profile)
+    archived = Archive(Path(out)) if (Path(out) / MANIFEST).exists() else None
+    kept = {run_signature(RunConfig.from_dict(e["config"])): e["record"]
+            for e in (archived.current_entries() if archived else []) if e["kind"] == "run"}
+    current = set(kept) | {_entry_signature(e) for e in (archived.current_entries() if archived else [])}
+    known = _Known(store, kept)
     for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
-        summary = run_grid([c for c in configs if c.dataset == dataset], store, n_jobs=n_jobs,
-                           show_progress=show_progress, teachers=[t for t in teachers if t.dataset == dataset])
+        todo = [c for c in configs if c.dataset == dataset and run_signature(c) not in current]
+        needed = [t for t in teachers if t.dataset == dataset and teacher_signature(t) not in current]
+        summary = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed)
         for name in ("total", "skipped", "done", "failed", "seconds"):
             setattr(total, name, getattr(total, name) + getattr(summary, name))
         total.errors += summary.errors
-        while todo := extensions_to_train([c for c in configs if c.dataset == dataset], store, profile.extend_to):
+        while todo := extensions_to_train([c for c in configs if c.dataset == dataset], known, profile.extend_to):
             extra = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress)
             for name in ("total", "done", "failed", "seconds"):
                 setattr(total, name, getattr(total, name) + getattr(extra, name))
             total.errors += extra.errors
             if extra.failed:
                 break
-        final = [extension_chain(c, store.has, store.load_record)[-1] for c in configs if c.dataset == dataset]
-        faith = measure_faithfulness(final, store, n_jobs=n_jobs, show_progress=show_progress)
+        final = [extension_chain(c, known.has, known.load_record)[-1] for c in configs if c.dataset == dataset]
+        faith = measure_faithfulness([c for c in final if store.has(c)], store, n_jobs=n_jobs,
+                                     show_progress=show_progress)
         total.failed += faith.failed
         total.errors += faith.errors
         export_archive(profile, store, out, command=command)
     return total
+
+
+def write_certificate(archive: Archive, entry: dict[str, Any]) -> dict[str, Any]:
+    """Record ``entry`` (:func:`tsd_lib.verify.certify`) in the archive's manifest under its digest."""
+    manifest = _read_manifest(archive.path)
+    entry = {**entry, "date": _now()}
+    manifest.setdefault("certified", {})[entry["digest"]] = entry
+    atomic_write_bytes(archive.path / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    archive.manifest = manifest
+    return entry
+
+
+class _Known:
+    """Finished runs: the store's, then the archive's current records (by signature)."""
+
+    def __init__(self, store: RunStore, archived: dict[str, dict[str, Any]]) -> None:
+        self.store, self.archived = store, archived
+
+    def has(self, config: RunConfig) -> bool:
+        return self.store.has(config) or run_signature(config) in self.archived
+
+    def load_record(self, config: RunConfig) -> dict[str, Any]:
+        return self.store.load_record(config) if self.store.has(config) else self.archived[run_signature(config)]
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -315,8 +370,13 @@ class Archive:
 
     @property
     def stale(self) -> bool:
-        """Whether some record was made by results-changing code other than the current one."""
-        return bool(self.codes - {results_digest()})
+        """Whether some record was made by results-changing code other than the current one and not
+        certified equal to it (:mod:`tsd_lib.certification`)."""
+        return not all(is_current(e["record"], self.manifest) for e in self.entries)
+
+    def current_entries(self) -> list[dict[str, Any]]:
+        """The entries the current code would reproduce (its own, or certified)."""
+        return [e for e in self.entries if is_current(e["record"], self.manifest)]
 
     def digest(self) -> str:
         """A digest of the archive's files (a chapter that reads it re-executes when it changes)."""
@@ -328,13 +388,13 @@ class Archive:
         where = m.get("machine", {})
         hw = f"{where.get('cpu', '?')}, {where.get('cores', '?')} cores" + (
             f", GPU {where['gpu']}" if where.get("gpu") else "")
-        current = results_digest()
-        state = (f"the current code ({current}) is the code that made it" if not self.stale else
-                 f"**the results-changing code has changed since** (now {current}): these numbers may differ from "
-                 f"what the code gives today; rerun `tsd archive --profile {self.profile}`")
+        state = certified_note(m, self.codes)
+        if self.stale:
+            state += (f"; **some of these numbers may differ from what the code gives today**: rerun "
+                      f"`tsd verify --certify` or `tsd archive --profile {self.profile}`")
         return (f"From the committed results archive `results/{self.path.name}/` ({len(self._runs)} runs, "
                 f"{len(self._teachers)} teachers; produced by `tsd archive --profile {self.profile}` on {hw}, "
-                f"last updated {m.get('updated', '?')}, code {', '.join(sorted(self.codes)) or '-'}): {state}.")
+                f"last updated {m.get('updated', '?')}): {state}.")
 
 
 class Records:

@@ -5,7 +5,7 @@ the paper's 30 datasets would cost (the results page)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,29 @@ EXTENSION_COLUMNS = ["dataset", "method", "TSD weight", "seed", "cap", "continue
 @dataclass
 class PaperArchive:
     """An archive, its profile, the records of its *complete* datasets (a run the cap ended
-    replaced by its converged continuation), the coverage table and those continuations."""
+    replaced by its converged continuation), the coverage table and those continuations.
+
+    ``by_method`` holds, per arm (``"main"``: the profile's pair; then each of its ``pairs``), the
+    records of every (dataset, method) whose runs are all archived (every setting and seed): what
+    the claims engine compares, dataset by dataset. ``defaults`` holds the main arm's runs at each
+    method's default setting (no tuning) on every dataset where they are all archived."""
 
     archive: Archive
     profile: Profile
     records: list[dict[str, Any]]
     coverage: pd.DataFrame
     extensions: pd.DataFrame
+    by_method: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    defaults: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> list[str]:
         return list(self.coverage.index[self.coverage["complete"]])
+
+    @property
+    def claim_records(self) -> list[dict[str, Any]]:
+        """What the claims engine reads: every arm's records of (dataset, method) groups archived whole."""
+        return [r for records in self.by_method.values() for r in records]
 
     @property
     def n_capped(self) -> int:
@@ -60,7 +72,9 @@ def _converged(archive: Archive, config: RunConfig) -> tuple[dict[str, Any], dic
     chain = extension_chain(config, archive.has, archive.load_record)
     first, last = archive.load_record(chain[0]), archive.load_record(chain[-1])
     faith = archive.faithfulness(chain[-1])
-    last = {**last, **{f"faith_{k}": v for k, v in (faith or {}).get("areas", {}).items()}}
+    last = {**last, **{f"faith_{k}": v for k, v in (faith or {}).get("areas", {}).items()},
+            "grad_saliency_spearman": (faith or {}).get("gradient_agreement"),
+            "planted_auprc": ((faith or {}).get("auprc") or {}).get("student")}
     if first["stopped_early"]:
         return last, None
     row = {"dataset": config.dataset, "method": config.method, "TSD weight": (config.weights or {}).get("tsd"),
@@ -80,20 +94,45 @@ def load_paper_archive(name: str = "paper", *, path: str | os.PathLike | None = 
         return None
     archive = Archive(folder)
     profile = profile or load_profile(archive.profile)
-    rows, records, extended, every = [], [], [], profile.configs()
-    for dataset in dict.fromkeys(c.dataset for c in every):  # canonical names, the profile's order
-        configs = [c for c in every if c.dataset == dataset]
-        teachers = configs[0].teacher_candidates()
-        found = [_converged(archive, c) for c in configs if archive.has(c)]
-        done = len(found) == len(configs)
-        n_teachers = sum(archive.has_teacher(t) for t in teachers)
-        rows.append({"dataset": dataset, "runs": f"{len(found)} / {len(configs)}",
-                     "teachers": f"{n_teachers} / {len(teachers)}", "complete": done})
-        extended += [row for _, row in found if row]
-        if done:
-            records += [record for record, _ in found]
+    arms = {"main": profile.main_configs(), **{arm: profile.pair_configs(arm) for arm in profile.pairs}}
+    rows, records, extended = [], [], []
+    by_method: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    defaults: list[dict[str, Any]] = []
+    found: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    for configs in arms.values():
+        for c in configs:
+            if c.key() not in found and archive.has(c):
+                found[c.key()] = _converged(archive, c)
+    extended = [row for _, row in found.values() if row]
+    for dataset in dict.fromkeys(c.dataset for c in arms["main"]):  # canonical names, the profile's order
+        row: dict[str, Any] = {"dataset": dataset}
+        for arm, every in arms.items():
+            configs = [c for c in every if c.dataset == dataset]
+            if not configs:
+                continue
+            have = [c for c in configs if c.key() in found]
+            row["runs" if arm == "main" else f"runs ({arm} arm)"] = f"{len(have)} / {len(configs)}"
+            for method in dict.fromkeys(c.method for c in configs):
+                group = [c for c in configs if c.method == method]
+                if all(c.key() in found for c in group):
+                    by_method[arm] += [found[c.key()][0] for c in group]
+            if arm == "main":
+                teachers = configs[0].teacher_candidates()
+                row["teachers"] = f"{sum(archive.has_teacher(t) for t in teachers)} / {len(teachers)}"
+                row["complete"] = len(have) == len(configs)
+                if row["complete"]:
+                    records += [found[c.key()][0] for c in configs]
+                plain = [c for c in configs if _is_default(profile, c)]
+                if all(c.key() in found for c in plain):
+                    defaults += [found[c.key()][0] for c in plain]
+        rows.append(row)
     return PaperArchive(archive, profile, records, pd.DataFrame(rows).set_index("dataset"),
-                        pd.DataFrame(extended, columns=EXTENSION_COLUMNS))
+                        pd.DataFrame(extended, columns=EXTENSION_COLUMNS), by_method, defaults)
+
+
+def _is_default(profile: Profile, config: RunConfig) -> bool:
+    """Whether ``config`` runs its method at the default setting (TSD weight 1, no grid value)."""
+    return config.settings == profile.run.get("settings") and all(w == 1.0 for w in config.terms.values())
 
 
 def paper_results(paper: PaperArchive) -> dict[str, Any]:

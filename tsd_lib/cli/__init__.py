@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from tsd_lib.cli.checks import check_args
 from tsd_lib.cli.commands import (
     cmd_archive,
+    cmd_claims,
     cmd_datasets,
     cmd_distill,
     cmd_grade,
@@ -128,7 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.01, help="largest absolute difference per metric")
     p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive")
     p.add_argument("--store", default=None, help="store for the re-runs (default: a temporary folder)")
+    p.add_argument("--certify", action="store_true",
+                   help="re-run one run per method on 3 datasets (teachers too); when every number reproduces "
+                        "exactly, record the current code as certified equal to the archive's in its manifest "
+                        "(a method that differs is marked stale: `tsd archive` retrains it)")
+    p.add_argument("--datasets", default=None, help="with --certify: comma-separated datasets to sample "
+                                                     "(default: 3 at random)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("claims", help="the paper's claims tested across datasets (an archive or a profile's runs)")
+    p.add_argument("--archive", default=None, help="an archive folder (results/NAME) or name (default: paper)")
+    p.add_argument("--profile", default=None, help="read this profile's runs from the store instead")
+    _add_store_arg(p)
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per comparison and arm")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("site-check", help="walk the built site in headless Chromium with the network blocked")
     p.add_argument("--html", default="_build/html", help="the built site (default _build/html)")

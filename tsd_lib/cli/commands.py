@@ -240,12 +240,72 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from tsd_lib.archive import Archive
-    from tsd_lib.verify import verify
+    from tsd_lib.verify import certify, verify
 
+    if args.certify:
+        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
+        cert = certify(Archive.load(args.archive), datasets=datasets, seed=args.seed, data_dir=args.data_dir,
+                       store=args.store)
+        print(cert)
+        return 0 if cert.ok else 1
     result = verify(Archive.load(args.archive), sample=args.sample, keys=args.key, seed=args.seed,
                     data_dir=args.data_dir, store=args.store, tolerance=args.tolerance)
     print(result)
     return 0 if result.ok else 1
+
+
+def _claims_records(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """The runs ``tsd claims`` reads: an archive's complete datasets, or a profile's runs in a store."""
+    if args.profile:
+        from tsd_lib.experiment import RunStore
+        from tsd_lib.profiles import load_profile
+
+        profile = load_profile(args.profile)
+        store = RunStore(args.store)
+        keys = {c.key() for c in profile.main_configs() + profile.pair_configs()}
+        records = [r for r in store.records() if r.get("key") in keys]
+        if not records:
+            raise ValueError(f"no runs of profile {profile.name} in {store.root}; "
+                             f"run `tsd grid --profile {args.profile}`")
+        if len(records) < len(keys):
+            print(f"tsd claims: warning: {len(keys) - len(records)} of {len(keys)} runs of profile {profile.name} "
+                  f"are missing from {store.root}", file=sys.stderr)
+        return records, f"profile {profile.name}, store {store.root}"
+    from tsd_lib.analysis.paper_archive import load_paper_archive
+
+    path = Path(args.archive)
+    by_path = path.exists() or path.is_absolute() or len(path.parts) > 1
+    paper = load_paper_archive(path=path) if by_path else load_paper_archive(args.archive)
+    if paper is None:
+        raise FileNotFoundError(f"no results archive {args.archive!r} (no manifest.json); "
+                                "make one with `tsd archive --profile NAME`")
+    records = paper.claim_records
+    if not records:
+        raise ValueError(f"the archive {paper.archive.path} holds no method whose every run is in yet")
+    capped = sum(not r["stopped_early"] for r in records)
+    if capped:
+        print(f"tsd claims: warning: {capped} runs still hit the epoch cap", file=sys.stderr)
+    return records, (f"archive {paper.archive.path}: each comparison on the datasets where both methods' runs "
+                     "are all archived")
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from tsd_lib.analysis.verdicts import claims_by_arm, claims_json, claims_text
+    from tsd_lib.report import records_to_frame
+
+    if args.profile and args.archive:
+        raise ValueError("give --archive or --profile, not both")
+    if not args.profile:
+        args.archive = args.archive or "paper"
+    records, source = _claims_records(args)
+    by_arm = claims_by_arm(records_to_frame(records))
+    if args.json:
+        rows = [{"arm": arm, **row} for arm, found in by_arm.items() for row in claims_json(found)]
+        print(json.dumps(rows, indent=1, ensure_ascii=False, allow_nan=False))
+        return 0
+    for arm, found in by_arm.items():
+        print(f"== {arm} ({source}) ==\n{claims_text(found)}\n")
+    return 0
 
 
 def cmd_site_check(args: argparse.Namespace) -> int:

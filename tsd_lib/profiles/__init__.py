@@ -15,6 +15,8 @@ except ``datasets`` and ``methods``)::
     seeds: [0, 1, 2]                # student seeds
     methods: [ce, kd, tsd, kd+tsd]  # "+"-joined loss names; CE is always included
     tsd_weights: [1.0]              # swept for every method that contains tsd
+    grids:                          # the baselines' tuning budget: a method's setting swept like the
+      kd: {tau: [1, 2, 4, 8, 16]}   # TSD weight and chosen on validation ("weight" or a term setting)
     tau: 8.0
     n_windows: 50                   # K
     window: 10                      # L
@@ -30,7 +32,7 @@ except ``datasets`` and ``methods``)::
     tsd_bank_size: 200
     pairs:                          # other teacher/student pairs on some datasets (the paper's LSTMs)
       lstm: {datasets: [GunPoint], teacher: lstm_teacher, student: lstm_student,
-             teacher_seeds: [1, 24, 300], methods: [ce, kd, tsd, kd+tsd]}
+             teacher_seeds: [1, 24, 300], methods: [ce, kd, tsd, kd+tsd]}   # may set tsd_weights, grids
     teacher_study:                  # teachers alone, every seed, under settings variants (chapter 1);
       - name: LSTM on GunPoint      # one study or a list of them
         dataset: GunPoint
@@ -87,6 +89,7 @@ class Profile:
     teacher_seeds: list[int] = field(default_factory=lambda: [0])
     seeds: list[int] = field(default_factory=lambda: [0])
     tsd_weights: list[float] = field(default_factory=lambda: [1.0])
+    grids: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     pairs: dict[str, dict[str, Any]] = field(default_factory=dict)
     teacher_study: dict[str, Any] | list[dict[str, Any]] = field(default_factory=dict)
@@ -111,16 +114,37 @@ class Profile:
         return RunConfig(dataset=dataset, data_dir=self.data_dir, **{**teacher, **self.run, **changes})
 
     def main_configs(self) -> list[RunConfig]:
-        """The main grid: datasets x methods x TSD weights x student seeds."""
+        """The main grid: datasets x methods x (TSD weights or the method's grid) x student seeds."""
         return self._grid(self.datasets, self.methods)
 
-    def _grid(self, datasets: list[str], methods: list[str], **changes: Any) -> list[RunConfig]:
+    def _grid(self, datasets: list[str], methods: list[str], *, tsd_weights: list[float] | None = None,
+              grids: dict[str, dict[str, list[Any]]] | None = None, **changes: Any) -> list[RunConfig]:
         out = []
         for dataset, method in itertools.product(datasets, methods):
-            weights = self.tsd_weights if "tsd" in method.split("+") else [None]
-            for w, seed in itertools.product(weights, self.seeds):
-                out.append(self.base_config(dataset, method=method, seed=seed,
-                                            weights=None if w is None else {"tsd": float(w)}, **changes))
+            for tuned, seed in itertools.product(self.tunings(method, tsd_weights, grids), self.seeds):
+                base = self.base_config(dataset, method=method, seed=seed, **changes)
+                out.append(_tuned(base, tuned))
+        return out
+
+    def tunings(self, method: str, tsd_weights: list[float] | None = None,
+                grids: dict[str, dict[str, list[Any]]] | None = None) -> list[dict[str, Any]]:
+        """The settings a method is tuned over (each a ``RunConfig`` change): the TSD weights for a
+        method with TSD, else the product of its ``grids`` axes (``weight`` or a term setting)."""
+        if "tsd" in method.split("+"):
+            return [{"weights": {"tsd": float(w)}} for w in (tsd_weights or self.tsd_weights)]
+        grid = (self.grids if grids is None else grids).get(method)
+        if not grid:
+            return [{}]
+        term = next(t.strip().lower() for t in method.split("+") if t.strip().lower() != "ce")
+        out = []
+        for values in itertools.product(*grid.values()):
+            given = dict(zip(grid, values, strict=True))
+            tuned: dict[str, Any] = {}
+            if "weight" in given:
+                tuned["weights"] = {term: float(given.pop("weight"))}
+            if given:
+                tuned["settings"] = {term: given}
+            out.append(tuned)
         return out
 
     def pair_configs(self, name: str | None = None) -> list[RunConfig]:
@@ -133,6 +157,7 @@ class Profile:
             seeds = [int(s) for s in spec.pop("teacher_seeds", self.teacher_seeds)]
             teacher = {"teacher_seed": seeds[0], "teacher_seeds": tuple(seeds) if len(seeds) > 1 else ()}
             out += self._grid(list(spec.pop("datasets", self.datasets)), list(spec.pop("methods", self.methods)),
+                              tsd_weights=spec.pop("tsd_weights", None), grids=spec.pop("grids", None),
                               **teacher, **spec)
         return out
 
@@ -160,8 +185,8 @@ class Profile:
             return []
         dataset = self.baselines.get("dataset", self.datasets[0])
         seeds = self.baselines.get("seeds", self.seeds)
-        return [self.base_config(dataset, method=m, seed=s)
-                for m, s in itertools.product(self.baselines.get("methods", []), seeds)]
+        return [_tuned(self.base_config(dataset, method=m, seed=s), tuned)
+                for m, s in itertools.product(self.baselines.get("methods", []), seeds) for tuned in self.tunings(m)]
 
     def ablation_spec(self) -> tuple[str, list[int], str, dict[str, list[Any]]]:
         """The ablations' dataset, seeds, method and ``{axis: values}``."""
@@ -212,6 +237,22 @@ class Profile:
         return dict(self.chapters.get(chapter, {}))
 
 
+def _tuned(base: RunConfig, tuned: dict[str, Any]) -> RunConfig:
+    """``base`` with a tuning's weights and term settings merged into its own."""
+    if not tuned:
+        return base
+    weights = {**(base.weights or {}), **tuned.get("weights", {})}
+    settings = {term: dict(given) for term, given in (base.settings or {}).items()}
+    defaults = base.loss_settings()
+    for term, given in tuned.get("settings", {}).items():
+        changed = {k: v for k, v in given.items() if defaults.get(term, {}).get(k) != v}  # one key per run
+        if changed:
+            settings.setdefault(term, {}).update(changed)
+    config = base.replace(weights=weights or None, settings=settings or None)
+    same = config.terms == base.terms and config.loss_settings() == defaults
+    return base if same else config  # a grid value equal to the default is the default run
+
+
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
@@ -234,7 +275,7 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
         name=raw.get("name", path.stem), datasets=list(raw["datasets"]), methods=list(raw["methods"]),
         description=raw.get("description", ""), data_dir=data_dir or raw.get("data_dir"),
         teacher_seeds=list(raw.get("teacher_seeds", [0])), seeds=list(raw.get("seeds", [0])),
-        tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])],
+        tsd_weights=[float(w) for w in raw.get("tsd_weights", [1.0])], grids=dict(raw.get("grids") or {}),
         run={k: v for k, v in raw.items() if k in _RUN_KEYS},
         pairs=dict(raw.get("pairs") or {}), teacher_study=raw.get("teacher_study") or {},
         baselines=dict(raw.get("baselines") or {}), ablations=dict(raw.get("ablations") or {}),

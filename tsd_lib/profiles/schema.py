@@ -79,6 +79,21 @@ def _mapping(v: Any, where: str) -> dict[str, Any]:
     return dict(v)
 
 
+def _grids(value: Any, where: str) -> dict[str, dict[str, list[Any]]]:
+    """``{method: {setting: [values]}}``: ``weight`` (the method's distillation term's weight) or
+    one of that term's settings (``tau``, ``beta``, ``gamma``, ...), each a non-empty list."""
+    out = {}
+    for method, axes in _mapping(value, where).items():
+        here = f"{where}: {method!r}"
+        terms = [t.strip().lower() for t in str(method).split("+") if t.strip().lower() != "ce"]
+        if len(terms) != 1 or terms[0] == "tsd":
+            raise ProfileError(f"{here}: a grid tunes one distillation term other than TSD (whose weight "
+                               f"'tsd_weights' sweeps), e.g. kd or dt2w; got {method!r}")
+        out[str(method)] = {str(axis): _list(lambda v, w: v)(values, f"{here}: {axis!r}")
+                            for axis, values in _mapping(axes, here).items()}
+    return out
+
+
 #: The keys a run reads (``RunConfig`` fields a profile may set) and their checks.
 RUN_SCHEMA: dict[str, Check] = {
     "length": _int(MIN_SERIES_LENGTH, optional=True), "stretch": _bool, "teacher": _str(), "student": _str(),
@@ -97,10 +112,11 @@ SCHEMA: dict[str, Check] = {
     "datasets": _list(_str()), "methods": _list(_str()), "teacher_seeds": _list(_int(0)),
     "seeds": _list(_int(0)), "tsd_weights": _list(_float()), "pairs": _mapping, "teacher_study": lambda v, w: v,
     "baselines": _mapping, "ablations": _mapping, "chapters": _mapping, "archive": _str(optional=True),
-    "results": _str(optional=True), "extend_to": _int(1, optional=True),
+    "results": _str(optional=True), "extend_to": _int(1, optional=True), "grids": _grids,
 }
 
 _FIELDS = {f.name for f in fields(RunConfig)}
+
 
 
 def _run_changes(spec: Mapping[str, Any], where: str, extra: Mapping[str, Check]) -> dict[str, Any]:
@@ -155,7 +171,8 @@ def check_profile(raw: Any, file: str) -> dict[str, Any]:
     if "pairs" in out:
         out["pairs"] = {name: _run_changes(_mapping(spec, f"{where}: pair {name!r}"), f"{where}: pair {name!r}",
                                            {"datasets": _list(_str()), "methods": _list(_str()),
-                                            "teacher_seeds": _list(_int(0))})
+                                            "teacher_seeds": _list(_int(0)), "tsd_weights": _list(_float()),
+                                            "grids": _grids})
                         for name, spec in out["pairs"].items()}
     if "teacher_study" in out:
         out["teacher_study"] = _teacher_study(out["teacher_study"], f"{where}: 'teacher_study'")

@@ -44,7 +44,7 @@ from tsd_lib.report.records import (
     records_to_frame,
     setting_label,
 )
-from tsd_lib.report.selection import select, selection_inflation, settings_table
+from tsd_lib.report.selection import select, selection_inflation, settings_table, validation_ties
 from tsd_lib.report.tables import Summary, average_ranks, fidelity_table, summary_table, win_tie_loss
 from tsd_lib.report.writer import write_report, write_table
 
@@ -54,5 +54,6 @@ __all__ = [
     "fidelity_plot", "fidelity_table", "higher_is_better", "learning_curves", "metric_bars", "metric_label",
     "order_methods", "perturbation_examples", "records_from_store", "records_to_frame", "reliability_diagram",
     "saliency_line", "select", "selection_inflation", "selection_plot", "setting_label", "settings_table",
+    "validation_ties",
     "summary_table", "win_tie_loss", "write_report", "write_table",
 ]

@@ -14,10 +14,11 @@ import pandas as pd
 
 METHOD_ORDER: tuple[str, ...] = ("ce", "kd", "fitnets", "at", "rkd", "dkd", "dt2w", "tsd", "kd+tsd", "dkd+tsd")
 GROUP_COLS: tuple[str, ...] = ("dataset", "method")
-SETTING_COLS: tuple[str, ...] = ("teacher_seed", "tsd_weight")
+SETTING_COLS: tuple[str, ...] = ("teacher_seed", "tsd_weight", "tuning")
 LOWER_IS_BETTER = frozenset({"ece", "kl_teacher_student", "js_teacher_student", "val_loss", "loss"})
 METRIC_LABELS = {
-    "auc_pr": "macro AUC-PR", "accuracy": "accuracy", "roc_auc": "ROC-AUC", "ap_micro": "micro AP",
+    "auc_pr": "macro AUC-PR", "auc_pr_trapezoid": "macro AUC-PRC (trapezoidal)",
+    "accuracy": "accuracy", "roc_auc": "ROC-AUC", "ap_micro": "micro AP",
     "agreement": "teacher-student agreement", "kl_teacher_student": "KL(teacher || student)",
     "js_teacher_student": "JS(teacher, student)", "ece": "ECE", "saliency_spearman": "saliency Spearman",
     "saliency_cosine": "saliency cosine", "saliency_topk_iou": "saliency top-10 IoU",
@@ -75,6 +76,18 @@ def _tsd_weight(method: Any, weights: Any) -> float:
     return float(_parse_weights(weights).get("tsd", 1.0))
 
 
+def tuning_label(weights: Any, settings: Any) -> str | None:
+    """A baseline's tuned setting as a label (``"tau=4"``, ``"dt2w weight=0.1"``): the weights other
+    than CE's and TSD's that differ from 1, and the term settings a run sets; None for the default."""
+    parts = [f"{k} weight={_fmt_value(v)}" for k, v in sorted(_parse_weights(weights).items())
+             if k not in ("ce", "tsd") and v != 1.0]
+    if isinstance(settings, str):
+        settings = json.loads(settings) if settings.strip() else None
+    if isinstance(settings, Mapping):
+        parts += [f"{k}={_fmt_value(v)}" for given in settings.values() for k, v in sorted(dict(given).items())]
+    return ", ".join(parts) or None
+
+
 def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float | np.floating) and math.isnan(v))
 
@@ -89,15 +102,17 @@ def _fmt_value(v: Any) -> str:
 
 def setting_label(row: Mapping[str, Any], cols: Sequence[str] = SETTING_COLS) -> str:
     """A readable, hashable label such as ``"teacher_seed=0, tsd_weight=10"`` (missing values left out)."""
-    parts = [f"{c}={_fmt_value(row[c])}" for c in cols if c in row and not _is_missing(row[c])]
+    parts = [_fmt_value(row[c]) if c == "tuning" else f"{c}={_fmt_value(row[c])}"
+             for c in cols if c in row and not _is_missing(row[c])]
     return ", ".join(parts) or "default"
 
 
 def records_to_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
-    """One row per completed run, plus ``tsd_weight``, ``other_weights`` and ``setting`` columns.
+    """One row per completed run, plus ``tsd_weight``, ``other_weights``, ``tuning`` and ``setting`` columns.
 
     ``tsd_weight`` is ``weights["tsd"]`` (default 1.0) for methods using TSD and NaN otherwise;
-    ``setting`` labels (teacher_seed, tsd_weight). Records with an ``error`` key are skipped.
+    ``tuning`` a baseline's tuned setting (:func:`tuning_label`); ``setting`` labels (teacher_seed,
+    tsd_weight, tuning). Records with an ``error`` key are skipped.
     """
     if isinstance(records, pd.DataFrame):
         records = records.to_dict("records")
@@ -119,6 +134,8 @@ def records_to_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.
     df["other_weights"] = [
         json.dumps({k: v for k, v in sorted(_parse_weights(w).items()) if k != "tsd"}) for w in weights
     ]
+    settings = df["settings"] if "settings" in df else pd.Series([None] * len(df), index=df.index)
+    df["tuning"] = [tuning_label(w, st) for w, st in zip(weights, settings, strict=True)]
     df["setting"] = [setting_label(r) for r in df[list(SETTING_COLS)].to_dict("records")]
     return df.reset_index(drop=True)
 

@@ -94,11 +94,16 @@ def select(
 
     ``by="val"``: best mean ``val_<metric>`` over student seeds, ties broken by lower mean
     ``val_loss`` (the protocol used here). ``by="test"``: best mean test ``metric`` (the
-    authors' protocol, kept to measure its optimism).
+    authors' protocol, kept to measure its optimism). ``by="default"``: no tuning, every method
+    at its default setting (TSD weight 1, a baseline's untuned run).
     """
-    if by not in ("val", "test"):
-        raise ValueError(f"by must be 'val' or 'test', not {by!r}")
+    if by not in ("val", "test", "default"):
+        raise ValueError(f"by must be 'val', 'test' or 'default', not {by!r}")
     df = _frame(df)
+    if by == "default":
+        tuning = df["tuning"] if "tuning" in df else pd.Series(None, index=df.index)
+        default = tuning.isna() & (df["tsd_weight"].isna() | (df["tsd_weight"] == 1.0))
+        return _sort(df[default], [*group_cols, *setting_cols, "seed"])
     table = settings_table(df, metric, setting_cols=setting_cols, group_cols=group_cols)
     chosen = table.loc[table[f"selected_{by}"], [*group_cols, "setting"]]
     work = df.assign(
@@ -130,3 +135,24 @@ def selection_inflation(
     out["inflation"] = sign * (out["test_mean_test_selected"] - out["test_mean_val_selected"])
     return _sort(out.reset_index(), list(GROUP_COLS))
 
+
+
+def validation_ties(
+    df: pd.DataFrame | Iterable[Mapping[str, Any]], metric: str = "auc_pr", *,
+    setting_cols: Sequence[str] = SETTING_COLS,
+) -> pd.DataFrame:
+    """Per (dataset, method) tuned over several settings: how many settings share the best mean
+    validation score (a tie is broken by the validation loss, so validation barely chose), the
+    selected setting's test mean and the range of test means over all settings."""
+    table = settings_table(df, metric, setting_cols=setting_cols)
+    rows = []
+    for (dataset, method), group in table.groupby(list(GROUP_COLS), sort=False):
+        if len(group) < 2:
+            continue
+        best = group["val_mean"].max() if higher_is_better(metric) else group["val_mean"].min()
+        chosen = group[group["selected_val"]].iloc[0]
+        rows.append({"dataset": dataset, "method": method, "settings": len(group),
+                     "tied at best validation": int(np.isclose(group["val_mean"], best, rtol=0, atol=1e-12).sum()),
+                     "selected": chosen["setting"], "test of selected": chosen["test_mean"],
+                     "test, worst setting": group["test_mean"].min(), "test, best setting": group["test_mean"].max()})
+    return pd.DataFrame(rows)

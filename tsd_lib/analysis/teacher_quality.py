@@ -1,0 +1,46 @@
+"""Teachers in view: every archived teacher beside the published FCN and ResNet accuracy, and the
+datasets where a conclusion about distillation rests on a weak teacher (the results page)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsd_lib.analysis.published import published_fcn, published_resnet
+
+#: A teacher this far below the published FCN accuracy is weak.
+WEAK_GAP = 0.10
+
+
+def teacher_quality(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per (dataset, teacher architecture) of student records: the chosen teacher's test accuracy,
+    the published FCN and ResNet accuracy, the gap to the FCN, the best student method's mean
+    accuracy (over seeds, every setting), and two flags: the teacher is weak (more than
+    :data:`WEAK_GAP` below the published FCN) or students beat it."""
+    df = pd.DataFrame([dict(r) for r in records])
+    if df.empty:
+        return pd.DataFrame(columns=["dataset", "teacher", "teacher accuracy", "published FCN", "published ResNet",
+                                     "gap to FCN", "best student", "best student accuracy", "weak teacher",
+                                     "students beat it"])
+    rows = []
+    for (dataset, teacher), group in df.groupby(["dataset", "teacher"], sort=False):
+        best = group.groupby("method")["accuracy"].mean()
+        fcn, resnet = published_fcn(dataset), published_resnet(dataset)
+        acc = float(group["teacher_accuracy"].iloc[0])
+        rows.append({"dataset": dataset, "teacher": teacher, "teacher accuracy": acc,
+                     "published FCN": np.nan if fcn is None else fcn,
+                     "published ResNet": np.nan if resnet is None else resnet,
+                     "gap to FCN": np.nan if fcn is None else acc - fcn,
+                     "best student": best.idxmax(), "best student accuracy": float(best.max()),
+                     "weak teacher": fcn is not None and acc < fcn - WEAK_GAP,
+                     "students beat it": bool(best.max() > acc)})
+    return pd.DataFrame(rows)
+
+
+def strong_teacher_datasets(table: pd.DataFrame) -> list[str]:
+    """The datasets whose every teacher is neither weak nor beaten by its students."""
+    flagged = table.groupby("dataset")[["weak teacher", "students beat it"]].any().any(axis=1)
+    return [d for d, bad in flagged.items() if not bad]

@@ -1,0 +1,62 @@
+"""Certified carry-over: which archived records the current code may use without retraining.
+
+Every record carries the digest of the results code that made it
+(:func:`tsd_lib.provenance.results_digest`). A change that does not alter results (a refactor)
+still changes the digest; ``tsd verify --certify`` re-runs a stratified sample of the archive
+under the current code and, per method, records in the archive's manifest whether every sampled
+number reproduced exactly::
+
+    "certified": {"<current digest>": {"equals": ["<digest that made the records>", ...],
+                                       "methods": {"ce": true, "kd": false, ...},
+                                       "teachers": true, "sample": [...], "date": "..."}}
+
+A record is *current* when its code is the current digest, or a digest certified equal to it for
+its method (and the teachers reproduced). ``tsd archive`` keeps current records and retrains the
+rest; chapters name the digest that made the numbers and the one that certified them. Nothing here
+trains: :func:`tsd_lib.verify.certify` does the re-runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tsd_lib.provenance import results_digest
+
+__all__ = ["certification", "certified_note", "is_current"]
+
+
+def certification(manifest: Mapping[str, Any], digest: str | None = None) -> dict[str, Any] | None:
+    """The certificate of ``digest`` (default: the current code) in an archive manifest, if any."""
+    return (manifest.get("certified") or {}).get(digest or results_digest())
+
+
+def is_current(record: Mapping[str, Any], manifest: Mapping[str, Any], digest: str | None = None) -> bool:
+    """Whether ``record`` (an archived run or teacher record) stands for what ``digest`` (default:
+    the current code) would compute: made by it, or by a digest certified equal for its method."""
+    digest = digest or results_digest()
+    code = record.get("code")
+    if code == digest:
+        return True
+    cert = certification(manifest, digest)
+    if not cert or code not in cert.get("equals", ()) or not cert.get("teachers", False):
+        return False
+    method = record.get("method")
+    return method is None or bool(cert.get("methods", {}).get(method, False))  # a teacher record has no method
+
+
+def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | None = None) -> str:
+    """One sentence for a chapter: which code made the records and which code certified them."""
+    digest = digest or results_digest()
+    made = ", ".join(sorted(codes)) or "-"
+    cert = certification(manifest, digest)
+    if codes == {digest}:
+        return f"made by the current results code ({digest})"
+    if not cert:
+        return f"made by results code {made}; the current code ({digest}) has not been certified to reproduce them"
+    stale = sorted(m for m, ok in cert.get("methods", {}).items() if not ok)
+    tail = (f"; the sample of {', '.join(stale)} did not reproduce, so those runs are stale until retrained"
+            if stale else "")
+    return (f"made by results code {made}; `tsd verify --certify` re-ran {len(cert.get('sample', []))} sampled runs "
+            f"(teachers included) under the current code {digest} on {cert.get('date', '?')} and found them "
+            f"identical{tail}")
