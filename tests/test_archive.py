@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,11 +288,23 @@ def _copy(out, dest):
     return dest
 
 
-def test_certify_a_results_preserving_change(tiny, tmp_path, other_code):
+@pytest.fixture(scope="module")
+def archive_code(tmp_path_factory):
+    """A copy of the code that made the tiny archive (a folder holding its tsd_lib)."""
+    import shutil
+
+    import tsd_lib
+
+    tree = tmp_path_factory.mktemp("archive-code")
+    shutil.copytree(Path(tsd_lib.__file__).parent, tree / "tsd_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    return tree
+
+
+def test_certify_a_results_preserving_change(tiny, tmp_path, other_code, archive_code):
     profile, _, out = tiny
     archive = Archive.load(_copy(out, tmp_path / "arch"))
     assert archive.stale
-    assert main(["verify", "--archive", str(archive.path), "--certify"]) == 0
+    assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 0
     archive = Archive.load(archive.path)
     cert = archive.manifest["certified"][other_code]
     assert cert["methods"] == {"ce": True, "kd+tsd": True} and cert["teachers"]
@@ -304,7 +317,7 @@ def test_certify_a_results_preserving_change(tiny, tmp_path, other_code):
 
 
 def test_certify_marks_a_results_changing_method_stale_and_archive_retrains_it(tiny, tmp_path, other_code,
-                                                                               monkeypatch):
+                                                                               archive_code, monkeypatch):
     from dataclasses import replace
 
     from tsd_lib.losses.registry import LOSSES
@@ -313,7 +326,7 @@ def test_certify_marks_a_results_changing_method_stale_and_archive_retrains_it(t
     archive = Archive.load(_copy(out, tmp_path / "arch"))
     tsd = LOSSES["tsd"]
     monkeypatch.setitem(LOSSES, "tsd", replace(tsd, compute=lambda o, b, s: 2.0 * tsd.compute(o, b, s)))
-    assert main(["verify", "--archive", str(archive.path), "--certify"]) == 1
+    assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 1
     archive = Archive.load(archive.path)
     assert archive.manifest["certified"][other_code]["methods"] == {"ce": True, "kd+tsd": False}
     assert archive.stale and "kd+tsd did not reproduce" in archive.describe()

@@ -8,15 +8,22 @@ exactly; another CPU may change floating-point kernels, hence a tolerance.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from tsd_lib.archive import Archive, sample_entries
+from tsd_lib.archive import PROJECT_ROOT, Archive, sample_entries
 from tsd_lib.experiment import RunConfig, RunStore, run
 from tsd_lib.grid import RUN_THREADS
 from tsd_lib.provenance import results_digest
@@ -122,7 +129,8 @@ def certify_sample(archive: Archive, *, datasets: list[str] | None = None, n_dat
 
 @dataclass
 class Certificate:
-    """The outcome of :func:`certify`: per sampled run and teacher whether it reproduced exactly."""
+    """The outcome of :func:`certify`: per sampled run and teacher, the numbers of the code that made
+    the archive and of the current code, both re-run here, and whether they are identical."""
 
     runs: pd.DataFrame
     teachers: pd.DataFrame
@@ -134,47 +142,143 @@ class Certificate:
 
     def __str__(self) -> str:
         stale = sorted(m for m, ok in self.entry["methods"].items() if not ok)
-        verdict = ("certified: every sampled number reproduced exactly" if self.ok else
+        verdict = ("certified: every sampled number of the current code equals the archive code's, re-run "
+                   "on this machine" if self.ok else
                    "not certified for: " + ", ".join(stale or ["every method (a teacher differs)"]))
-        return "\n".join([self.runs.to_string(index=False), self.teachers.to_string(index=False),
-                          f"{self.entry['digest']} vs {', '.join(self.entry['equals'])}: {verdict}"])
+        drift = self.entry.get("machine_drift")
+        lines = [self.runs.to_string(index=False), self.teachers.to_string(index=False),
+                 f"{self.entry['digest']} vs {', '.join(self.entry['equals'])}: {verdict}"]
+        if drift is not None:
+            lines.append(f"(the archive code re-run here differs from the archive itself by up to {drift:.4g} in "
+                         "the compared metrics: what another CPU does to the same code)")
+        return "\n".join(lines)
 
 
 def certify(archive: Archive, *, datasets: list[str] | None = None, seed: int = 0, data_dir: str | None = None,
-            store: str | None = None) -> Certificate:
-    """Re-run :func:`certify_sample` (teachers retrained too) under the current code and record in the
-    archive's manifest, per method, whether every number reproduced exactly
-    (:mod:`tsd_lib.certification`); a method that differs is stale and ``tsd archive`` retrains it."""
-    from tsd_lib.archive import teacher_signature, write_certificate
+            store: str | None = None, baseline: str | os.PathLike | None = None) -> Certificate:
+    """Certify that the current code computes what the code that made ``archive`` computes.
+
+    :func:`certify_sample` is re-run twice on this machine, teachers retrained: once by the archive's
+    code (``baseline``: a folder holding its ``tsd_lib``; default, the git commit of this repository
+    whose results digest is the archive's) and once by the current code; numbers are compared
+    exactly. Re-running the old code here, not reading the archive, keeps the machine out of the
+    comparison (another CPU rounds differently, which training amplifies). Per method the outcome
+    goes into the archive's manifest (:mod:`tsd_lib.certification`); a method that differs is stale
+    and ``tsd archive`` retrains it."""
+    from tsd_lib.archive import write_certificate
 
     entries = certify_sample(archive, datasets=datasets, seed=seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(RUN_THREADS)
-    try:
-        with tempfile.TemporaryDirectory(prefix="tsd-certify-") as tmp:
-            fresh = RunStore(store or tmp)
-            rows = _compare(entries, fresh, data_dir, CERTIFY_RUN, lambda c, s: run(c, s, progress=False))
-            archived = {teacher_signature(RunConfig.from_dict(e["config"])): e for e in archive.entries
-                        if e["kind"] == "teacher" and e["config"]["dataset"] in {r["dataset"] for r in rows}}
-            teachers = [e for e in archived.values() if fresh.has_teacher(RunConfig.from_dict(e["config"]))]
-            trows = _compare(teachers, fresh, data_dir, CERTIFY_TEACHER, lambda c, s: s.load_teacher_record(c))
-    finally:
-        torch.set_num_threads(threads)
+    codes = sorted({e["record"]["code"] for e in entries})
+    if len(codes) != 1:
+        raise ValueError(f"the sampled records were made by several codes ({', '.join(codes)}): certify each "
+                         "archive made by one code")
+    names = {e["config"]["dataset"] for e in entries}
+    teachers = [e for e in archive.entries if e["kind"] == "teacher" and e["config"]["dataset"] in names]
+    with tempfile.TemporaryDirectory(prefix="tsd-certify-") as tmp, _baseline_tree(baseline, codes[0], tmp) as old:
+        before = _run_with(old, entries, teachers, data_dir, Path(store or tmp) / "archive-code")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(RUN_THREADS)
+        try:
+            fresh = RunStore(Path(store or tmp) / "current-code")
+            now = [run(_config(e, data_dir), fresh, progress=False) for e in entries]
+            now_teachers = [fresh.load_teacher_record(c) if fresh.has_teacher(c) else None
+                            for c in (_config(e, data_dir) for e in teachers)]
+        finally:
+            torch.set_num_threads(threads)
+    rows = _compare(entries, before["runs"], now, CERTIFY_RUN)
+    trained = [(e, b, n) for e, b, n in zip(teachers, before["teachers"], now_teachers, strict=True) if b and n]
+    trows = _compare(*(list(x) for x in zip(*trained, strict=True)), CERTIFY_TEACHER) if trained else []
     runs, tdf = pd.DataFrame(rows), pd.DataFrame(trows)
-    methods = {m: bool(g["match"].all()) for m, g in runs.groupby("method")}
-    entry = {"digest": results_digest(), "equals": sorted({e["record"]["code"] for e in entries + teachers}),
-             "methods": methods, "teachers": bool(len(tdf)) and bool(tdf["match"].all()),
-             "sample": sorted(e["key"] for e in entries), "datasets": sorted(set(runs["dataset"]))}
+    drift = max((abs(float(b[m]) - float(e["record"][m])) for e, b in zip(entries, before["runs"], strict=True)
+                 for m in METRICS if isinstance(e["record"].get(m), float) and isinstance(b.get(m), float)),
+                default=0.0)
+    entry = {"digest": results_digest(), "equals": codes, "methods": {m: bool(g["match"].all())
+                                                                       for m, g in runs.groupby("method")},
+             "teachers": bool(len(tdf)) and bool(tdf["match"].all()), "sample": sorted(e["key"] for e in entries),
+             "datasets": sorted(names), "machine_drift": drift}
     return Certificate(runs, tdf, write_certificate(archive, entry))
 
 
-def _compare(entries: list[dict[str, Any]], store: RunStore, data_dir: str | None, names: tuple[str, ...],
-             reproduce: Any) -> list[dict[str, Any]]:
+def _config(entry: dict[str, Any], data_dir: str | None) -> RunConfig:
+    return RunConfig.from_dict({**entry["config"], **({"data_dir": data_dir} if data_dir else {})})
+
+
+_OLD_CODE = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+from tsd_lib.experiment import RunConfig, RunStore, run
+from tsd_lib.provenance import results_digest
+req = json.load(sys.stdin)
+store = RunStore(req["store"])
+runs = [run(RunConfig.from_dict(c), store, progress=False) for c in req["runs"]]
+teachers = [store.load_teacher_record(t) if store.has_teacher(t) else None
+            for t in map(RunConfig.from_dict, req["teachers"])]
+print(json.dumps({"digest": results_digest(), "runs": runs, "teachers": teachers}))
+"""
+
+
+def _run_with(tree: Path, entries: list[dict], teachers: list[dict], data_dir: str | None, store: Path) -> dict:
+    """The records the code in ``tree`` (a folder holding ``tsd_lib``) computes for ``entries``."""
+    request = {"store": str(store), "runs": [_config(e, data_dir).to_dict() for e in entries],
+               "teachers": [_config(e, data_dir).to_dict() for e in teachers]}
+    env = {**os.environ, "PYTHONPATH": str(tree), "TSD_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-c", _OLD_CODE], input=json.dumps(request), capture_output=True,
+                          text=True, env=env, cwd=tree, check=False)
+    if done.returncode:
+        raise RuntimeError(f"the archive's code in {tree} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def _baseline_tree(baseline: str | os.PathLike | None, code: str, tmp: str) -> Iterator[Path]:
+    """A folder holding the ``tsd_lib`` whose results digest is ``code``: ``baseline`` (a folder, or a
+    git revision of this repository), else the newest commit touching the results modules with it."""
+    if baseline is not None and Path(baseline).is_dir():
+        yield Path(baseline)
+        return
+    revs = [str(baseline)] if baseline is not None else _git("log", "--format=%H", "--", *_results_paths())
+    for rev in revs:
+        tree = Path(tmp) / f"code-{rev[:12]}"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", rev, "tsd_lib"], capture_output=True,
+                                 check=False)
+        if archive.returncode:
+            raise ValueError(f"not a git revision of {PROJECT_ROOT}: {rev}")
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        if _digest_of(tree) == code:
+            yield tree
+            return
+    raise ValueError(f"no commit of this repository has results code {code}: pass --baseline REV (or a folder "
+                     "holding that tsd_lib)")
+
+
+def _digest_of(tree: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", "from tsd_lib.provenance import results_digest as d; print(d())"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree,
+                          check=False)
+    return done.stdout.strip()
+
+
+def _results_paths() -> list[str]:
+    from tsd_lib.provenance import RESULTS_MODULES
+
+    return [f"tsd_lib/{m}" for m in RESULTS_MODULES]
+
+
+def _git(*args: str) -> list[str]:
+    done = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise ValueError(f"git {' '.join(args[:1])} failed in {PROJECT_ROOT}: pass --baseline FOLDER")
+    return done.stdout.split()
+
+
+def _compare(entries: list[dict[str, Any]], before: list[dict[str, Any]], now: list[dict[str, Any]],
+             names: tuple[str, ...]) -> list[dict[str, Any]]:
     rows = []
-    for entry in entries:
-        config = RunConfig.from_dict({**entry["config"], **({"data_dir": data_dir} if data_dir else {})})
-        now, before = reproduce(config, store), entry["record"]
-        diffs = [name for name in names if name in before and not _same(before[name], now.get(name))]
+    for entry, old, new in zip(entries, before, now, strict=True):
+        config = RunConfig.from_dict(entry["config"])
+        diffs = [name for name in names if name in old and not _same(old[name], new.get(name))]
         rows.append({"kind": entry["kind"], "dataset": config.dataset,
                      "method": config.method if entry["kind"] == "run" else config.teacher,
                      "seed": config.seed if entry["kind"] == "run" else config.teacher_seed,

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a method that differs is marked stale: `tsd archive` retrains it)")
     p.add_argument("--datasets", default=None, help="with --certify: comma-separated datasets to sample "
                                                      "(default: 3 at random)")
+    p.add_argument("--baseline", default=None, help="with --certify: the code that made the archive, a git "
+                                                     "revision or a folder holding its tsd_lib (default: the "
+                                                     "newest commit whose results digest is the archive's)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("claims", help="the paper's claims tested across datasets (an archive or a profile's runs)")

@@ -245,7 +245,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.certify:
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
         cert = certify(Archive.load(args.archive), datasets=datasets, seed=args.seed, data_dir=args.data_dir,
-                       store=args.store)
+                       store=args.store, baseline=args.baseline)
         print(cert)
         return 0 if cert.ok else 1
     result = verify(Archive.load(args.archive), sample=args.sample, keys=args.key, seed=args.seed,
