@@ -19,7 +19,6 @@ from tsd_lib.analysis import (
     published_fcn,
     seed_study,
     teacher_table,
-    verdict,
 )
 from tsd_lib.experiment import RunConfig, RunStore, get_dataset, get_teacher
 
@@ -88,12 +87,6 @@ def test_teacher_table_and_seed_study(tmp_path):
     assert list(study["variant"]) == ["a", "a"] and study["at chance"].dtype == bool
     with pytest.raises(ValueError, match="no stored teacher"):
         teacher_table([base.replace(teacher_seed=7)], store)
-
-
-def test_verdict_is_undecided_with_capped_runs():
-    assert verdict(True, 0) == "**agrees** with the paper"
-    assert verdict(False, 0, disagrees="no") == "no"
-    assert verdict(True, 2).startswith("**undecided**: 2 run(s)")
 
 
 # Ablations: a fake source of records keyed by config, so the expected tables are known.

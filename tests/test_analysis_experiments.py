@@ -1,39 +1,51 @@
-"""Chapter 6 and the results page: grid notes, audits, ranks, selection, the pair view and each claim's
-verdict, on hand-built runs whose answers are known."""
+"""Chapter 6 and the results page: grid notes, audits, ranks, selection, the pair view, and the claims
+engine's verdicts as the pages show them, on hand-built runs whose answers are known."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
 from tsd_lib.analysis import (
+    DT2W_PER_BATCH_CODES,
+    SALIENCY,
     across_datasets,
     audit_note,
-    budget_claim,
     budget_frame,
     budget_gains,
     budget_note,
+    budget_numbers,
     by_method,
-    claim_verdicts,
+    claims_table,
     convergence_audit,
     experiments_summary,
-    fidelity_claims,
-    gains_claim,
     gains_plot,
     grid_note,
+    grid_values,
+    headline_table,
     inflation_views,
+    method_means,
+    old_dt2w,
+    old_dt2w_numbers,
     pair_views,
-    rank_claim,
     rank_table,
-    runs_note,
     selection_note,
+    shown_records,
+    strong_teacher_claims,
     teacher_scores,
     tsd_gains,
+    verdict_lines,
+    verdict_table,
+    verdict_words,
+    verdicts_side_by_side,
 )
-from tsd_lib.report import average_ranks, records_to_frame
+from tsd_lib.analysis.teacher_quality import teacher_quality
+from tsd_lib.analysis.verdicts import claims, claims_by_arm, verdict_summary
+from tsd_lib.report import records_to_frame
 from tsd_lib.report.tables import Summary
 
 
@@ -77,9 +89,13 @@ def test_grid_note_and_teacher_scores():
     df = pd.DataFrame({"dataset": ["b", "A", "b"], "teacher_seed": [3, 3, 3], "teacher_accuracy": [0.9, 0.8, 0.9],
                        "teacher_auc_pr": [0.95, 0.85, 0.95]})
     note = grid_note(profile, df, [config], ["ce", "tsd"])
-    assert note.startswith("Profile `p`: **3 runs** = 2 datasets x 2 methods x 2 student seeds x 2 TSD weights")
+    assert note.startswith("Profile `p`: **3 runs** = 2 datasets x 2 methods x 2 student seeds x each method's "
+                           "settings (TSD weights, baseline grids)")
     assert "- datasets: A, b\n" in note and "teacher seed(s): 3 " in note and "TSD weights swept: 0.5, 1" in note
-    assert "up to 500 epochs (patience 50); TSD: K = 10, L = 5, tau = 4" in note
+    assert "teacher `fcn` (up to 500 epochs), student `fcn_small` (up to 500 epochs), patience 50; TSD: K = 10" in note
+    assert "baseline grids (chosen on validation like the TSD weight): none" in note
+    assert grid_values(SimpleNamespace(grids={"kd": {"tau": [1.0, 8.0]}, "at": {"weight": [10.0]}})) == (
+        "kd tau {1, 8}; at weight {10}")
     scores = teacher_scores(df)
     assert scores.loc[("A", 3), "teacher accuracy"] == 0.8 and list(scores.columns)[1] == "teacher macro AUC-PR"
 
@@ -91,7 +107,8 @@ def test_audit_note_names_the_capped_runs():
         "allowed epochs.")
     runs = _runs(capped=3)
     note = audit_note(runs, convergence_audit(runs), shown=2)
-    assert note.endswith("**3 runs hit the cap** (A/ce/seed 0, A/ce/seed 1 and 1 more): no verdict below is decided.")
+    assert note.endswith("**3 runs hit the cap** (A/ce/seed 0, A/ce/seed 1 and 1 more): they had not converged, and "
+                         "the numbers and verdicts below include them.")
     assert "ended **5 of 8**" in note
 
 
@@ -111,53 +128,27 @@ def test_budget_note_compares_tsd_and_ce_at_a_tight_budget_and_at_convergence():
     gains = budget_gains(budget)
     assert list(gains["accuracy"].columns) == [20, 40, "converged"]
     assert gains["accuracy"].loc["tsd − ce"].round(6).tolist() == [0.1, 0.1, 0.0]
-    assert budget_claim(gains, budget, target=20) == (
-        "- **tsd − ce**: accuracy +0.100 at 20 epochs and +0.000 at convergence; saliency Spearman +0.050 and +0.000.")
+    numbers = budget_numbers(gains, budget, target=20)
+    assert numbers == pytest.approx({"epochs": 20, "accuracy_tight": 0.1, "accuracy_converged": 0.0,
+                                     "spearman_tight": 0.05, "spearman_converged": 0.0})
+    assert all(type(v) in (int, float) for v in numbers.values())  # glue needs plain numbers
+    missing = budget_numbers(gains, budget, comparison="kd+tsd − kd")
+    assert missing["epochs"] == 40 and np.isnan(missing["accuracy_tight"])
 
 
-def test_rank_table_and_claim_one_with_the_cap_guard():
+def test_rank_table():
     auc = _summary({"ce": [0.8, 0.6], "kd": [0.85, 0.9], "tsd": [0.9, 0.95]})
     ranks, n = rank_table(auc, auc)
     assert n == 2 and list(ranks.index) == ["tsd", "kd", "ce"]
     assert ranks.at["kd", "average rank (accuracy)"] == 2.0
-    r = average_ranks(auc.mean)
-    assert rank_claim(r, 0) == ("Best average rank: **tsd** (1.00). A TSD variant ranks first here: **agrees** with "
-                                "the paper. (Ranks over 2 datasets; with few datasets ranks are noisy.)")
-    assert "**undecided**: 3 run(s) behind it hit the epoch cap" in rank_claim(r, 3)
-    r = average_ranks(_summary({"ce": [0.9, 0.9], "tsd": [0.1, 0.2]}).mean)
-    assert "The best TSD variant ranks 2.00: **disagrees** with the paper." in rank_claim(r, 0)
 
 
-def test_tsd_gains_calls_differences_against_the_seed_noise_and_claim_two():
-    summary = _summary({"ce": [0.5, 0.8], "tsd": [0.6, 0.805]}, {"ce": [0.02, 0.02], "tsd": [0.04, 0.02]})
-    gains = tsd_gains(summary)
-    assert gains["call"].tolist() == ["better", "within noise"] and gains["pair"].tolist() == ["ce → tsd"] * 2
-    assert gains["relative change %"].round(3).tolist() == [20.0, 0.625]
-    assert gains_claim(gains, 0) == ("Mean relative change over all pairs and datasets: **+10.3%** (better: 1, within "
-                                     "noise: 1, worse: 0). Against the paper's +3.7%: **agrees** in direction.")
-    assert "**undecided**: 1 run(s)" in gains_claim(gains, 1)
-    worse = tsd_gains(_summary({"ce": [0.9, 0.9], "tsd": [0.5, 0.95]}))
-    assert "**does not reproduce** it on this profile" in gains_claim(worse, 0)
+def test_tsd_gains_describe_the_relative_change_without_a_call():
+    gains = tsd_gains(_summary({"ce": [0.5, 0.8], "tsd": [0.6, 0.805]}))
+    assert list(gains.columns) == ["dataset", "pair", "base", "with TSD", "relative change %"]
+    assert gains["pair"].tolist() == ["ce → tsd"] * 2 and gains["relative change %"].round(3).tolist() == [20.0, 0.625]
     assert len(gains_plot(gains).axes[0].patches) >= 2
     plt.close("all")
-
-
-def test_fidelity_claims_say_lower_kl_and_higher_spearman_unless_capped():
-    chosen = pd.DataFrame({"method": ["kd", "kd", "kd+tsd", "kd+tsd"], "agreement": [0.8, 0.9, 0.9, 1.0],
-                           "kl_teacher_student": [0.2, 0.4, 0.1, 0.1], "saliency_spearman": [0.3, 0.5, 0.6, 0.6]})
-    table, note = fidelity_claims(chosen, 0)
-    assert table.at["kd", ("kl_teacher_student", "mean")] == pytest.approx(0.3)
-    assert note == "- kd+tsd vs kd: teacher–student KL lower (-0.2000); saliency Spearman higher (+0.200)."
-    assert fidelity_claims(chosen, 2)[1].startswith("**undecided**: 2 run(s)")
-    assert fidelity_claims(chosen[chosen.method == "kd"], 0)[1] == "No base/TSD pairs in this profile."
-
-
-def test_runs_note():
-    df = pd.DataFrame({"dataset": ["A", "A", "B"], "method": ["ce", "tsd", "ce"], "seed": [0, 0, 1]})
-    assert runs_note(df, 0) == ("3 runs: 2 datasets × 2 methods × 2 student seeds.\n\n"
-                                "Early stopping ended 3 of these 3 runs.")
-    capped = runs_note(df, 1)
-    assert capped.endswith("ended 2 of these 3 runs; **1 hit the epoch cap, so no verdict below is decided**.")
 
 
 def test_selection_note_per_method_or_why_nothing_was_selected():
@@ -201,34 +192,148 @@ def test_pair_views():
     assert pair_views(_pair_frame(capped=True))[2] == "- No comparison: 2 runs of the pair hit the epoch cap."
 
 
-def test_experiments_summary_ranks_gaps_selection_and_the_cap_guard():
+def _engine_runs(n_datasets: int, shift: float, *, teacher: str = "t", seeds: int = 2) -> list[dict]:
+    """CE, KD, TSD and KD+TSD on ``n_datasets``: the TSD variants ``shift`` above their base in macro AUC-PR
+    and agreement (KL below), a little seed noise, one setting each."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in range(n_datasets):
+        for method in ("ce", "kd", "tsd", "kd+tsd"):
+            up = shift if "tsd" in method.split("+") else 0.0
+            for seed in range(seeds):
+                e = float(rng.normal(0, 0.002))
+                v = 0.6 + 0.02 * d + (0.01 if method.startswith("kd") else 0.0) + up + e
+                rows.append({"dataset": f"D{d}", "method": method, "seed": seed, "teacher": teacher, "student": "s",
+                             "weights": {"tsd": 1.0} if up or "tsd" in method else None, "auc_pr": v,
+                             "auc_pr_trapezoid": v - 0.01, "val_auc_pr": v, "val_loss": 1 - v, "accuracy": v,
+                             "agreement": 0.8 + up + e, "kl_teacher_student": 0.2 - up - e,
+                             "saliency_spearman": 0.3 + up, "teacher_accuracy": 0.95, "stopped_early": True,
+                             "epochs_run": 50, "best_epoch": 10, "epochs": 500})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def engine_claims():
+    return claims(records_to_frame(_engine_runs(12, 0.1)))
+
+
+def test_verdict_table_lines_and_words_come_from_the_engine(engine_claims):
+    table = verdict_table(engine_claims)
+    assert table["verdict"].tolist() == verdict_summary(engine_claims).tolist()
+    assert list(table.columns) == ["claim", "verdict", "test", "datasets", "p (Holm)", "comparisons tested"]
+    gain = table.set_index("claim").iloc[1]
+    assert gain["verdict"] == "supported" and gain["datasets"] == "12" and gain["comparisons tested"] == "2 of 3"
+    assert gain["test"] == "Wilcoxon signed-rank, Holm over 2"
+    p = [c.p_adjusted for c in engine_claims if c.claim == "2" and c.n_datasets]
+    assert gain["p (Holm)"] == (f"{min(p):.3g}" if f"{min(p):.3g}" == f"{max(p):.3g}" else
+                                f"{min(p):.3g}–{max(p):.3g}")
+    assert verdict_words(engine_claims)["2"] == "supported" and set(verdict_words(engine_claims)) == set("1234")
+    lines = verdict_lines(engine_claims)
+    assert lines[1].startswith("2\\. adding TSD to a base method raises macro AUC-PR")  # a bullet, not a list
+    assert "**supported** (Wilcoxon" in lines[1]
+    assert "; 12 datasets; Holm p " in lines[1]
+    # claim 4's deciding rows (deletion, insertion, IG, planted) are not measured in these runs
+    assert lines[3].endswith("**too few datasets** (no comparison measured)")
+    few = claims(records_to_frame(_engine_runs(3, 0.1)))
+    assert set(verdict_table(few)["verdict"]) == {"too few datasets"}
+    assert verdict_table([]).empty
+
+
+def test_claims_table_puts_the_effect_and_its_interval_in_one_cell(engine_claims):
+    table = claims_table(engine_claims)
+    assert len(table) == len(engine_claims)
+    assert {"p (Holm)", "estimate [95% CI]", "decides the claim", "consistency (dataset, seed)"} <= set(table.columns)
+    row = next(c for c in engine_claims if c.claim == "2" and c.comparison == "tsd vs ce")
+    cell = table.loc[(table["claim"] == "2") & (table["comparison"] == "tsd vs ce"), "estimate [95% CI]"].item()
+    assert cell == f"{row.effect.value:+.3g} [{row.effect.ci_low:+.3g}, {row.effect.ci_high:+.3g}]"
+    assert (table.loc[table["datasets"] == 0, "estimate [95% CI]"] == "—").all()
+
+
+def test_strong_teacher_claims_rerun_the_engine_on_the_strong_teachers_datasets():
+    rows = _engine_runs(6, 0.1) + _engine_runs(6, 0.1, teacher="u")
+    df = records_to_frame(rows)
+    for r in rows:  # teacher u is weak on D0 and D1 (ItalyPowerDemand-like published FCN: names are not UCR)
+        r["teacher_accuracy"] = 0.5 if r["teacher"] == "u" and r["dataset"] in ("D0", "D1") else 0.95
+    quality = teacher_quality(rows).assign(**{"weak teacher": lambda q: q["teacher accuracy"] < 0.6})
+    strong = strong_teacher_claims(df, quality)
+    assert list(strong) == ["t -> s", "u -> s"]
+    assert strong["t -> s"][0] == [f"D{i}" for i in range(6)]
+    assert strong["u -> s"][0] == ["D2", "D3", "D4", "D5"]
+    found = {c.comparison + c.metric: c for c in strong["u -> s"][1]}
+    assert found["tsd vs cemacro AUC-PR"].n_datasets == 4
+    assert {c.n_datasets for c in claims_by_arm(df)["u -> s"] if c.claim == "2" and c.n_datasets} == {6}
+    none = strong_teacher_claims(df, quality.assign(**{"weak teacher": True}))
+    assert none["t -> s"] == ([], [])
+    side = verdicts_side_by_side({"all": claims_by_arm(df)["t -> s"], "strong": none["t -> s"][1]})
+    assert list(side.columns) == ["all: verdict", "all: datasets", "all: p (Holm)", "strong: verdict",
+                                  "strong: datasets", "strong: p (Holm)"]
+    assert (side["strong: verdict"] == "no dataset").all() and side.index.name == "claim" and len(side) == 4
+
+
+def test_headline_and_saliency_tables_per_method():
+    df = records_to_frame(_engine_runs(2, 0.1))
+    table = headline_table(df)
+    assert list(table.index) == ["ce", "kd", "tsd", "kd+tsd"] and table["datasets"].tolist() == [2] * 4
+    assert list(table.columns)[1:] == ["macro AP (average precision; headline)",
+                                       "macro AUC-PRC (trapezoidal, the authors')"]
+    assert table.iloc[:, 2].sub(table.iloc[:, 1]).round(6).eq(-0.01).all()
+    plain = headline_table(df.drop(columns="auc_pr_trapezoid"))
+    assert list(plain.columns) == ["datasets", "macro AP (average precision; headline)"]
+    sal = method_means(df, SALIENCY)
+    assert list(sal.columns) == ["datasets", SALIENCY["saliency_spearman"]]  # the others are not measured
+    assert "training objective" in SALIENCY["saliency_spearman"]
+
+
+def _fake_paper():
+    old, new = next(iter(DT2W_PER_BATCH_CODES)), "current"
+    runs = ([{"key": f"a{i}", "dataset": "A", "method": "dt2w", "code": old, "accuracy": 0.5} for i in range(2)]
+            + [{"key": "b0", "dataset": "B", "method": "dt2w", "code": new, "accuracy": 0.9}]
+            + [{"key": "c0", "dataset": "A", "method": "ce", "code": old, "accuracy": 0.9}])
+    defaults = [{"key": "a0", "dataset": "A", "method": "dt2w", "accuracy": 0.5},
+                {"key": "c0", "dataset": "A", "method": "ce", "accuracy": 0.9}]
+    archive = SimpleNamespace(records=lambda: runs, manifest={})
+    return SimpleNamespace(archive=archive, defaults=defaults, claim_records=[{"key": "c0", "x": 1}])
+
+
+def test_old_dt2w_flags_the_per_batch_adapter(monkeypatch):
+    import tsd_lib.analysis.paper_archive as pa
+
+    monkeypatch.setattr(pa, "is_current", lambda record, manifest: record.get("code") == "current")
+    paper = _fake_paper()
+    table = old_dt2w(paper)
+    assert table["dataset"].tolist() == ["A", "B"]
+    assert table["DT2W records"].tolist() == [2, 1] and table["made by the per-batch adapter"].tolist() == [2, 0]
+    assert table["not current"].tolist() == [2, 0]
+    assert table.loc[0, "DT2W accuracy (default)"] == 0.5 and table.loc[0, "CE accuracy (default)"] == 0.9
+    assert np.isnan(table.loc[1, "CE accuracy (default)"])
+    numbers = old_dt2w_numbers(table)
+    assert numbers == {"records": 3, "old": 2, "codes": next(iter(DT2W_PER_BATCH_CODES)), "worst": "A",
+                       "worst_dt2w": 0.5, "worst_ce": 0.9, "label": "dt2w (old adapter)"}
+    fixed = old_dt2w_numbers(table.iloc[1:])
+    assert fixed["old"] == 0 and fixed["worst"] == "none" and np.isnan(fixed["worst_dt2w"])
+    assert fixed["label"] == "dt2w"
+    paper.archive.records = lambda: []
+    assert old_dt2w(paper).empty and old_dt2w_numbers(old_dt2w(paper))["codes"] == "none"
+    assert [r["key"] for r in shown_records(paper)] == ["c0", "a0"]  # the claim records, then the defaults, once
+
+
+def test_experiments_summary_reports_the_engine_and_describes_the_rest(engine_claims):
     auc = _summary({"ce": [0.6, 0.7], "kd": [0.7, 0.75], "kd+tsd": [0.8, 0.74]},
                    {"ce": [0.01, 0.01], "kd": [0.02, 0.02], "kd+tsd": [0.03, 0.01]})
     infl = pd.DataFrame({"method": ["kd+tsd", "kd+tsd"], "n_settings": [2, 1], "inflation": [0.02, 0.0]})
-    text = experiments_summary(auc, infl, n_seeds=3, profile="quick", n_capped=0)
+    text = experiments_summary(auc, infl, engine_claims, n_seeds=3, profile="quick", n_capped=0)
     lines = text.splitlines()
-    assert lines[0] == ("- Over 2 dataset(s), the best average rank in test macro AUC-PR is **kd** (1.50); the "
-                        "order is kd (1.50) < kd+tsd (1.50) < ce (3.00).")  # a tie keeps the column order
-    assert lines[1] == ("- kd+tsd vs kd: wins/ties/losses 1/0/1 over 2 datasets, mean change in test macro AUC-PR "
-                        "+0.0450; the mean gap is larger than the typical seed std (0.0250).")
-    assert "by up to 0.0200 (mean 0.0200 over the 1 (dataset, method) pairs with a choice)" in lines[2]
-    assert lines[3].startswith("- With 2 dataset(s) and 3 seeds (profile `quick`)")
-    one_seed = experiments_summary(auc, infl.assign(inflation=0.0), n_seeds=1, profile="quick", n_capped=0)
-    assert "typical seed std" not in one_seed and "- Selection: no inflation in this profile" in one_seed
-    assert experiments_summary(auc, infl, n_seeds=3, profile="quick", n_capped=4) == (
-        "- No verdict: 4 runs of the main grid hit the epoch cap (see the audit).")
-
-
-def test_claim_verdicts_give_one_word_per_claim_from_the_runs():
-    def runs(tsd_auc: float, tsd_kl: float) -> pd.DataFrame:
-        rows = [{"dataset": ds, "method": m, "seed": seed, "teacher_seed": 0, "auc_pr": (tsd_auc if m == "tsd" else 0.8)
-                 + 0.01 * seed, "val_auc_pr": 0.9, "val_loss": 0.1, "agreement": 0.9,
-                 "kl_teacher_student": tsd_kl if m == "tsd" else 0.2, "saliency_spearman": 0.6 if m == "tsd" else 0.4}
-                for ds in ("A", "B") for m in ("ce", "tsd") for seed in (0, 1)]
-        return records_to_frame(rows)
-
-    agree = claim_verdicts(runs(0.9, 0.1), 0)
-    assert agree.tolist() == ["agrees"] * 4 and agree.index[1] == "2. adding TSD raises AUC-PR"
-    mixed = claim_verdicts(runs(0.7, 0.3), 0)
-    assert mixed.tolist() == ["does not reproduce", "does not reproduce", "does not reproduce", "agrees"]
-    assert claim_verdicts(runs(0.9, 0.1), 2).tolist() == ["undecided (2 capped)"] * 4
+    assert lines[0].startswith("- The claims engine's verdicts on this grid")
+    assert lines[1:5] == [f"  - {line}" for line in verdict_lines(engine_claims)]
+    assert lines[5].startswith("- Average ranks in test macro AUC-PR over 2 dataset(s), a description")
+    assert lines[5].endswith("kd (1.50) < kd+tsd (1.50) < ce (3.00).")  # a tie keeps the column order
+    assert lines[6] == ("- kd+tsd against kd: higher on 1, equal on 0, lower on 1 of 2 datasets; mean change in test "
+                        "macro AUC-PR +0.0450 (a description, not a test).")
+    assert "by up to 0.0200 (mean 0.0200 over the 1 (dataset, method) pairs with a choice)" in lines[7]
+    assert lines[8].startswith("- Profile `quick`: 2 dataset(s), 3 student seed(s).")
+    for word in ("agrees", "better", "significant", "seed std"):
+        assert word not in text
+    capped = experiments_summary(auc, infl.assign(inflation=0.0), engine_claims, n_seeds=1, profile="quick",
+                                 n_capped=4)
+    assert "- Selection: no inflation in this profile" in capped
+    assert "- 4 runs of the main grid hit the epoch cap (see the audit)" in capped

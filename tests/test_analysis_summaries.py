@@ -48,6 +48,8 @@ def test_teacher_summary(tiny_dataset):
     assert "(the seed validation picks in the study of section 1.7)" in picked
     assert "(one seed, not chosen on validation)" in teacher_summary(data, config, record, teachers, pair=single,
                                                                      alt=alt, picks={})
+    other = teacher_summary(data, config, record, teachers, pair=single, alt=alt, picks={single.teacher_key(): 24})
+    assert "(not the seed validation picks in the study of section 1.7, which is 24)" in other
 
 
 def test_logit_summary():

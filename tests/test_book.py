@@ -30,7 +30,7 @@ from tsd_lib.execution_report import (
     write_execution_report,
 )
 from tsd_lib.experiment import RunStore
-from tsd_lib.landing import FINDING_FIGURE, FINDING_PAGE, write_finding
+from tsd_lib.landing import FINDING_FIGURE, FINDING_PAGE, finding_summary, write_finding
 from tsd_lib.profiles import load_profile
 from tsd_lib.provenance import results_digest
 from tsd_lib.site_check import check_site, chromium, inspect_page, offline_browser, screenshots
@@ -125,6 +125,29 @@ def test_landing_finding_without_runs_says_so(tmp_path):
     kd_only = load_profile("smoke")
     kd_only.methods = ["kd"]
     assert "no CE and TSD students" in write_finding(kd_only, RunStore(tmp_path / "empty"), tmp_path).read_text()
+
+
+def test_landing_finding_states_only_the_engines_verdicts():
+    """The finding's verdicts are the claims engine's, each with its test, datasets and Holm p; its numbers
+    are labelled descriptions, and no other verdict word appears."""
+    from tsd_lib.analysis.verdicts import VERDICTS
+
+    records = [{"dataset": f"D{d}", "method": m, "seed": s, "teacher": "t", "student": "s",
+                "weights": {"tsd": 1.0} if m == "tsd" else None, "auc_pr": 0.6 + 0.02 * d + (0.1 if m == "tsd" else 0),
+                "val_auc_pr": 0.7, "val_loss": 0.3, "accuracy": 0.8, "agreement": 0.9, "kl_teacher_student": 0.1,
+                "saliency_spearman": 0.5, "stopped_early": True, "epochs_run": 9, "best_epoch": 4, "epochs": 10}
+               for d in range(3) for m in ("ce", "tsd") for s in (0, 1)]
+    profile = load_profile("smoke")
+    profile.methods = ["ce", "tsd"]
+    lines = finding_summary(profile, records)
+    assert lines[0].startswith("**12 runs**: 3 datasets × 2 methods × 2 student seeds")
+    claims = [line for line in lines if line.startswith("  - ")]
+    assert len(claims) == 4 and all(any(f"**{v}**" in line for v in VERDICTS) for line in claims)
+    assert "**too few datasets** (Wilcoxon signed-rank, Holm over 1; 3 datasets; Holm p " in claims[1]
+    text = "\n".join(lines)
+    assert "a description" in text and "not independent evidence" in text
+    for word in ("agrees", "disagrees", "best average rank", "undecided"):
+        assert word not in text.lower()
 
 
 def test_site_check_without_a_built_site_fails_clearly(tmp_path, capsys):

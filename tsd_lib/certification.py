@@ -54,9 +54,12 @@ def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | N
         return f"made by the current results code ({digest})"
     if not cert:
         return f"made by results code {made}; the current code ({digest}) has not been certified to reproduce them"
-    stale = sorted(m for m, ok in cert.get("methods", {}).items() if not ok)
-    tail = (f"; the sample of {', '.join(stale)} did not reproduce, so those runs are stale until retrained"
-            if stale else "")
-    return (f"made by results code {made}; `tsd verify --certify` re-ran {len(cert.get('sample', []))} sampled runs "
-            f"(teachers included) under the current code {digest} on {cert.get('date', '?')} and found them "
-            f"identical{tail}")
+    methods = cert.get("methods", {})
+    same = sorted(m for m, ok in methods.items() if ok and cert.get("teachers"))
+    stale = sorted(set(methods) - set(same))
+    head = (f"made by results code {made}; `tsd verify --certify` re-ran {len(cert.get('sample', []))} sampled runs "
+            f"(teachers included) by that code and by the current code {digest} on {cert.get('date', '?')}")
+    if not same:
+        return head + ": they differ, so the current code has not been certified to reproduce these numbers"
+    tail = f"; {', '.join(stale)} differed, so those runs are stale until retrained" if stale else ""
+    return head + f" and found {'every' if not stale else ', '.join(same) + ':'} method identical{tail}"

@@ -3,8 +3,9 @@
 ``tsd reproduce`` writes ``finding.md`` and ``finding.png`` beside the executed chapters
 (``book/chapters/``, git-ignored); ``book/intro.md`` includes the page. The figure shows the
 saliency of the teacher, of a CE student and of a TSD student on one test series; the summary's
-numbers come from the profile's runs in the store (validation-selected settings, means over
-seeds and datasets), with links to the chapters that explain them.
+verdicts are the claims engine's (:mod:`tsd_lib.analysis.verdicts`) on the profile's main-grid runs in
+the store, each with its test and p, and its numbers are descriptions (validation-selected settings,
+means over seeds and datasets), with links to the chapters that explain them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pandas as pd
 import torch
 
 from tsd_lib.analysis import capped_runs
+from tsd_lib.analysis.claims import verdict_lines
+from tsd_lib.analysis.verdicts import claims_by_arm
 from tsd_lib.experiment import SALIENCY_SEED, RunConfig, RunStore, get_dataset, load_student, load_teacher
 from tsd_lib.metrics import saliency_similarity
 from tsd_lib.profiles import Profile
-from tsd_lib.report import average_ranks, compare_saliency, fidelity_table, records_to_frame, select, summary_table
+from tsd_lib.report import compare_saliency, fidelity_table, records_to_frame, select
 from tsd_lib.saliency.maps import saliency_map
 
 FINDING_PAGE, FINDING_FIGURE = "finding.md", "finding.png"
@@ -75,10 +78,10 @@ def _pct(a: float, b: float) -> str:
 
 
 def finding_summary(profile: Profile, records: list[dict]) -> list[str]:
-    """The summary's bullet points, computed from the profile's main-grid records."""
+    """The summary's bullet points, computed from the profile's main-grid records: the runs, the claims
+    engine's verdict on each claim (with its test, datasets and Holm p) and, as descriptions, the TSD and CE
+    students' means."""
     df = records_to_frame(records)
-    auc = summary_table(df, "auc_pr")
-    ranks = average_ranks(auc.mean)
     fid = fidelity_table(df)
     n_capped = len(capped_runs(records))
     tsd = tsd_method(profile)
@@ -87,21 +90,25 @@ def finding_summary(profile: Profile, records: list[dict]) -> list[str]:
         f"{df['seed'].nunique()} student seeds; early stopping ended {len(records) - n_capped} of them"
         + (f" and **{n_capped} hit the epoch cap**" if n_capped else "")
         + " ({doc}`/book/chapters/06_experiments`).",
-        f"Best average rank in macro AUC-PR: **{ranks.idxmin()}** ({ranks.min():.2f} over "
-        f"{ranks.attrs.get('n_datasets', auc.mean.shape[0])} datasets; the paper's claim is checked in "
-        "{doc}`/book/chapters/09_results`).",
     ]
+    for arm, found in claims_by_arm(df).items():
+        lines.append(f"The paper's claims on these runs ({arm}), as the claims engine decides them: datasets are "
+                     "the unit, and a verdict is *supported*, *contradicted*, *inconclusive* or *too few datasets* "
+                     "({doc}`/book/chapters/09_results` lists every comparison with its effect and interval):")
+        lines += [f"  - {line}" for line in verdict_lines(found)]
     pairs = [("ce", tsd)] + ([("kd", "kd+tsd")] if tsd != "kd+tsd" else [])
     for base, plus in pairs:
         if base in fid.index and plus in fid.index:
             a, b = fid.at[plus, "auc_pr"], fid.at[base, "auc_pr"]
-            lines.append(f"Macro AUC-PR, {plus.upper()} vs {base.upper()} students: **{a:.3f} vs {b:.3f}** "
-                         f"({_pct(a, b)}, mean over datasets of the seed means).")
+            lines.append(f"Macro AUC-PR (average precision), {plus.upper()} vs {base.upper()} students: "
+                         f"{a:.3f} vs {b:.3f} ({_pct(a, b)}; means over datasets of the seed means, a description: "
+                         "the verdicts above are the test).")
     if "saliency_spearman" in fid:
         a, b = fid.at[tsd, "saliency_spearman"], fid.at["ce", "saliency_spearman"]
-        lines.append(f"Saliency Spearman with the teacher, {tsd.upper()} vs CE students: **{a:.3f} vs {b:.3f}**; "
-                     f"agreement with the teacher's decisions {fid.at[tsd, 'agreement']:.3f} vs "
-                     f"{fid.at['ce', 'agreement']:.3f} ({{doc}}`/book/chapters/07_beyond_accuracy`).")
+        lines.append(f"Saliency Spearman with the teacher, {tsd.upper()} vs CE students: {a:.3f} vs {b:.3f} (the "
+                     f"perturbation TSD trains on, so not independent evidence); agreement with the teacher's "
+                     f"decisions {fid.at[tsd, 'agreement']:.3f} vs {fid.at['ce', 'agreement']:.3f} "
+                     "({doc}`/book/chapters/07_beyond_accuracy`).")
     return lines
 
 
@@ -127,7 +134,7 @@ def write_finding(profile: Profile, store: RunStore, out_dir: Path, site_dir: st
         chosen = select(records_to_frame(records), "auc_pr", by="val")
         caption = finding_figure(profile, store, chosen, out_dir / FINDING_FIGURE)
         lines += [f"```{{figure}} {site_dir}/{FINDING_FIGURE}", ":class: tsd-finding", "", caption, "```", ""]
-        lines += [f"- {line}" for line in finding_summary(profile, records)]
+        lines += [line if line.startswith("  - ") else f"- {line}" for line in finding_summary(profile, records)]
     lines += ["", f"Profile `{profile.name}`. How and when each chapter was executed: "
               "{doc}`/book/chapters/execution_report`."]
     path = out_dir / FINDING_PAGE

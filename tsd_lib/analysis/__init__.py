@@ -12,19 +12,24 @@ from tsd_lib.analysis.ablations import (
     bank_vs_fresh,
 )
 from tsd_lib.analysis.architectures import ARCH, ROLES, architecture_table, pair_note, pair_sizes
-from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit, verdict
+from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit
 from tsd_lib.analysis.budget import budget_frame, budget_gap, budget_plot, budget_table, nearest_budget
 from tsd_lib.analysis.claims import (
     BASE_PAIRS,
-    budget_claim,
+    HEADLINE,
+    SALIENCY,
     budget_gains,
-    claim_verdicts,
-    fidelity_claims,
-    gains_claim,
+    budget_numbers,
+    claims_table,
     gains_plot,
-    rank_claim,
-    runs_note,
+    headline_table,
+    method_means,
+    strong_teacher_claims,
     tsd_gains,
+    verdict_lines,
+    verdict_table,
+    verdict_words,
+    verdicts_side_by_side,
 )
 from tsd_lib.analysis.costs import cost_tables, profiles_table
 from tsd_lib.analysis.data_views import (
@@ -45,6 +50,7 @@ from tsd_lib.analysis.experiments import (
     budget_note,
     experiments_summary,
     grid_note,
+    grid_values,
     inflation_views,
     pair_views,
     rank_table,
@@ -109,13 +115,16 @@ from tsd_lib.analysis.logits import (
     temperature_view,
 )
 from tsd_lib.analysis.paper_archive import (
+    DT2W_PER_BATCH_CODES,
     PaperArchive,
-    claims_side_by_side,
     coverage_and_cost,
     extensions_note,
     faithfulness_table,
     load_paper_archive,
+    old_dt2w,
+    old_dt2w_numbers,
     paper_results,
+    shown_records,
 )
 from tsd_lib.analysis.published import PUBLISHED_FCN, PUBLISHED_SOURCE, published_fcn
 from tsd_lib.analysis.saliency_views import (
@@ -213,8 +222,11 @@ __all__ = [
     "teacher_maps_plot", "window_shift_note", "window_shifts",
     "before_after_maps", "copies_note", "first_batch", "followed_heatmaps", "grad_norm", "loss_note",
     "student_shift_note", "students_caption", "teacher_shift_note", "tsd_setting",
-    "PaperArchive", "claims_side_by_side", "coverage_and_cost", "extensions_note", "faithfulness_table",
-    "load_paper_archive", "paper_results", "claim_verdicts",
+    "DT2W_PER_BATCH_CODES", "PaperArchive", "coverage_and_cost", "extensions_note", "faithfulness_table",
+    "load_paper_archive", "old_dt2w", "paper_results", "shown_records",
+    "HEADLINE", "SALIENCY", "budget_numbers", "method_means", "claims_table", "headline_table",
+    "strong_teacher_claims", "verdict_lines", "verdict_words", "grid_values", "old_dt2w_numbers",
+    "verdict_table", "verdicts_side_by_side",
     "curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
     "faithfulness_views", "Predictions", "predictions_on_test",
     "perturbation_curve", "saliency_auprc", "window_ranking",
@@ -226,23 +238,23 @@ __all__ = [
     "ablation_stats", "ablation_table", "across_datasets", "agreement_table", "architecture_table",
     "archived_note", "at_gaps", "at_note", "attention_plot", "attention_profile", "audit_note", "bank_note",
     "bank_vs_fresh", "baseline_note", "baseline_table", "baselines_summary", "beyond_accuracy_summary",
-    "binary_dkd_note", "book_teacher_configs", "budget_claim", "budget_frame", "budget_gains", "budget_gap",
+    "binary_dkd_note", "book_teacher_configs", "budget_frame", "budget_gains", "budget_gap",
     "budget_note", "budget_plot", "budget_table", "by_method", "capped_runs", "choose_seed",
     "class_examples_plot", "class_share_note", "class_share_plot", "class_sorted_sample", "compare_means",
     "confidence_plot", "converged_only", "convergence_audit", "cost_tables", "dataset_line",
-    "distance_heatmaps", "ece_table", "experiments_summary", "fidelity_claims", "fidelity_scatter",
-    "first_per_class", "flat_sequence", "forward_features", "gains_claim", "gains_plot", "gradient_note",
+    "distance_heatmaps", "ece_table", "experiments_summary", "fidelity_scatter",
+    "first_per_class", "flat_sequence", "forward_features", "gains_plot", "gradient_note",
     "gradient_ratios", "grid_note", "inflation_views", "kd_gradient_table", "kd_term_note", "kl_cdf_plot",
     "late_mass", "late_mass_note", "literature_note", "literature_plot", "logit_summary",
     "maps_against_teacher", "maps_plot", "matching_candidates", "mean_std", "median_margin_index", "mid_series",
     "nearest_budget", "pair_note", "pair_sizes", "pair_views", "paper_pair", "planted_examples_plot",
     "precision_plot", "precision_table", "preprocessing_note", "preprocessing_plot", "preprocessing_stages",
-    "profile_study_picks", "profiles_table", "published_fcn", "rank_claim", "rank_table", "ranked",
-    "relative_distances", "reliability_plot", "rkd_comparison", "rkd_note", "runs_note", "saliency_summary",
+    "profile_study_picks", "profiles_table", "published_fcn", "rank_table", "ranked",
+    "relative_distances", "reliability_plot", "rkd_comparison", "rkd_note", "saliency_summary",
     "seed_stats", "seed_study", "seed_study_plot", "seed_study_summary", "seed_table", "selection_note",
     "setting_note", "shift_heatmaps", "soft_entropy", "split_counts", "studies_summary", "substitution",
     "substitution_text", "synthetic_maps", "synthetic_teachers", "teacher_comparison_plots",
     "teacher_histories", "teacher_scores", "teacher_studies", "teacher_summary", "teacher_table",
-    "temperature_plot", "training_note", "tsd_colors", "tsd_gains", "tsd_summary", "verdict", "widths_note",
+    "temperature_plot", "training_note", "tsd_colors", "tsd_gains", "tsd_summary", "widths_note",
     "window_shift_plot",
 ]

@@ -1,8 +1,8 @@
 """Convergence audit: did early stopping end every run, or did the epoch cap?
 
 A run whose record says ``stopped_early: false`` ran into its epoch cap while its validation
-loss was still improving within the patience window: it is not converged, and no verdict of
-the book may rest on it.
+loss was still improving within the patience window: it is not converged, and the chapters say so
+wherever such a run stands behind a number.
 """
 
 from __future__ import annotations
@@ -48,10 +48,3 @@ def convergence_audit(records: Iterable[Mapping[str, Any]] | pd.DataFrame,
     )
     return out
 
-
-def verdict(holds: bool, n_capped: int, agrees: str = "**agrees** with the paper",
-            disagrees: str = "**disagrees** with the paper") -> str:
-    """A claim's verdict text, or "undecided" when capped runs stand behind it."""
-    if n_capped:
-        return f"**undecided**: {n_capped} run(s) behind it hit the epoch cap"
-    return agrees if holds else disagrees

@@ -1,59 +1,149 @@
-"""The results page: each claim of the paper checked against the runs, its verdict computed from them
-(and "undecided" while a capped run stands behind it)."""
+"""The results page: the claims engine's verdicts (:mod:`tsd_lib.analysis.verdicts`, the only code that
+decides one) as tables, again on the datasets whose teacher is strong, and the numbers beside them that
+decide nothing: TSD's change per dataset and the gains by epoch budget."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from tsd_lib.analysis.audit import verdict
 from tsd_lib.analysis.budget import CONVERGED, budget_gap, nearest_budget
-from tsd_lib.report import average_ranks, select, summary_table
+from tsd_lib.analysis.verdicts import Claim, claims, claims_frame, verdict_summary
+from tsd_lib.report import order_methods, select
 
 BASE_PAIRS: tuple[tuple[str, str], ...] = (("ce", "tsd"), ("kd", "kd+tsd"), ("dkd", "dkd+tsd"))
-CLAIM_COLUMNS = ("agreement", "kl_teacher_student", "saliency_spearman")
+HEADLINE = {"auc_pr": "macro AP (average precision; headline)",
+            "auc_pr_trapezoid": "macro AUC-PRC (trapezoidal, the authors')"}
+#: Saliency measures of claim 4: the first reuses TSD's own perturbation (the training objective), the others
+#: are independent of it.
+SALIENCY = {"saliency_spearman": "saliency Spearman (TSD's perturbation: the training objective)",
+            "faith_student_teacher_deletion": "deletion area, teacher's ranking (lower: more faithful)",
+            "faith_student_teacher_insertion": "insertion area, teacher's ranking (higher: more faithful)",
+            "grad_saliency_spearman": "integrated-gradients Spearman with the teacher"}
 
 
-def runs_note(df: pd.DataFrame, n_capped: int) -> str:
-    """How many runs the page reads and how many of them early stopping ended."""
-    n = len(df)
-    return (f"{n} runs: {df['dataset'].nunique()} datasets × {df['method'].nunique()} methods × "
-            f"{df['seed'].nunique()} student seeds.\n\nEarly stopping ended {n - n_capped} of these {n} runs"
-            + ("." if not n_capped else f"; **{n_capped} hit the epoch cap, so no verdict below is decided**."))
+def _span(values: Sequence[float], fmt: str) -> str:
+    """``a`` or ``a–b`` (smallest to largest of the finite ``values``), "—" when there is none."""
+    finite = sorted(v for v in values if isinstance(v, (int, float)) and math.isfinite(v))
+    if not finite:
+        return "—"
+    lo, hi = format(finite[0], fmt), format(finite[-1], fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
-def rank_claim(ranks: pd.Series, n_capped: int) -> str:
-    """Claim 1: a TSD variant has the best average rank (``ranks`` from ``average_ranks``, with its
-    ``attrs["n_datasets"]``)."""
-    tsd = [m for m in ranks.index if "tsd" in m.split("+")]
-    best = ranks.idxmin()
-    holds = best in tsd
-    lead = "A TSD variant ranks first here: " if holds else f"The best TSD variant ranks {ranks[tsd].min():.2f}: "
-    return (f"Best average rank: **{best}** ({ranks.min():.2f}). " + lead + verdict(holds, n_capped) + "."
-            + f" (Ranks over {ranks.attrs['n_datasets']} datasets; with few datasets ranks are noisy.)")
+def verdict_table(found: Sequence[Claim]) -> pd.DataFrame:
+    """One row per claim: the engine's :func:`~tsd_lib.analysis.verdicts.verdict_summary` and, from the rows
+    that decide it (measured, ``decides``), their test, datasets, Holm-adjusted p (smallest to largest) and how
+    many of the claim's deciding comparisons could be tested."""
+    columns = ["claim", "verdict", "test", "datasets", "p (Holm)", "comparisons tested"]
+    rows = []
+    for statement, verdict in verdict_summary(found).items():
+        deciding = [c for c in found if c.statement == statement and c.decides]
+        measured = [c for c in deciding if c.n_datasets > 0]
+        rows.append({"claim": statement, "verdict": verdict,
+                     "test": "; ".join(dict.fromkeys(c.test for c in measured)) or "—",
+                     "datasets": _span([c.n_datasets for c in measured], "d"),
+                     "p (Holm)": _span([c.p_adjusted for c in measured], ".3g"),
+                     "comparisons tested": f"{len(measured)} of {len(deciding)}"})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def verdict_words(found: Sequence[Claim]) -> dict[str, str]:
+    """Claim id ("1".."4") -> the engine's verdict on it (:func:`~tsd_lib.analysis.verdicts.verdict_summary`)."""
+    ids = {c.statement: c.claim for c in found}
+    return {ids[statement]: verdict for statement, verdict in verdict_summary(found).items()}
+
+
+def verdict_lines(found: Sequence[Claim]) -> list[str]:
+    """Markdown, one line per claim: its statement (its number escaped, so a list item stays a bullet), the
+    engine's verdict in bold and, beside it, the test, datasets and Holm-adjusted p of the rows that decide it
+    (:func:`verdict_table`)."""
+    lines = []
+    for _, r in verdict_table(found).iterrows():
+        claim = re.sub(r"^(\d+)\. ", r"\1\\. ", r["claim"])
+        lines.append(f"{claim}: **{r['verdict']}** ({r['test']}; {r['datasets']} datasets; Holm p {r['p (Holm)']})"
+                     if r["test"] != "—" else f"{claim}: **{r['verdict']}** (no comparison measured)")
+    return lines
+
+
+def _estimate(value: float, lo: float, hi: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    return f"{value:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+
+def claims_table(found: Sequence[Claim]) -> pd.DataFrame:
+    """:func:`~tsd_lib.analysis.verdicts.claims_frame` for reading: claim, comparison, metric, test, datasets,
+    p, Holm p, the effect with its 95% interval in one cell, verdict, whether the row decides the claim, the
+    (dataset, seed) consistency and the note."""
+    frame = claims_frame(found)
+    frame["estimate [95% CI]"] = [_estimate(*v) for v in
+                                  frame[["effect value", "95% CI low", "95% CI high"]].itertuples(index=False)]
+    return frame[["claim", "comparison", "metric", "test", "datasets", "p", "p (Holm)", "effect", "estimate [95% CI]",
+                  "verdict", "decides the claim", "consistency (dataset, seed)", "note"]]
+
+
+def strong_teacher_claims(df: pd.DataFrame, quality: pd.DataFrame, **kwargs: Any
+                          ) -> dict[str, tuple[list[str], list[Claim]]]:
+    """Per (teacher, student) arm of ``df`` (``records_to_frame`` runs), keyed "teacher -> student": the
+    datasets where that arm's teacher is neither weak nor beaten by its students (``quality`` from
+    :func:`~tsd_lib.analysis.teacher_quality.teacher_quality`) and the engine's claims on those datasets
+    alone (``[]`` when there is none)."""
+    out = {}
+    for (teacher, student), part in df.groupby(["teacher", "student"], sort=False):
+        mine = quality[quality["teacher"] == teacher]
+        flagged = mine["weak teacher"].astype(bool) | mine["students beat it"].astype(bool)
+        strong = [d for d in dict.fromkeys(part["dataset"]) if d in set(mine.loc[~flagged, "dataset"])]
+        kept = part[part["dataset"].isin(strong)]
+        out[f"{teacher} -> {student}"] = (strong, claims(kept, **kwargs) if len(kept) else [])
+    return out
+
+
+def verdicts_side_by_side(named: Mapping[str, Sequence[Claim]]) -> pd.DataFrame:
+    """Each claim's verdict, datasets and Holm p (:func:`verdict_table`) under each name (e.g. all datasets,
+    strong teachers only), side by side; a name with no claims reads "no dataset"."""
+    parts = []
+    for name, found in named.items():
+        table = verdict_table(found).set_index("claim")[["verdict", "datasets", "p (Holm)"]]
+        parts.append(table.rename(columns=lambda c, n=name: f"{n}: {c}"))
+    out = pd.concat(parts, axis=1)
+    out.index.name = "claim"
+    return out.fillna("no dataset")
+
+
+def method_means(df: pd.DataFrame, columns: Mapping[str, str], by: str = "val") -> pd.DataFrame:
+    """Per method, the mean over datasets of the seed means of each of ``columns`` ({column: label}; those
+    the records hold), at the setting ``by`` selects (:func:`~tsd_lib.report.select` on macro AUC-PR), with
+    the number of datasets."""
+    chosen = select(df, "auc_pr", by=by)
+    cols = [c for c in columns if c in chosen and chosen[c].notna().any()]
+    per = chosen.groupby(["dataset", "method"])[cols].mean().groupby("method")
+    out = per.mean().rename(columns=dict(columns))
+    out.insert(0, "datasets", per.size())
+    return out.reindex(order_methods(out.index))
+
+
+def headline_table(df: pd.DataFrame, by: str = "val") -> pd.DataFrame:
+    """:func:`method_means` of the headline metric (``auc_pr``, average precision) and, where the records
+    have it, the authors' trapezoidal macro AUC-PRC beside it."""
+    return method_means(df, HEADLINE, by)
 
 
 def tsd_gains(summary: Any, pairs: Sequence[tuple[str, str]] = BASE_PAIRS) -> pd.DataFrame:
-    """Per dataset and (base, base+TSD) pair of a :class:`Summary`: both means, the relative change and
-    the call ("better"/"worse" beyond the mean of the two seed stds, else "within noise")."""
-    means, std = summary.mean, summary.std
-    rows = []
-    for base, plus in pairs:
-        if base not in means or plus not in means:
-            continue
-        for ds in means.index:
-            a, b = means.loc[ds, base], means.loc[ds, plus]
-            noise = float(np.nanmean([std.loc[ds, base], std.loc[ds, plus]]))
-            call = "better" if b - a > noise else "worse" if a - b > noise else "within noise"
-            rows.append({"dataset": ds, "pair": f"{base} → {plus}", "base": a, "with TSD": b,
-                         "relative change %": 100 * (b - a) / a, "call": call})
-    return pd.DataFrame(rows, columns=["dataset", "pair", "base", "with TSD", "relative change %", "call"])
+    """Per dataset and (base, base+TSD) pair of a :class:`Summary`: both means and the relative change (a
+    description; the claims engine decides whether TSD raises the metric)."""
+    means = summary.mean
+    rows = [{"dataset": ds, "pair": f"{base} → {plus}", "base": means.loc[ds, base], "with TSD": means.loc[ds, plus],
+             "relative change %": 100 * (means.loc[ds, plus] - means.loc[ds, base]) / means.loc[ds, base]}
+            for base, plus in pairs if base in means and plus in means for ds in means.index]
+    return pd.DataFrame(rows, columns=["dataset", "pair", "base", "with TSD", "relative change %"])
 
 
 def gains_plot(gains: pd.DataFrame) -> Figure:
@@ -63,36 +153,6 @@ def gains_plot(gains: pd.DataFrame) -> Figure:
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_title("Macro AUC-PR change when TSD is added (validation-selected, mean over seeds)")
     return fig
-
-
-def gains_claim(gains: pd.DataFrame, n_capped: int, published: float = 3.7) -> str:
-    """Claim 2: the mean relative change is positive and more pairs are better than worse."""
-    mean_gain = gains["relative change %"].mean()
-    counts = gains["call"].value_counts().to_dict()
-    better, same, worse = (counts.get(k, 0) for k in ("better", "within noise", "worse"))
-    holds = bool(mean_gain > 0 and better > worse)
-    return (f"Mean relative change over all pairs and datasets: **{mean_gain:+.1f}%** "
-            f"(better: {better}, within noise: {same}, worse: {worse}). Against the paper's +{published:g}%: "
-            + verdict(holds, n_capped, "**agrees** in direction", "**does not reproduce** it on this profile") + ".")
-
-
-def fidelity_claims(chosen: pd.DataFrame, n_capped: int,
-                    pairs: Sequence[tuple[str, str]] = BASE_PAIRS) -> tuple[pd.DataFrame, str]:
-    """Claims 3 and 4: per method mean and std of agreement, teacher-student KL and saliency Spearman
-    (selected runs), and per pair whether TSD lowers the KL and raises the Spearman."""
-    cols = list(CLAIM_COLUMNS)
-    table = chosen.groupby("method")[cols].agg(["mean", "std"])
-    if n_capped:
-        return table, verdict(True, n_capped)
-    per = chosen.groupby("method")[cols].mean()
-    lines = []
-    for base, plus in pairs:
-        if base in per.index and plus in per.index:
-            d_kl = per.loc[plus, "kl_teacher_student"] - per.loc[base, "kl_teacher_student"]
-            d_sp = per.loc[plus, "saliency_spearman"] - per.loc[base, "saliency_spearman"]
-            lines.append(f"- {plus} vs {base}: teacher–student KL {'lower' if d_kl < 0 else 'not lower'} "
-                         f"({d_kl:+.4f}); saliency Spearman {'higher' if d_sp > 0 else 'not higher'} ({d_sp:+.3f}).")
-    return table, "\n".join(lines) if lines else "No base/TSD pairs in this profile."
 
 
 def budget_gains(budget: pd.DataFrame, pairs: Sequence[tuple[str, str]] = BASE_PAIRS[:2]) -> dict[str, pd.DataFrame]:
@@ -108,41 +168,15 @@ def budget_gains(budget: pd.DataFrame, pairs: Sequence[tuple[str, str]] = BASE_P
             for col in ("accuracy", "saliency Spearman")}
 
 
-def budget_claim(gains: Mapping[str, pd.DataFrame], budget: pd.DataFrame, target: int = 40,
-                 pairs: Sequence[tuple[str, str]] = BASE_PAIRS[:2]) -> str:
-    """The gains of :func:`budget_gains` at the budget nearest ``target`` and at convergence, in ``pairs`` order."""
+def budget_numbers(gains: Mapping[str, pd.DataFrame], budget: pd.DataFrame, target: int = 40,
+                   comparison: str = "tsd − ce") -> dict[str, float]:
+    """For the prose: the budget nearest ``target`` and ``comparison``'s mean gains (:func:`budget_gains`) in
+    accuracy and saliency Spearman there and at convergence (NaN where the comparison was not run)."""
     tight = nearest_budget(budget, target)
-    acc, sp = gains["accuracy"], gains["saliency Spearman"]
-    shown = [c for c in (f"{plus} − {base}" for base, plus in pairs) if c in acc.index]
-    return "\n".join(f"- **{c}**: accuracy {acc.at[c, tight]:+.3f} at {tight} epochs and {acc.at[c, CONVERGED]:+.3f} "
-                     f"at convergence; saliency Spearman {sp.at[c, tight]:+.3f} and {sp.at[c, CONVERGED]:+.3f}."
-                     for c in shown)
-
-
-def _verdict_word(holds: bool | None, n_capped: int) -> str:
-    if holds is None:
-        return "not tested"
-    return f"undecided ({n_capped} capped)" if n_capped else "agrees" if holds else "does not reproduce"
-
-
-def claim_verdicts(df: pd.DataFrame, n_capped: int, pairs: Sequence[tuple[str, str]] = BASE_PAIRS) -> pd.Series:
-    """Claims 1-4 in one word each, from a frame of runs (``records_to_frame``): the same tests
-    as :func:`rank_claim`, :func:`gains_claim` and :func:`fidelity_claims`; claims 3 and 4 hold
-    when every (base, base+TSD) pair lowers the teacher-student KL / raises the saliency Spearman."""
-    summary = summary_table(df, "auc_pr")
-    ranks = average_ranks(summary.mean)
-    tsd = [m for m in ranks.index if "tsd" in m.split("+")]
-    gains = tsd_gains(summary, pairs)
-    counts = gains["call"].value_counts()
-    per = select(df, "auc_pr", by="val").groupby("method")[list(CLAIM_COLUMNS)].mean()
-    present = [(b, p) for b, p in pairs if b in per.index and p in per.index]
-    kl = [per.at[p, "kl_teacher_student"] < per.at[b, "kl_teacher_student"] for b, p in present]
-    sp = [per.at[p, "saliency_spearman"] > per.at[b, "saliency_spearman"] for b, p in present]
-    holds = {
-        "1. a TSD variant has the best average rank (AUC-PR)": bool(tsd) and ranks.idxmin() in tsd,
-        "2. adding TSD raises AUC-PR": None if gains.empty else bool(
-            gains["relative change %"].mean() > 0 and counts.get("better", 0) > counts.get("worse", 0)),
-        "3. TSD brings the student's predictions closer (KL)": all(kl) if kl else None,
-        "4. TSD makes the saliency more alike (Spearman)": all(sp) if sp else None,
-    }
-    return pd.Series({claim: _verdict_word(h, n_capped) for claim, h in holds.items()}, name="verdict")
+    out: dict[str, float] = {"epochs": int(tight)}
+    for key, col in (("accuracy", "accuracy"), ("spearman", "saliency Spearman")):
+        table = gains[col]
+        have = comparison in table.index
+        out[f"{key}_tight"] = float(table.at[comparison, tight]) if have else math.nan
+        out[f"{key}_converged"] = float(table.at[comparison, CONVERGED]) if have else math.nan
+    return out

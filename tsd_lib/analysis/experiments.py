@@ -1,16 +1,17 @@
 """Chapter 6: the main grid's description, the convergence and budget notes, ranks, test-set selection,
-the paper's own pair and the chapter's "What we saw"."""
+the paper's own pair and the chapter's "What we saw" (its verdicts are the claims engine's)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
 from tsd_lib.analysis.budget import budget_gap, nearest_budget
+from tsd_lib.analysis.claims import verdict_lines
+from tsd_lib.analysis.verdicts import Claim
 from tsd_lib.report import average_ranks
 
 TSD_PAIRS: tuple[tuple[str, str], ...] = (("kd", "kd+tsd"), ("dkd", "dkd+tsd"), ("ce", "tsd"))
@@ -20,10 +21,19 @@ def _names(values: Iterable[Any]) -> str:
     return ", ".join(map(str, values))
 
 
+def grid_values(profile: Any) -> str:
+    """The baselines' tuning grids of a profile ("kd tau {1, 2}; at weight {1, 10}"), or "none"."""
+    grids = getattr(profile, "grids", None) or {}
+    return "; ".join(f"{m} {axis} {{{', '.join(f'{v:g}' for v in values)}}}"
+                     for m, axes in grids.items() for axis, values in axes.items()) or "none"
+
+
 def grid_note(profile: Any, df: pd.DataFrame, configs: Sequence[Any], methods: Sequence[str]) -> str:
-    """What the main grid holds: runs, datasets, methods, seeds, TSD weights and the shared run settings."""
+    """What the main grid holds: runs, datasets, methods, seeds, TSD weights, the baselines' grids and the
+    shared run settings."""
     c = configs[0]
-    weights = f" x {len(profile.tsd_weights)} TSD weights (TSD methods only)" if len(profile.tsd_weights) > 1 else ""
+    tuned = len(profile.tsd_weights) > 1 or bool(getattr(profile, "grids", None))
+    weights = " x each method's settings (TSD weights, baseline grids)" if tuned else ""
     return (
         f"Profile `{profile.name}`: **{len(df)} runs** = {df['dataset'].nunique()} datasets x {len(methods)} methods "
         f"x {len(profile.seeds)} student seeds{weights}.\n\n"
@@ -31,9 +41,11 @@ def grid_note(profile: Any, df: pd.DataFrame, configs: Sequence[Any], methods: S
         f"- methods: {', '.join(methods)}\n"
         f"- student seeds: {_names(profile.seeds)}; teacher seed(s): {_names(profile.teacher_seeds)} "
         f"(several: the one with the best validation score is used); "
-        f"TSD weights swept: {', '.join(f'{w:g}' for w in profile.tsd_weights)}\n"
-        f"- teacher `{c.teacher}`, student `{c.student}`, up to {c.epochs} epochs "
-        f"(patience {c.patience}); TSD: K = {c.n_windows}, L = {c.window}, tau = {c.tau:g}")
+        f"TSD weights swept: {', '.join(f'{w:g}' for w in profile.tsd_weights)}; baseline grids (chosen on "
+        f"validation like the TSD weight): {grid_values(profile)}\n"
+        f"- teacher `{c.teacher}` (up to {getattr(c, 'teacher_epochs', None) or c.epochs} epochs), "
+        f"student `{c.student}` (up to {c.epochs} epochs), patience {c.patience}; "
+        f"TSD: K = {c.n_windows}, L = {c.window}, tau = {c.tau:g}")
 
 
 def teacher_scores(df: pd.DataFrame) -> pd.DataFrame:
@@ -53,7 +65,8 @@ def audit_note(records: Sequence[Mapping[str, Any]] | pd.DataFrame, audit: pd.Da
         return text
     names = ", ".join(f"{r.dataset}/{r.method}/seed {r.seed}" for r in capped.head(shown).itertuples())
     more = f" and {len(capped) - shown} more" if len(capped) > shown else ""
-    return text + f" **{len(capped)} runs hit the cap** ({names}{more}): no verdict below is decided."
+    return text + (f" **{len(capped)} runs hit the cap** ({names}{more}): they had not converged, and the numbers "
+                   "and verdicts below include them.")
 
 
 def budget_note(budget: pd.DataFrame, methods: Iterable[str], target: int = 40) -> str:
@@ -134,26 +147,24 @@ def pair_views(pdf: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
     return table, teachers, "\n".join(lines)
 
 
-def experiments_summary(auc: Any, infl: pd.DataFrame, *, n_seeds: int, profile: str, n_capped: int) -> str:
-    """Chapter 6's "What we saw": ranks, each TSD variant against its base (with the seed noise), test-set
-    selection and how far the evidence goes; no verdict while ``n_capped`` runs hit the epoch cap."""
-    if n_capped:
-        return f"- No verdict: {n_capped} runs of the main grid hit the epoch cap (see the audit)."
+def experiments_summary(auc: Any, infl: pd.DataFrame, found: Sequence[Claim], *, n_seeds: int, profile: str,
+                        n_capped: int) -> str:
+    """Chapter 6's "What we saw": the claims engine's verdict on each claim for the main grid (``found``:
+    :func:`~tsd_lib.analysis.verdicts.claims` of its runs) with its test and p, then descriptions that decide
+    nothing: average ranks, each TSD variant against its base per dataset, and test-set selection."""
+    lines = ["- The claims engine's verdicts on this grid (datasets are the unit; each claim's comparisons "
+             "Holm-adjusted; the results page lists every comparison with its effect and interval):",
+             *[f"  - {line}" for line in verdict_lines(found)]]
     r = average_ranks(auc.mean)
     n_ranked = r.attrs["n_datasets"]
-    lines = [f"- Over {n_ranked} dataset(s), the best average rank in test macro AUC-PR is **{r.index[0]}** "
-             f"({r.iloc[0]:.2f}); the order is " + " < ".join(f"{m} ({v:.2f})" for m, v in r.items()) + "."]
+    lines.append(f"- Average ranks in test macro AUC-PR over {n_ranked} dataset(s), a description (claim 1's verdict "
+                 "above is the test): " + " < ".join(f"{m} ({v:.2f})" for m, v in r.items()) + ".")
     for base, tsd in TSD_PAIRS:
         if base in auc.mean and tsd in auc.mean:
             d = (auc.mean[tsd] - auc.mean[base]).dropna()
-            w, t, l_ = int((d > 1e-9).sum()), int((d.abs() <= 1e-9).sum()), int((d < -1e-9).sum())
-            # seed noise: the mean over datasets of the larger of the two methods' seed std
-            noise = float(np.nanmean(np.fmax(auc.std[tsd], auc.std[base]))) if n_seeds > 1 else float("nan")
-            size = ("" if np.isnan(noise) else
-                    f"; the mean gap is {'larger' if abs(d.mean()) > noise else 'smaller'} than the typical seed std "
-                    f"({noise:.4f})")
-            lines.append(f"- {tsd} vs {base}: wins/ties/losses {w}/{t}/{l_} over {len(d)} datasets, mean change in "
-                         f"test macro AUC-PR {d.mean():+.4f}{size}.")
+            up, same, down = int((d > 1e-9).sum()), int((d.abs() <= 1e-9).sum()), int((d < -1e-9).sum())
+            lines.append(f"- {tsd} against {base}: higher on {up}, equal on {same}, lower on {down} of {len(d)} "
+                         f"datasets; mean change in test macro AUC-PR {d.mean():+.4f} (a description, not a test).")
     multi = infl[infl["n_settings"] > 1]
     if len(multi) and infl["inflation"].max() > 0:
         lines.append(f"- Selection: picking settings on the test set would have raised test macro AUC-PR by up to "
@@ -162,7 +173,9 @@ def experiments_summary(auc: Any, infl: pd.DataFrame, *, n_seeds: int, profile: 
     else:
         lines.append("- Selection: no inflation in this profile (nothing to select, or validation and test picked "
                      "the same setting).")
-    lines.append(f"- With {n_ranked} dataset(s) and {n_seeds} seeds (profile `{profile}`) these are indications, not "
-                 "significant findings: the critical-difference diagram and the Wilcoxon p-values above say how far "
-                 "they go.")
+    if n_capped:
+        lines.append(f"- {n_capped} runs of the main grid hit the epoch cap (see the audit): the numbers and verdicts "
+                     "above include runs that had not converged.")
+    lines.append(f"- Profile `{profile}`: {n_ranked} dataset(s), {n_seeds} student seed(s). Seeds say how consistent "
+                 "a difference is within these datasets, not whether it holds on others.")
     return "\n".join(lines)

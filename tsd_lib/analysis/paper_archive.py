@@ -1,6 +1,6 @@
 """The paper's protocol as archived (``results/paper/``, made by ``tsd archive``): what is covered,
-the results of the complete datasets, the runs continued past the epoch cap, and what the rest of
-the paper's 30 datasets would cost (the results page)."""
+the results of the complete datasets, the runs continued past the epoch cap, the archived DT2W runs
+the old adapter made, and what the rest of the paper's 30 datasets would cost (the results page)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
-from tsd_lib.analysis.claims import claim_verdicts
 from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
 from tsd_lib.archive import Archive, archive_dir, extension_chain
+from tsd_lib.certification import is_current
 from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles import Profile, load_profile
 from tsd_lib.report import (
@@ -27,6 +27,11 @@ from tsd_lib.report import (
     summary_table,
     win_tie_loss,
 )
+
+#: Results-code digests whose DT2W runs drew a new random subset of teacher channels every batch (the
+#: adapter that collapsed the student's features; one subset per run since commit dbfd25e). The code of
+#: commit bb2e4a2, the last before the fix, hashes to this digest.
+DT2W_PER_BATCH_CODES = frozenset({"5372198e93603e16"})
 
 EXTENSION_COLUMNS = ["dataset", "method", "TSD weight", "seed", "cap", "continued to", "stopped early",
                      "AUC-PR at cap", "AUC-PR converged", "change"]
@@ -175,14 +180,49 @@ def faithfulness_table(paper: PaperArchive) -> pd.DataFrame:
     return pd.concat([pd.DataFrame([own], index=["teacher"]), table])[list(FAITH_COLUMNS.values())]
 
 
-def claims_side_by_side(quick: pd.DataFrame, quick_capped: int, paper: PaperArchive,
-                        quick_label: str = "this book's profile") -> pd.DataFrame:
-    """Each claim's verdict on the book's profile (runs ``quick``) next to the paper protocol's."""
-    out = claim_verdicts(quick, quick_capped).to_frame(quick_label)
-    label = f"paper protocol ({len(paper.complete)} dataset(s))"
-    out[label] = claim_verdicts(records_to_frame(paper.records), paper.n_capped) if paper.complete else "no dataset yet"
-    out.index.name = "claim"
-    return out
+def shown_records(paper: PaperArchive) -> list[dict[str, Any]]:
+    """Every distinct record the results page reads: the claims engine's (each arm's whole (dataset,
+    method) groups) and the default-setting runs."""
+    return list({r["key"]: r for r in [*paper.claim_records, *paper.defaults]}.values())
+
+
+def old_dt2w(paper: PaperArchive) -> pd.DataFrame:
+    """Per dataset: the archived DT2W runs, how many of them the per-batch adapter made (code in
+    :data:`DT2W_PER_BATCH_CODES`) and how many the current code does not stand for (not current, nor
+    certified), the codes that made them, and DT2W's and CE's mean test accuracy at the default setting
+    (``paper.defaults``, NaN where not archived)."""
+    columns = ["dataset", "DT2W records", "made by the per-batch adapter", "not current", "made by code",
+               "DT2W accuracy (default)", "CE accuracy (default)"]
+    runs = [r for r in paper.archive.records() if r.get("method") == "dt2w"]
+    if not runs:
+        return pd.DataFrame(columns=columns)
+    default = pd.DataFrame(paper.defaults)
+    accuracy = (default.groupby(["dataset", "method"])["accuracy"].mean() if len(default) else pd.Series(dtype=float))
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        mine = [r for r in runs if r["dataset"] == dataset]
+        rows.append({"dataset": dataset, "DT2W records": len(mine),
+                     "made by the per-batch adapter": sum(r.get("code") in DT2W_PER_BATCH_CODES for r in mine),
+                     "not current": sum(not is_current(r, paper.archive.manifest) for r in mine),
+                     "made by code": ", ".join(sorted({str(r.get("code")) for r in mine})),
+                     "DT2W accuracy (default)": float(accuracy.get((dataset, "dt2w"), np.nan)),
+                     "CE accuracy (default)": float(accuracy.get((dataset, "ce"), np.nan))})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def old_dt2w_numbers(table: pd.DataFrame) -> dict[str, Any]:
+    """For the page's prose, from :func:`old_dt2w`: DT2W records archived and made by the per-batch adapter,
+    the codes that made those, the dataset where the old DT2W falls furthest below CE at the default setting
+    with both accuracies ("none" and NaN without one), and the label DT2W's column should carry."""
+    old = table[table["made by the per-batch adapter"] > 0]
+    gap = (old["CE accuracy (default)"] - old["DT2W accuracy (default)"]).dropna()
+    worst = old.loc[gap.idxmax()] if len(gap) else None
+    return {"records": int(table["DT2W records"].sum()), "old": int(old["made by the per-batch adapter"].sum()),
+            "codes": ", ".join(sorted({c for codes in old["made by code"] for c in codes.split(", ")})) or "none",
+            "worst": "none" if worst is None else str(worst["dataset"]),
+            "worst_dt2w": np.nan if worst is None else float(worst["DT2W accuracy (default)"]),
+            "worst_ce": np.nan if worst is None else float(worst["CE accuracy (default)"]),
+            "label": "dt2w (old adapter)" if len(old) else "dt2w"}
 
 
 def extensions_note(paper: PaperArchive) -> str:

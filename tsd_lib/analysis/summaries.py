@@ -35,10 +35,12 @@ def teacher_summary(data: Dataset, config: RunConfig, record: Mapping[str, Any],
         alt_cfg, alt_record = alt
         if pair.teacher_seeds:
             how = f"chosen among seeds {', '.join(map(str, pair.teacher_seeds))} on validation"
-        elif (picks or {}).get(pair.teacher_key()) == pair.teacher_seed:
+        elif pair.teacher_key() not in (picks or {}):
+            how = "one seed, not chosen on validation"
+        elif picks[pair.teacher_key()] == pair.teacher_seed:
             how = "the seed validation picks in the study of section 1.7"
         else:
-            how = "one seed, not chosen on validation"
+            how = f"not the seed validation picks in the study of section 1.7, which is {picks[pair.teacher_key()]}"
         alt_line = (f"\n* The paper's {ARCH[alt_cfg.teacher]} teacher ({how}) reached test accuracy "
                     f"**{alt_record['test_accuracy']:.3f}** on {data.name} (seed {alt_cfg.teacher_seed}).")
     pub = teachers[(teachers.dataset == config.dataset) & (teachers.teacher == config.teacher)]["published FCN"]
