@@ -59,7 +59,7 @@ def test_series_tensors_and_copies_plot(tiny_dataset):
     assert x.shape == (1, 1, 8) and y.tolist() == [1] and torch.equal(x[0], torch.as_tensor(tiny_dataset.X_test[2]))
     assert torch.equal(X_pool, torch.as_tensor(tiny_dataset.X_train)) and y_pool.tolist() == [0, 0, 0, 1, 1, 1]
     fig = perturbed_copies_plot(tiny_dataset, 2, np.zeros((3, 1, 8)), [0, 2, 4], window=3)
-    assert len(fig.axes) == 3 and _title(fig) == ("GunPoint test series 2 (class 1): windows of length 3 replaced "
+    assert len(fig.axes) == 3 and _title(fig) == ("GunPoint test series 2 (class b): windows of length 3 replaced "
                                                   "from other-class series")
 
 

@@ -39,8 +39,9 @@ def series_tensors(data: Dataset, i: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 def perturbed_copies_plot(data: Dataset, i: int, copies: np.ndarray, starts: Sequence[int], window: int) -> Figure:
     """Test series ``i`` of ``data`` and three of its perturbed ``copies`` (windows at ``starts`` shaded)."""
+    name = data.class_names[data.y_test[i]]
     return report.perturbation_examples(data.X_test[i], copies, list(starts), window, n=3,
-                                        title=f"{data.name} test series {i} (class {data.y_test[i]}): windows of "
+                                        title=f"{data.name} test series {i} (class {name}): windows of "
                                               f"length {window} replaced from other-class series")
 
 
@@ -61,9 +62,10 @@ class WindowShifts:
         return int(self.starts[self.shift.argmax()])
 
 
-    def plot(self, series: np.ndarray, window: int, label: int) -> Figure:
+    def plot(self, series: np.ndarray, window: int, label: int, class_name: str | None = None) -> Figure:
         """:func:`window_shift_plot` of these shifts over ``series``."""
-        return window_shift_plot(series, self.starts, self.shift, self.q_true, self.p_true, window, label)
+        return window_shift_plot(series, self.starts, self.shift, self.q_true, self.p_true, window, label,
+                                 class_name=class_name)
 
 
 def window_shifts(starts: np.ndarray, shift: np.ndarray, logits: np.ndarray, logits_perturbed: np.ndarray,
@@ -85,9 +87,10 @@ def window_shift_note(shifts: WindowShifts, n_copies: int, saliency_shape: Seque
 
 
 def window_shift_plot(series: np.ndarray, starts: np.ndarray, shift: np.ndarray, q_true: np.ndarray,
-                      p_true: float, window: int, label: int) -> Figure:
+                      p_true: float, window: int, label: int, *, class_name: str | None = None) -> Figure:
     """Series with its three most salient windows shaded; the shift per window start; the teacher's
-    probability of class ``label`` on each perturbed copy against the clean series (starts sorted)."""
+    probability of class ``label`` (named ``class_name``, the data set's own label) on each perturbed
+    copy against the clean series (starts sorted)."""
     fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True, layout="constrained")
     axes[0].plot(series, color="0.3")
     for t0 in starts[np.argsort(shift)[-3:]]:
@@ -97,7 +100,8 @@ def window_shift_plot(series: np.ndarray, starts: np.ndarray, shift: np.ndarray,
     axes[1].set(ylabel="normalised τ² KL(p‖q_t)")
     axes[2].plot(starts, q_true, color="C0", label="perturbed copy")
     axes[2].axhline(p_true, color="0.4", ls=":", label="clean series")
-    axes[2].set(xlabel="window start t", ylabel=f"P(class {label})", ylim=(-0.02, 1.02))
+    shown = label if class_name is None else class_name
+    axes[2].set(xlabel="window start t", ylabel=f"P(class {shown})", ylim=(-0.02, 1.02))
     axes[2].legend(fontsize=8)
     return fig
 
@@ -110,13 +114,15 @@ def first_per_class(y: np.ndarray, n: int, k: int) -> np.ndarray:
 
 
 def maps_plot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray, proba: np.ndarray,
-              title: str) -> Figure:
-    """One saliency line per series (rows), titled with the series' class and the model's probability of it."""
+              title: str, class_names: Sequence[Any] | None = None) -> Figure:
+    """One saliency line per series (rows), titled with the series' class (its name in ``class_names``, the
+    data set's own labels) and the model's probability of it."""
     fig, axes = plt.subplots(len(idx), 1, figsize=(8, 1.9 * len(idx)), sharex=True, layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, j, series, m, p, c in zip(axes, idx, X, maps, proba, y, strict=True):
         report.saliency_line(series, m, ax=ax, colorbar=True)
-        ax.set_title(f"test series {j}: class {c}, teacher P(class) = {p[c]:.2f}", fontsize=9, loc="left")
+        shown = c if class_names is None else class_names[c]
+        ax.set_title(f"test series {j}: class {shown}, teacher P(class) = {p[c]:.2f}", fontsize=9, loc="left")
         ax.set_xlabel("")
     axes[-1].set_xlabel("time step")
     fig.suptitle(title)
@@ -124,11 +130,12 @@ def maps_plot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray, p
 
 
 def teacher_maps_plot(teacher: nn.Module, X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray,
-                      name: str, *, window: int, tau: float) -> Figure:
+                      name: str, *, window: int, tau: float, class_names: Sequence[Any] | None = None) -> Figure:
     """:func:`maps_plot` of the ``teacher``'s ``maps`` on test series ``idx`` of data set ``name``, with the
     teacher's probabilities."""
     return maps_plot(X, y, idx, maps, softmax(predict_logits(teacher, X)),
-                     title=f"{name}: teacher saliency (window {window}, τ = {tau:g}, other-class replacement)")
+                     title=f"{name}: teacher saliency (window {window}, τ = {tau:g}, other-class replacement)",
+                     class_names=class_names)
 
 
 def late_mass(maps: np.ndarray, fraction: float = 0.2) -> float:
