@@ -79,3 +79,43 @@ def test_bad_input_is_rejected():
         DistilledClassifier(**TINY).fit(np.full((10, 1, 20), np.nan), np.arange(10) % 2)
     with pytest.raises(ValueError, match="nope"):
         DistilledClassifier(method="nope", **TINY).fit(np.random.rand(10, 1, 20), np.arange(10) % 2)
+
+
+@pytest.mark.parametrize("tau", [0, float("nan"), -1, float("inf")])
+def test_a_bad_tau_is_a_clear_value_error(tau, data):
+    X, y, *_ = data
+    with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+        DistilledClassifier(**{**TINY, "tau": tau}).fit(X, y)
+
+
+def test_a_bad_device_is_a_clear_value_error(data, monkeypatch):
+    import torch
+
+    X, y, *_ = data
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        DistilledClassifier(**{**TINY, "device": "cuda"}).fit(X, y)
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'bogus'"):
+        DistilledClassifier(**{**TINY, "device": "bogus"}).fit(X, y)
+
+
+def test_predict_refuses_series_of_another_length(data):
+    X, y, X_test, _ = data
+    est = DistilledClassifier(**{**TINY, "method": "ce"}).fit(X, y)
+    with pytest.raises(ValueError, match="fitted on 1 x 48"):
+        est.predict(X_test[:, :, :40])
+    with pytest.raises(ValueError, match="fitted on 1 x 48"):
+        est.predict_proba(np.concatenate([X_test, X_test], axis=1))
+    assert est.predict(X_test[:, 0, :]).shape == (len(X_test),)  # 2-D (n, length) is one channel
+
+
+def test_defaults_are_the_protocols():
+    from dataclasses import fields
+
+    from tsd_lib.experiment import RunConfig
+
+    protocol = {f.name: f.default for f in fields(RunConfig)}
+    est = DistilledClassifier()
+    for name in ("epochs", "patience", "teacher_epochs", "tau", "n_windows", "window", "val_fraction", "batch_size",
+                 "lr", "tsd_bank_size"):
+        assert getattr(est, name) == protocol[name], name

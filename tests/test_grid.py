@@ -223,3 +223,48 @@ def test_profile_teachers_are_trained_beside_the_runs(tmp_path):
     # a second call trains nothing
     again = run_grid(profile.configs(), store, teachers=teachers, show_progress=False)
     assert again.skipped == len(profile.configs()) and again.done == 0
+
+
+def test_a_run_another_grid_finished_meanwhile_counts_as_skipped(tmp_path):
+    """Two grids on one store: the one that waited for a run's lock while the other trained it
+    does not count it as trained (each counts only what it trained)."""
+    import shutil
+    import threading
+
+    from tsd_lib.experiment import run
+
+    (config,) = load_profile(_profile_file(tmp_path, methods=["ce"], seeds=[0])).configs()
+    other, store = RunStore(tmp_path / "other"), RunStore(tmp_path / "store")
+    run(config, other, progress=False)  # what the other grid trains
+    summaries = []
+    with store.lock(f"run-{config.key()}"):  # the other grid holds the run's lock
+        waiting = threading.Thread(target=lambda: summaries.append(run_grid([config], store, show_progress=False)))
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(store.root.glob("teachers/*/record.json")):
+            time.sleep(0.1)
+        time.sleep(0.5)  # the waiting grid is at the run's lock now
+        shutil.copytree(other.run_dir(config), store.run_dir(config))
+    waiting.join(120)
+    (summary,) = summaries
+    assert (summary.done, summary.skipped, summary.failed) == (0, 1, 0), summary
+
+
+def test_local_workers_are_capped_at_the_cores(tmp_path, monkeypatch):
+    from joblib.externals import loky
+
+    seen = {}
+
+    class NoPool:  # starts no process, whatever it is asked for
+        def shutdown(self, wait=True):
+            seen["shutdown"] = wait
+
+    def spy(*args, max_workers=None, **kwargs):
+        seen["max_workers"] = max_workers
+        return NoPool()
+
+    monkeypatch.setattr(loky, "get_reusable_executor", spy)
+    monkeypatch.setattr(grid, "cores", lambda: 2)
+    with grid._executor("local", 100000, None) as map_calls:
+        assert list(map_calls([])) == []
+    assert seen == {"max_workers": 2, "shutdown": True}

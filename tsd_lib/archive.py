@@ -299,11 +299,16 @@ class Archive:
         self._faithfulness: dict[str, dict[str, Any]] = {}
         self.entries: list[dict[str, Any]] = []
         for file in sorted(self.path.glob("*.jsonl")):
-            for n, line in enumerate(file.read_text().splitlines(), 1):
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{file}: not an archive file (byte {err.start} is not UTF-8 text)") from None
+            for n, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
                     entry = json.loads(line)
+                    self._check_entry(entry)
                     config = RunConfig.from_dict(entry["config"])
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
                     raise ValueError(f"{file}, line {n}: not an archive entry ({err})") from None
@@ -314,6 +319,33 @@ class Archive:
                         self._faithfulness[run_signature(config)] = entry["faithfulness"]
                 else:
                     self._teachers[teacher_signature(config)] = entry["record"]
+
+    #: Record fields read as numbers (``None`` allowed: a metric without data).
+    _NUMBERS = ("accuracy", "auc_pr", "roc_auc", "agreement", "saliency_spearman", "saliency_cosine",
+                "teacher_accuracy", "val_accuracy", "val_auc_pr", "val_loss", "test_accuracy", "test_auc_pr",
+                "epochs_run", "best_epoch")
+
+    @classmethod
+    def _check_entry(cls, entry: Any) -> None:
+        """``ValueError`` naming what an archive line lacks: ``kind`` (run or teacher), ``key``, a
+        ``config`` and a ``record`` object whose metrics are numbers."""
+        if not isinstance(entry, dict):
+            raise ValueError(f"a JSON {type(entry).__name__}, not an object")
+        missing = [k for k in ("kind", "key", "config", "record") if k not in entry]
+        if missing:
+            raise ValueError(f"missing {', '.join(repr(k) for k in missing)}")
+        if entry["kind"] not in ("run", "teacher"):
+            raise ValueError(f"'kind' must be 'run' or 'teacher', got {entry['kind']!r}")
+        for name in ("config", "record"):
+            if not isinstance(entry[name], dict):
+                raise ValueError(f"{name!r} must be an object, got {type(entry[name]).__name__}")
+        record = entry["record"]
+        for name in cls._NUMBERS:
+            value = record.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"record field {name!r} is {value!r}, not a number")
+        if not isinstance(record.get("stopped_early", False), (bool, type(None))):
+            raise ValueError(f"record field 'stopped_early' is {record['stopped_early']!r}, not true or false")
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike) -> Archive:

@@ -86,11 +86,20 @@ def chapter_stems(root: Path = PROJECT_ROOT) -> list[str]:
 
 
 def select_chapters(spec: str | None, root: Path = PROJECT_ROOT) -> list[str]:
-    """``"2,5"`` -> the stems of chapters 2 and 5; ``None`` -> every chapter."""
+    """``"2,5"`` -> the stems of chapters 2 and 5; ``None`` -> every chapter. An empty spec or one
+    that is not comma-separated chapter numbers is a ``ValueError`` naming ``--chapters``."""
     stems = chapter_stems(root)
-    if not spec:
+    if spec is None:
         return stems
-    wanted = {int(s) for s in spec.split(",") if s.strip()}
+    parts = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not parts:
+        raise ValueError(f"--chapters {spec!r} names no chapter: give comma-separated chapter numbers, e.g. 2,5 "
+                         "(leave --chapters out for every chapter)")
+    bad = [s for s in parts if not s.isdigit()]
+    if bad:
+        raise ValueError(f"--chapters {spec!r}: {', '.join(repr(s) for s in bad)} is not a chapter number; give "
+                         f"comma-separated numbers, e.g. 2,5 (chapters: {', '.join(stems)})")
+    wanted = {int(s) for s in parts}
     chosen = [s for s in stems if int(s[:2]) in wanted]
     unknown = wanted - {int(s[:2]) for s in chosen}
     if unknown:

@@ -4,12 +4,16 @@
 ``clone``, ``cross_val_score`` and ``GridSearchCV``. ``fit`` holds out a stratified
 validation split of the data it is given (for early stopping), trains the teacher when
 ``teacher`` is a model name (or uses an already trained torch module as it is), then trains
-the student with the chosen distillation method.
+the student with the chosen distillation method. Its defaults are the protocol's
+(:class:`~tsd_lib.experiment.RunConfig`'s); a bad ``tau`` or ``device`` is a ``ValueError`` from
+``fit``, and ``predict`` refuses series of another shape than ``fit`` saw.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -18,12 +22,34 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from tsd_lib.data import Dataset, stratified_split, validate_arrays
-from tsd_lib.experiment import default_protocol
+from tsd_lib.experiment import RunConfig, default_protocol
 from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import softmax
 from tsd_lib.models import build_model
 from tsd_lib.train import History, TrainConfig, fit, predict_logits
 from tsd_lib.utils import set_seed
+
+#: The protocol's defaults (:class:`~tsd_lib.experiment.RunConfig`): the estimator trains as a run does.
+_RUN = {f.name: f.default for f in fields(RunConfig)}
+
+
+def check_device(device: Any) -> None:
+    """``ValueError`` unless ``device`` is ``"auto"``, ``"cpu"``, an available ``"cuda"``/``"cuda:N"``
+    (or ``"mps"``) or a ``torch.device``."""
+    import torch
+
+    if isinstance(device, torch.device) or device in ("auto", "cpu"):
+        return
+    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: PyTorch sees no CUDA GPU here; use device='cpu' (or 'auto')")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ValueError(f"device={device!r}: there are {torch.cuda.device_count()} CUDA device(s)")
+        return
+    if device == "mps" and torch.backends.mps.is_available():
+        return
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 class DistilledClassifier(ClassifierMixin, BaseEstimator):
@@ -36,9 +62,11 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self, teacher: str | nn.Module = "lstm_teacher", student: str = "lstm_student", method: str = "kd+tsd",
-        weights: dict[str, float] | None = None, tau: float = 8.0, n_windows: int = 50, window: int = 10,
-        epochs: int = 500, patience: int = 50, teacher_epochs: int | None = None, teacher_seed: int = 0,
-        val_fraction: float = 0.2, batch_size: int = 32, lr: float = 0.005, tsd_bank_size: int = 200,
+        weights: dict[str, float] | None = None, tau: float = _RUN["tau"], n_windows: int = _RUN["n_windows"],
+        window: int = _RUN["window"], epochs: int = _RUN["epochs"], patience: int = _RUN["patience"],
+        teacher_epochs: int | None = _RUN["teacher_epochs"], teacher_seed: int = 0,
+        val_fraction: float = _RUN["val_fraction"], batch_size: int = _RUN["batch_size"], lr: float = _RUN["lr"],
+        tsd_bank_size: int = _RUN["tsd_bank_size"],
         student_kwargs: dict[str, Any] | None = None, teacher_kwargs: dict[str, Any] | None = None,
         seed: int = 0, device: str = "auto", progress: bool = False,
     ) -> None:
@@ -91,13 +119,21 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.teacher_history_ = fit(teacher, data, config=config)
         return teacher.eval()
 
+    def _check_params(self) -> None:
+        tau = self.tau
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        check_device(self.device)
+
     def fit(self, X: Any, y: Any) -> DistilledClassifier:
         """Train the teacher (if needed) and the distilled student on ``(X, y)``."""
+        self._check_params()
         X, y = validate_arrays(X, y, "X", allow_2d=True)
         terms = resolve_weights(self.method, self.weights)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         data = self._dataset(X, y_enc.astype(np.int64))
         self.n_features_in_ = X.shape[-1]
+        self.n_channels_in_ = X.shape[1]
         self.teacher_ = self._fit_teacher(data)
         set_seed(self.seed)
         student = build_model(self.student, data.n_channels, data.n_classes, **(self.student_kwargs or {}))
@@ -115,6 +151,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "student_")
         X, _ = validate_arrays(X, None, "X", allow_2d=True)
+        fitted = (getattr(self, "n_channels_in_", X.shape[1]), self.n_features_in_)
+        if tuple(X.shape[1:]) != fitted:
+            raise ValueError(f"X has series of {X.shape[1]} channel(s) x {X.shape[2]} points, but the estimator "
+                             f"was fitted on {fitted[0]} x {fitted[1]}: resample them to the fitted length first")
         return softmax(predict_logits(self.student_, X, device=self.device))
 
     def predict(self, X: Any) -> np.ndarray:

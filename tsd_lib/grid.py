@@ -5,7 +5,9 @@ is written to ``failures/<key>.json`` with its traceback); the backend only deci
 runs. Teachers are trained first, once each, so parallel students never race to train the
 same teacher. Completed runs are skipped, so a killed grid resumes where it stopped; a damaged record counts as
 missing and is retrained. Two grids on one store train each run and teacher once (per-run locks,
-:meth:`tsd_lib.experiment.RunStore.lock`).
+:meth:`tsd_lib.experiment.RunStore.lock`), and each counts only what it trained: a run another
+grid finished while this one waited for its lock counts as skipped. Local workers are at most
+the machine's cores and die with the grid, however it ends (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -52,22 +55,63 @@ class GridSummary:
 RUN_THREADS = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None = None) -> None:
     """Ask Linux to end this worker when the process that started it dies (a killed grid leaves no
-    worker processes behind); a no-op elsewhere."""
+    worker processes behind); a no-op elsewhere. With ``parent`` (that process's pid), a worker
+    whose parent died before the request took effect ends at once."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
+        return
+    if parent is not None and os.getppid() != parent:  # orphaned already: no signal will come
+        os._exit(1)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"tsd grid worker: warning: {' '.join(str(message).split())} ({category.__name__})\n"
+
+
+def _init_worker(parent: int | None = None) -> None:
+    """A local worker: it dies with the grid (:func:`_die_with_parent`) and prints each warning as
+    one line, as the ``tsd`` command does."""
+    _die_with_parent(parent)
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
+
+
+def cores() -> int:
+    """The cores this process may run on: the most local workers a grid starts."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _RunCounter(RunStore):
+    """The store, noting whether :func:`~tsd_lib.experiment.run` found ``key``'s record already there
+    once it held the run's lock (another grid trained it meanwhile): then this grid skipped it."""
+
+    def __init__(self, root: str | os.PathLike, key: str, record: Path) -> None:
+        super().__init__(root)
+        self.key, self.record, self.found_done = key, record, False
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        with super().lock(name):
+            if name == f"run-{self.key}" and self.record.exists():
+                self.found_done = True
+            yield
 
 
 def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_only: bool = False,
             faithfulness: bool = False) -> dict[str, Any]:
     """Run one config (a dict, so it pickles anywhere) into the store, or only its teacher, or only
-    the faithfulness of the finished run; return its status."""
+    the faithfulness of the finished run; return its status: ``done``, ``failed``, or ``skipped``
+    when the run was found finished (by another grid on the same store)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -82,7 +126,13 @@ def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_o
         elif faithfulness:
             run_faithfulness(cfg, store)
         else:
-            run(cfg, store, progress=False)
+            if store.has(cfg):
+                return {"key": key, "status": "skipped", "dataset": cfg.dataset}
+            counter = _RunCounter(store_root, cfg.key(), store.run_dir(cfg) / "record.json")
+            run(cfg, counter, progress=False)
+            if counter.found_done:
+                store.clear_failure(key)
+                return {"key": key, "status": "skipped", "dataset": cfg.dataset}
     except Exception as err:  # noqa: BLE001 - a grid records every failure and goes on
         info = {"key": key, "config": config, "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
@@ -132,16 +182,18 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
 
         with dask_client(n_jobs, scheduler) as client:
             yield lambda calls: dask_map(client, execute, calls)
-    elif n_jobs == 1:
+    elif min(n_jobs, cores()) == 1:
         yield lambda calls: (execute(**c) for c in calls)
     else:
         from concurrent.futures import as_completed
 
         from joblib.externals.loky import get_reusable_executor
 
-        # every worker ends when this process dies: a killed grid leaves no workers behind; an idle worker
-        # (waiting while the other trains the last teacher) is kept for 10 minutes, not loky's 10 s
-        executor = get_reusable_executor(max_workers=n_jobs, initializer=_die_with_parent, timeout=600)
+        # at most one worker per core; every worker ends when this process dies: a killed grid leaves no
+        # workers behind; an idle worker (waiting while the other trains the last teacher) is kept for
+        # 10 minutes, not loky's 10 s
+        executor = get_reusable_executor(max_workers=min(n_jobs, cores()), initializer=_init_worker,
+                                         initargs=(os.getpid(),), timeout=600)
         try:
             yield lambda calls: (f.result() for f in as_completed([executor.submit(execute, **c) for c in calls]))
         finally:
@@ -223,6 +275,8 @@ def _train(todo: list[RunConfig], store: RunStore, map_calls: MapFn, threads: in
     for result in map_calls(calls):
         if result["status"] == "done":
             summary.done += 1
+        elif result["status"] == "skipped":  # another grid on this store finished it first
+            summary.skipped += 1
         else:
             summary.failed += 1
             summary.errors.append(result)
@@ -247,7 +301,7 @@ def measure_faithfulness(configs: list[RunConfig], store: RunStore | str | None 
         with _executor("local", n_jobs, None) as map_calls:
             for result in map_calls(calls):
                 summary.done += result["status"] == "done"
-                if result["status"] != "done":
+                if result["status"] not in ("done", "skipped"):
                     summary.failed += 1
                     summary.errors.append(result)
                 bar.update(1)

@@ -66,6 +66,11 @@ def verify(archive: Archive, *, sample: int | None = None, keys: list[str] | Non
            data_dir: str | None = None, store: str | None = None, tolerance: float = TOLERANCE) -> Verification:
     """Re-run archived run configs (``keys``, or ``sample`` chosen with ``seed``) into ``store``
     (default: a temporary folder) and compare :data:`METRICS`."""
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+    if not any(e["kind"] == "run" for e in archive.entries):
+        raise ValueError(f"the archive {archive.path} holds no run records (a manifest without records); "
+                         "fill it with `tsd archive --profile NAME`")
     entries = sample_entries(archive, sample, keys=keys or (), seed=seed)
     notes = []
     if archive.stale:
@@ -200,7 +205,8 @@ def certify(archive: Archive, *, datasets: list[str] | None = None, seed: int = 
 
 
 def _config(entry: dict[str, Any], data_dir: str | None) -> RunConfig:
-    return RunConfig.from_dict({**entry["config"], **({"data_dir": data_dir} if data_dir else {})})
+    given = {"data_dir": os.path.abspath(os.path.expanduser(data_dir))} if data_dir else {}
+    return RunConfig.from_dict({**entry["config"], **given})
 
 
 _OLD_CODE = """

@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tsd_lib.cli.checks import check_args
 from tsd_lib.cli.commands import (
@@ -27,6 +28,37 @@ from tsd_lib.cli.commands import (
     cmd_train,
     cmd_verify,
 )
+from tsd_lib.grading.sandbox import MAX_TIMEOUT_S, MIN_MEMORY_MB, REFERENCE_MEMORY_MB
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every option's default, except where there is none (None, False) or the
+    help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class _SubParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+def packaged_profiles() -> list[str]:
+    """The packaged profiles' names (:func:`tsd_lib.profiles.available_profiles`, read without
+    importing torch: ``--help`` stays fast)."""
+    return sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "profiles").glob("*.yaml"))
+
+
+#: The epoch caps of the protocol (the profiles ``quick`` and ``paper``): teachers up to 500
+#: epochs, students up to 1000 (``RunConfig``'s default), early stopping ending both before.
+TEACHER_EPOCHS = 500
+STUDENT_EPOCHS = 1000
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -36,10 +68,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split")
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=1000, help="epoch cap (early stopping ends a run before it)")
-    p.add_argument("--patience", type=int, default=50)
+def _add_train_args(p: argparse.ArgumentParser, epochs: int = STUDENT_EPOCHS) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and batches")
+    p.add_argument("--epochs", type=int, default=epochs, help="epoch cap (early stopping ends a run before it)")
+    p.add_argument("--patience", type=int, default=50, help="epochs without a better validation loss before "
+                                                            "early stopping")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -50,7 +83,8 @@ def _add_store_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", required=True, help="smoke, quick, paper, paper-smoke or a YAML path")
+    p.add_argument("--profile", required=True,
+                   help=f"a packaged profile ({', '.join(packaged_profiles())}) or a YAML path")
     p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive")
     _add_store_arg(p)
 
@@ -60,31 +94,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsd", description="TSD Book: Temporal Saliency Distillation toolkit."
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
 
     p = sub.add_parser("datasets", help="list the datasets that load offline, with sizes")
-    p.add_argument("--data-dir", default=None, help="also list the sets in this local archive copy")
-    p.add_argument("--profile", default=None, help="say which of a profile's datasets are available")
+    p.add_argument("--data-dir", default=None, help="also list the sets in this local archive copy (each is "
+                                                     "loaded once: sets that fail are listed apart, with why)")
+    p.add_argument("--profile", default=None, help="say which of a profile's datasets are available "
+                                                    f"(packaged: {', '.join(packaged_profiles())}; or a YAML path)")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("train", help="train one model (e.g. a teacher) and write its metrics")
     _add_data_args(p)
     p.add_argument("--model", default="lstm_teacher", help="lstm_teacher, lstm_student, fcn, fcn_small, resnet")
-    _add_train_args(p)
-    p.add_argument("--out", default=None, help="output folder (default runs/train/DATASET-MODEL-seedN)")
+    _add_train_args(p, epochs=TEACHER_EPOCHS)
+    _add_store_arg(p)
+    p.add_argument("--out", default=None, help="output folder (default STORE/train/DATASET-MODEL-seedN, "
+                                               "STORE being --store, else $TSD_RUNS, else runs/)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("distill", help="train one student (teacher trained or loaded) and print its record")
     _add_data_args(p)
     p.add_argument("--method", default="kd+tsd", help="'+'-joined losses: ce, kd, fitnets, at, rkd, dkd, dt2w, tsd")
-    p.add_argument("--weights", default=None, help='JSON dict overriding term weights, e.g. \'{"tsd": 10}\'')
-    p.add_argument("--teacher", default="lstm_teacher")
-    p.add_argument("--teacher-seed", type=int, default=0)
-    p.add_argument("--student", default="lstm_student")
-    p.add_argument("--tau", type=float, default=8.0)
+    p.add_argument("--weights", default=None, help='JSON object overriding term weights (finite, >= 0), '
+                                                   'e.g. \'{"tsd": 10}\' (default: 1 per term)')
+    p.add_argument("--teacher", default="lstm_teacher", help="the teacher's architecture")
+    p.add_argument("--teacher-seed", type=int, default=0, help="the teacher's seed")
+    p.add_argument("--teacher-epochs", type=int, default=TEACHER_EPOCHS,
+                   help="the teacher's epoch cap (the protocol's; --epochs caps the student only)")
+    p.add_argument("--student", default="lstm_student", help="the student's architecture")
+    p.add_argument("--tau", type=float, default=8.0, help="temperature of the soft targets")
     p.add_argument("--n-windows", type=int, default=50, help="K perturbations per series")
     p.add_argument("--window", type=int, default=10, help="window length L")
-    p.add_argument("--saliency-eval-series", type=int, default=None, help="cap on test series for saliency metrics")
+    p.add_argument("--saliency-eval-series", type=int, default=None,
+                   help="cap on test series for saliency metrics (default: all)")
     _add_train_args(p)
     _add_store_arg(p)
     p.set_defaults(func=cmd_distill)
@@ -93,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_args(p)
     p.add_argument("--backend", choices=["local", "dask"], default="local")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (at most the cores here, "
+                                                         "unless --scheduler names a cluster)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grid)
@@ -110,14 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run a profile's grid, then execute the book's chapters with papermill")
     _add_profile_args(p)
     p.add_argument("--chapters", default=None, help="comma-separated chapter numbers, e.g. 2,5 (default: all)")
-    p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
+    p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel workers for the grid (at most the cores here)")
     p.add_argument("--force", action="store_true", help="re-execute chapters even when nothing changed")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("archive", help="run a profile and export its records to a results archive (results/NAME)")
     _add_profile_args(p)
     p.add_argument("--out", default=None, help="archive folder (default results/PROFILE)")
-    p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers for the grid")
+    p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel workers for the grid (at most the cores here)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_archive)
 
@@ -157,11 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", type=int, default=None, help="assignment number (default: notebook metadata)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="papermill parameter, e.g. -p seed 3 (repeatable)")
-    p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit per notebook, seconds")
-    p.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per notebook (0: none)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help=f"wall-clock limit per notebook, seconds (> 0, at most {MAX_TIMEOUT_S:g}: one day)")
+    p.add_argument("--memory-mb", type=int, default=4096,
+                   help="memory limit of a notebook, MiB: each of its processes gets this much address space "
+                        "(RLIMIT_AS) and all of them together this much resident memory (a watchdog sums the "
+                        "RSS of every process the notebook started and stops them above it); at least "
+                        f"{MIN_MEMORY_MB}: a reference solution's kernel (importing torch and scipy) needs about "
+                        f"{REFERENCE_MEMORY_MB} MiB of address space")
     p.add_argument("--max-notebook-mb", type=float, default=20.0,
                    help="refuse submitted notebooks larger than this (0: no limit)")
-    p.add_argument("--out", default="grades", help="folder for reports and executed notebooks")
+    p.add_argument("--out", default="grades",
+                   help="folder for reports and executed notebooks: new, or one that holds only tsd grade's "
+                        "files (what a submission writes there is removed)")
     p.set_defaults(func=cmd_grade)
     return parser
 
@@ -178,18 +231,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
             check_args(args)
             return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"tsd {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:  # a user's mistake (or a diverged run) is one line, anything else a traceback
+        code = _error_code(err)
+        if code is None:
+            raise
+        print(f"tsd {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return code
+
+
+#: Errors shown as one line with exit code 2: a bad option, file or folder.
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                PermissionError)
+
+
+def _error_code(err: BaseException) -> int | None:
+    """2 for a user's mistake, 1 for a run that diverged, None for a bug (shown as a traceback)."""
+    train = sys.modules.get("tsd_lib.train")
+    if train is not None and isinstance(err, train.TrainingDivergedError):
+        return 1
+    return 2 if isinstance(err, _USER_ERRORS) else None
+
+
+def _one_line(err: BaseException) -> str:
+    train = sys.modules.get("tsd_lib.train")
+    text = " ".join(str(err).split()) or type(err).__name__
+    if train is not None and isinstance(err, train.TrainingDivergedError):
+        return f"training diverged: {text}"
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        return f"{text}: {err.filename}"
+    return text
 
 
 def _one_line_warnings(command: str, default: Callable[..., None]) -> Callable[..., None]:
-    """Show the store's warnings (damaged files) as one line each: ``tsd COMMAND: warning: ...``."""
-    from tsd_lib.experiment import StoreWarning
+    """Show warnings meant for users (``UserWarning`` and its kinds: the store's damaged files, a
+    profile's duplicates, a library's notes) as one line each: ``tsd COMMAND: warning: ...``."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        if issubclass(category, StoreWarning):
-            print(f"tsd {command}: warning: {message}", file=sys.stderr)
+        if issubclass(category, UserWarning):
+            print(f"tsd {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)
     return show

@@ -45,17 +45,23 @@ def _profile_datasets(args: argparse.Namespace) -> int:
 
 
 
+#: How ``tsd datasets`` tries each set: as ``tsd train`` and ``tsd distill`` load it by default.
+TRY_LOAD = {"length": 100, "stretch": False}
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from tsd_lib.data import available_datasets, dataset_info
+    from tsd_lib.data import available_datasets, dataset_info, load_dataset
 
     if args.profile:
         return _profile_datasets(args)
     rows, broken = [], []
     for name in available_datasets(data_dir=args.data_dir):
-        try:
-            rows.append((name, dataset_info(name, data_dir=args.data_dir)))
+        try:  # the sizes, then the set loaded once (NaN, one class, test labels unseen in train fail here)
+            info = dataset_info(name, data_dir=args.data_dir)
+            load_dataset(name, data_dir=args.data_dir, **TRY_LOAD)
+            rows.append((name, info))
         except ValueError as err:
-            broken.append((name, str(err)))
+            broken.append((name, " ".join(str(err).split())))
     header = f"{'dataset':<28}{'train':>7}{'test':>7}{'channels':>10}{'length':>8}{'classes':>9}  source"
     print(header)
     print("-" * len(header))
@@ -67,7 +73,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         )
     print(f"\n{len(rows)} datasets load offline. Others: pass --data-dir with a local archive copy.")
     if broken:
-        print(f"\n{len(broken)} found but cannot be loaded:")
+        print(f"\n{len(broken)} found but cannot be loaded (as `tsd train` loads them: --length 100):")
         for name, reason in broken:
             print(f"  {name}: {reason}")
     return 0
@@ -122,21 +128,51 @@ def _print_record(record: dict) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from tsd_lib.experiment import RunConfig, RunStore, run
+    from tsd_lib.experiment import RunConfig, RunStore, get_dataset, run
 
     weights = json.loads(args.weights) if args.weights else None
     config = RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, length=args.length or None, split_seed=args.split_seed,
         teacher=args.teacher, teacher_seed=args.teacher_seed, student=args.student, method=args.method,
         weights=weights, tau=args.tau, n_windows=args.n_windows, window=args.window, epochs=args.epochs,
-        patience=args.patience, seed=args.seed, device=args.device, saliency_eval_series=args.saliency_eval_series,
+        teacher_epochs=args.teacher_epochs, patience=args.patience, seed=args.seed, device=args.device,
+        saliency_eval_series=args.saliency_eval_series,
     )
     store = RunStore(args.store)
     cached = store.has(config)
     record = run(config, store, progress=False if args.quiet else None)
     print(f"{'loaded from' if cached else 'stored in'} {store.run_dir(config)}")
     _print_record(record)
+    if store.has_teacher(config):
+        data = get_dataset(config)
+        for line in teacher_warnings(store.load_teacher_record(config), data.y_test, data.n_classes):
+            print(f"tsd distill: warning: {line}", file=sys.stderr)
     return 0
+
+
+#: How close to chance a teacher's test accuracy may come before ``tsd distill`` warns.
+CHANCE_MARGIN = 0.05
+
+
+def teacher_warnings(teacher: dict, y_test, n_classes: int) -> list[str]:  # noqa: ANN001
+    """What is wrong with the teacher students learn from: it stopped at its epoch cap (not early
+    stopping), or its test accuracy is within :data:`CHANCE_MARGIN` of chance (the majority class's
+    share of the test split, or 1/k)."""
+    import numpy as np
+
+    out = []
+    if teacher.get("stopped_early") is False:
+        out.append(f"the teacher stopped at its {teacher.get('epochs_run')}-epoch cap, not by early stopping "
+                   "(it may still improve): pass a larger --teacher-epochs")
+    accuracy = teacher.get("test_accuracy")
+    y = np.asarray(y_test)
+    if accuracy is not None and len(y):
+        k = max(int(n_classes), 1)
+        majority = float(np.bincount(y).max() / len(y))
+        if accuracy < majority + CHANCE_MARGIN or accuracy < 1 / k + CHANCE_MARGIN:
+            out.append(f"the teacher is near chance: test accuracy {accuracy:.3f}, the majority class is "
+                       f"{majority:.3f} of the test set ({k} classes); its students learn little from it")
+    return out
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
@@ -242,13 +278,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from tsd_lib.archive import Archive
     from tsd_lib.verify import certify, verify
 
+    archive = Archive.load(args.archive)  # a malformed line fails here, naming its file, before any training
+    if not any(e["kind"] == "run" for e in archive.entries):
+        raise ValueError(f"the archive {archive.path} holds no run records (a manifest without records); "
+                         "fill it with `tsd archive --profile NAME`")
     if args.certify:
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
-        cert = certify(Archive.load(args.archive), datasets=datasets, seed=args.seed, data_dir=args.data_dir,
+        cert = certify(archive, datasets=datasets, seed=args.seed, data_dir=args.data_dir,
                        store=args.store, baseline=args.baseline)
         print(cert)
         return 0 if cert.ok else 1
-    result = verify(Archive.load(args.archive), sample=args.sample, keys=args.key, seed=args.seed,
+    result = verify(archive, sample=args.sample, keys=args.key, seed=args.seed,
                     data_dir=args.data_dir, store=args.store, tolerance=args.tolerance)
     print(result)
     return 0 if result.ok else 1
@@ -330,6 +370,5 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from tsd_lib.grading import grade_command
 
     return grade_command(args.path, assignment=args.assignment, parameters=args.parameter, timeout=args.timeout,
-                         memory_mb=args.memory_mb or None, max_notebook_mb=args.max_notebook_mb or None,
-                         out=args.out)
+                         memory_mb=args.memory_mb, max_notebook_mb=args.max_notebook_mb or None, out=args.out)
 

@@ -4,6 +4,11 @@ The grader becomes a *child subreaper* (Linux ``prctl(PR_SET_CHILD_SUBREAPER)``)
 notebook detaches (``setsid``, a double fork) is re-parented to the grader instead of ``init``;
 :func:`sweep` then kills every process the submission started, however detached, before any
 report is written.
+
+Memory (``tsd grade --memory-mb N``): every process of a submission gets ``N`` MiB of address
+space (``RLIMIT_AS``, :func:`limits`), and :class:`MemoryWatchdog` stops them all once their
+resident memory *summed over every process the submission started* passes ``N`` MiB, so forking
+workers does not multiply the limit.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +27,16 @@ from pathlib import Path
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "AEON_DATA")
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+#: The longest wall-clock limit per notebook (one day): ``tsd grade --timeout`` refuses more (a
+#: value such as 1e12 overflows the socket timeouts while grading).
+MAX_TIMEOUT_S = 86400.0
+#: Address space (MiB) the kernel of a reference solution needs: it imports torch, scipy, pandas and
+#: matplotlib (measured with the three solution notebooks under ``RLIMIT_AS``: they fail at 1536 MiB,
+#: where a shared library cannot be mapped, and pass at 1792; unlimited, the kernel peaks at ~1.9 GiB).
+REFERENCE_MEMORY_MB = 1800
+#: The smallest ``tsd grade --memory-mb`` accepted: below it even a reference solution crashes.
+MIN_MEMORY_MB = 2048
 
 
 def become_subreaper(on: bool = True) -> bool:
@@ -105,10 +121,7 @@ def sweep(keep: set[int], group: int | None = None, rounds: int = 50) -> int:
         return 0
     me, killed = psutil.Process(), 0
     for _ in range(rounds):
-        spared: set[int] = set()
-        for pid in keep:
-            with contextlib.suppress(psutil.Error):
-                spared |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        spared = _spared(keep)
         try:
             victims = [p for p in me.children(recursive=True) if p.pid not in spared]
         except psutil.Error:
@@ -147,3 +160,71 @@ def _reap(keep: set[int]) -> None:
             continue
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(p.pid, os.WNOHANG)
+
+
+def _spared(keep: set[int]) -> set[int]:
+    import psutil
+
+    spared: set[int] = set()
+    for pid in keep:
+        with contextlib.suppress(psutil.Error):
+            spared |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+    return spared
+
+
+def submission_processes(keep: set[int]) -> list:
+    """The live processes a submission started: this process's descendants outside ``keep``'s subtrees."""
+    import psutil
+
+    spared = _spared(keep)
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if p.pid not in spared and _alive(p)]
+    except psutil.Error:
+        return []
+
+
+def resident_bytes(keep: set[int]) -> int:
+    """The resident memory (RSS) of every process a submission started, summed."""
+    import psutil
+
+    total = 0
+    for p in submission_processes(keep):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+class MemoryWatchdog(threading.Thread):
+    """Kills every process of a submission once their summed resident memory passes ``limit_mb``
+    (checked every ``interval`` seconds); :attr:`tripped` says whether it did, :attr:`peak_mb`
+    the largest sum seen. A no-op without psutil."""
+
+    def __init__(self, keep: set[int], limit_mb: int, group: int | None = None, interval: float = 0.1) -> None:
+        super().__init__(name="tsd-grade-memory-watchdog", daemon=True)
+        self.keep, self.limit, self.group, self.interval = set(keep), int(limit_mb) * 1024 * 1024, group, interval
+        self.tripped, self.peak_mb = False, 0.0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            return
+        while not self._stop_event.is_set():
+            used = resident_bytes(self.keep)
+            self.peak_mb = max(self.peak_mb, used / 2**20)
+            if used > self.limit:
+                self.tripped = True
+                if self.group is not None:
+                    with contextlib.suppress(OSError):
+                        os.killpg(self.group, signal.SIGKILL)
+                for p in submission_processes(self.keep):
+                    with contextlib.suppress(psutil.Error):
+                        p.kill()
+                return
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(5)

@@ -1,8 +1,11 @@
 """The grader's worker process: executes one notebook with papermill and writes a status JSON.
 
-Started by :func:`tsd_lib.grading.grader.grade_notebook` as ``python -m tsd_lib.grading run
-...`` inside the limits; the notebook's kernel is its child. The status says whether the
-notebook ran to the end and which cell raised; it carries no points (the grader's checks do).
+Started by :func:`tsd_lib.grading.grader.grade_notebook` as ``python -m tsd_lib.grading run``
+inside the limits, with its job (a private copy of the notebook, where to write the executed
+notebook and the status, the parameters, the working folder) as JSON on its standard input: the
+notebook's kernel is its child and could read the worker's command line, which therefore names
+nothing (no submission's path). The status says whether the notebook ran to the end and which
+cell raised; it carries no points (the grader's checks do).
 """
 
 from __future__ import annotations
@@ -38,8 +41,13 @@ def _cell_number(nb_path: str, source: str) -> int | None:
     return None
 
 
-def _worker(argv: Sequence[str]) -> int:
-    """Execute one notebook with papermill and write a status JSON (runs inside the limits)."""
+def _job(argv: Sequence[str]) -> argparse.Namespace:
+    """The job: JSON on stdin (what the grader sends), or the command line (by hand)."""
+    if not argv:
+        job = json.loads(sys.stdin.read() or "{}")
+        return argparse.Namespace(notebook=str(job["notebook"]), output=str(job["output"]),
+                                  parameters=json.dumps(job.get("parameters") or {}), cwd=job.get("cwd"),
+                                  status=str(job["status"]), kernel=str(job.get("kernel", "python3")))
     parser = argparse.ArgumentParser(prog="python -m tsd_lib.grading run")
     parser.add_argument("notebook")
     parser.add_argument("output")
@@ -47,7 +55,12 @@ def _worker(argv: Sequence[str]) -> int:
     parser.add_argument("--cwd", default=None)
     parser.add_argument("--status", required=True)
     parser.add_argument("--kernel", default="python3")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _worker(argv: Sequence[str]) -> int:
+    """Execute one notebook with papermill and write a status JSON (runs inside the limits)."""
+    args = _job(argv)
     status: dict[str, Any] = {"status": "ok"}
     try:
         import papermill as pm
@@ -79,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
         return _worker(argv[1:])
-    print("usage: python -m tsd_lib.grading run NOTEBOOK OUTPUT --status FILE [--parameters JSON] [--cwd DIR]\n"
+    print("usage: python -m tsd_lib.grading run [NOTEBOOK OUTPUT --status FILE [--parameters JSON] [--cwd DIR]]\n"
+          "(without arguments: the job as JSON on stdin)\n"
           "(the grader's worker; instructors use `tsd grade`)", file=sys.stderr)
     return 2

@@ -60,6 +60,7 @@ except ``datasets`` and ``methods``)::
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,9 @@ from typing import Any
 import yaml
 
 from tsd_lib.experiment import RunConfig
-from tsd_lib.profiles.schema import RUN_SCHEMA, ProfileError, check_profile
+from tsd_lib.profiles.schema import RUN_SCHEMA, ProfileError, ProfileWarning, check_profile
 
-__all__ = ["PROFILE_DIR", "Profile", "ProfileError", "available_profiles", "load_profile"]
+__all__ = ["PROFILE_DIR", "Profile", "ProfileError", "ProfileWarning", "available_profiles", "load_profile"]
 
 PROFILE_DIR = Path(__file__).parent
 
@@ -253,6 +254,46 @@ def _tuned(base: RunConfig, tuned: dict[str, Any]) -> RunConfig:
     return base if same else config  # a grid value equal to the default is the default run
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` that also notes every mapping key given twice (YAML keeps the last)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[tuple[Any, int, int]] = []  # (key, first line, repeated line)
+
+
+def _mapping_noting_repeats(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in first:
+                loader.repeated.append((key, first[key], key_node.start_mark.line + 1))
+            else:
+                first[key] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: construct_mapping says so
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_noting_repeats)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a :class:`ProfileWarning` for each key given twice."""
+    loader = _Loader(path.read_text())
+    try:
+        raw = loader.get_single_data()
+    finally:
+        loader.dispose()
+    for key, line, again in loader.repeated:
+        warnings.warn(f"profile {path}: key {key!r} is given twice (lines {line} and {again}); the second value "
+                      "is used, the first dropped", ProfileWarning, stacklevel=3)
+    return raw
+
+
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
@@ -265,7 +306,7 @@ def load_profile(name_or_path: str | Path, *, data_dir: str | None = None) -> Pr
     if not path.exists():
         raise ValueError(f"unknown profile {name_or_path!r}; packaged profiles: {', '.join(available_profiles())}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _read_yaml(path)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

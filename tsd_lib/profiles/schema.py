@@ -2,11 +2,14 @@
 
 ``check_profile(raw, file)`` returns the profile with numbers normalised (``tau: 8`` becomes
 ``8.0``, so a profile and ``--tau 8.0`` give one run key) or raises ``ValueError`` with a
-message naming the file and the key, before any run is expanded or trained.
+message naming the file and the key, before any run is expanded or trained. A list that repeats
+a value (``seeds: [0, 0]``, whose repeats the grid drops) gives a :class:`ProfileWarning` naming
+the file and the key.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
@@ -22,6 +25,24 @@ Check = Callable[[Any, str], Any]
 
 class ProfileError(ValueError):
     """A profile that does not follow the schema."""
+
+
+class ProfileWarning(UserWarning):
+    """Something a profile gives that is dropped: a repeated list value, a key given twice."""
+
+
+def _warn_repeats(values: list[Any], where: str) -> None:
+    seen, repeated = set(), []
+    for v in values:
+        try:
+            if v in seen and v not in repeated:
+                repeated.append(v)
+            seen.add(v)
+        except TypeError:  # unhashable (a mapping): not a value a grid repeats
+            return
+    if repeated:
+        warnings.warn(f"{where} lists {', '.join(map(repr, repeated))} more than once; the repeats are dropped "
+                      "(each run is trained once)", ProfileWarning, stacklevel=4)
 
 
 def _fail(where: str, what: str, value: Any) -> None:
@@ -69,7 +90,9 @@ def _list(item: Check, nonempty: bool = True) -> Check:
     def check(v: Any, where: str) -> list[Any]:
         if not isinstance(v, list) or (nonempty and not v):
             _fail(where, "a non-empty list" if nonempty else "a list", v)
-        return [item(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        out = [item(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        _warn_repeats(out, where)
+        return out
     return check
 
 
