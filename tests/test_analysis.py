@@ -158,3 +158,27 @@ def test_seed_study_summary_and_matching_candidates():
     found = matching_candidates(quick.pair_configs("lstm")[0], studies.teacher_study_configs())
     assert [c.teacher_seed for c in found] == [1, 24, 300, 49000, 1001] and all(c.warmup is None for c in found)
     assert matching_candidates(quick.base_config("GunPoint"), studies.teacher_study_configs()) == []
+
+
+def test_resampling_cost_averages_each_variant_over_the_archived_seeds():
+    from types import SimpleNamespace
+
+    from tsd_lib.analysis.teacher_quality import resampling_cost
+
+    def cfg(seed, length):
+        return SimpleNamespace(dataset="BeetleFly", teacher_seed=seed, length=length)
+
+    studies = {"BeetleFly": {"resampled to 100": [cfg(1, 100), cfg(2, 100)], "full length": [cfg(1, None)]}}
+    accuracy = {(1, 100): 0.7, (2, 100): 0.8}
+
+    class Records:
+        def has_teacher(self, c):
+            return (c.teacher_seed, c.length) in accuracy
+
+        def load_teacher_record(self, c):
+            return {"test_accuracy": accuracy[(c.teacher_seed, c.length)]}
+
+    table = resampling_cost(studies, Records())
+    assert table.loc["BeetleFly", "resampled to 100"] == pytest.approx(0.75)
+    assert table.loc["BeetleFly", "resampled to 100: seeds"] == 2 and table.loc["BeetleFly", "full length: seeds"] == 0
+    assert np.isnan(table.loc["BeetleFly", "full length"]) and table.loc["BeetleFly", "published FCN"] == 0.91

@@ -44,3 +44,20 @@ def strong_teacher_datasets(table: pd.DataFrame) -> list[str]:
     """The datasets whose every teacher is neither weak nor beaten by its students."""
     flagged = table.groupby("dataset")[["weak teacher", "students beat it"]].any().any(axis=1)
     return [d for d, bad in flagged.items() if not bad]
+
+
+def resampling_cost(studies: Mapping[str, Mapping[str, list[Any]]], records: Any) -> pd.DataFrame:
+    """Per teacher study (``Profile.teacher_study_configs()``: a dataset's teachers under the variants
+    "resampled to 100" and "full length"): each variant's mean test accuracy over the seeds whose
+    teacher is in ``records`` (an archive or a store), the number of seeds, and the published FCN."""
+    rows = []
+    for name, variants in studies.items():
+        row: dict[str, Any] = {"dataset": name}
+        for variant, configs in variants.items():
+            found = [records.load_teacher_record(c)["test_accuracy"] for c in configs if records.has_teacher(c)]
+            row[variant] = float(np.mean(found)) if found else np.nan
+            row[f"{variant}: seeds"] = len(found)
+        fcn = published_fcn(next(iter(variants.values()))[0].dataset)
+        row["published FCN"] = np.nan if fcn is None else fcn
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("dataset") if rows else pd.DataFrame()
