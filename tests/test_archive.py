@@ -10,16 +10,8 @@ import pytest
 import yaml
 
 from tsd_lib.analysis import choose_seed, matching_candidates
-from tsd_lib.archive import (
-    Archive,
-    Records,
-    archive_dir,
-    export_archive,
-    extension_chain,
-    extensions_to_train,
-    make_archive,
-    study_source,
-)
+from tsd_lib.archive import Archive, Records, archive_dir, extension_chain, study_source
+from tsd_lib.archive_making import export_archive, extensions_to_train, make_archive
 from tsd_lib.cli import main
 from tsd_lib.experiment import RunStore
 from tsd_lib.grid import run_grid
@@ -177,7 +169,7 @@ def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
 
 
 def test_exported_entries_carry_no_machine_paths(tiny):
-    from tsd_lib.archive import _portable
+    from tsd_lib.archive_making import _portable
 
     assert _portable({"data_dir": "/some/where", "a": 1}) == {"data_dir": None, "a": 1}
     _, _, out = tiny

@@ -20,7 +20,7 @@ STUDIES = REPO / "results" / "studies"
 @pytest.fixture
 def no_work(monkeypatch):
     """Any training, grading or archiving started by a command fails the test."""
-    import tsd_lib.archive
+    import tsd_lib.archive_making
     import tsd_lib.experiment
     import tsd_lib.grading.grader
     import tsd_lib.grid
@@ -30,7 +30,7 @@ def no_work(monkeypatch):
         pytest.fail("work started before the bad input was refused")
 
     for module, name in [(tsd_lib.experiment, "run"), (tsd_lib.verify, "run"), (tsd_lib.grid, "run_grid"),
-                         (tsd_lib.archive, "make_archive"), (tsd_lib.grading.grader, "grade_notebook")]:
+                         (tsd_lib.archive_making, "make_archive"), (tsd_lib.grading.grader, "grade_notebook")]:
         monkeypatch.setattr(module, name, started)
 
 
@@ -108,7 +108,7 @@ def test_the_memory_limit_below_a_reference_solution_is_refused_and_explained(ca
 
 @pytest.mark.parametrize("command", ["grid", "archive", "reproduce"])
 def test_n_jobs_above_the_cores_is_capped_with_a_warning(command, capsys, monkeypatch, tmp_path):
-    import tsd_lib.archive
+    import tsd_lib.archive_making
     import tsd_lib.book
     import tsd_lib.grid
 
@@ -119,7 +119,7 @@ def test_n_jobs_above_the_cores_is_capped_with_a_warning(command, capsys, monkey
         raise ValueError("stopped here by the test")
 
     monkeypatch.setattr(tsd_lib.grid, "run_grid", fake)
-    monkeypatch.setattr(tsd_lib.archive, "make_archive", fake)
+    monkeypatch.setattr(tsd_lib.archive_making, "make_archive", fake)
     monkeypatch.setattr(tsd_lib.book, "reproduce", fake)
     argv = [command, "--profile", "smoke", "--store", str(tmp_path / "store"), "--n-jobs", "100000"]
     assert main(argv + (["--out", str(tmp_path / "archive")] if command == "archive" else [])) == 2

@@ -170,7 +170,7 @@ def certify(archive: Archive, *, datasets: list[str] | None = None, seed: int = 
     comparison (another CPU rounds differently, which training amplifies). Per method the outcome
     goes into the archive's manifest (:mod:`tsd_lib.certification`); a method that differs is stale
     and ``tsd archive`` retrains it."""
-    from tsd_lib.archive import write_certificate
+    from tsd_lib.archive_making import write_certificate
 
     entries = certify_sample(archive, datasets=datasets, seed=seed)
     codes = sorted({e["record"]["code"] for e in entries})

@@ -129,7 +129,8 @@ def _cap_n_jobs(args: argparse.Namespace) -> None:
 
 def _check_grade(args: argparse.Namespace) -> None:
     """``tsd grade``'s limits and output folder, before any notebook runs."""
-    from tsd_lib.grading.grader import check_limits, check_output_folder
+    from tsd_lib.grading.grader import check_limits
+    from tsd_lib.grading.output_folder import check_output_folder
     from tsd_lib.grading.sandbox import MIN_MEMORY_MB, REFERENCE_MEMORY_MB
 
     if args.memory_mb < MIN_MEMORY_MB:

@@ -258,7 +258,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from tsd_lib.archive import archive_dir, make_archive
+    from tsd_lib.archive import archive_dir
+    from tsd_lib.archive_making import make_archive
     from tsd_lib.experiment import RunStore
     from tsd_lib.profiles import load_profile
 

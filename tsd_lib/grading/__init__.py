@@ -6,11 +6,12 @@
   a summary and return a :class:`CheckResult` (:mod:`.feedback`, :mod:`.checks_kd`,
   :mod:`.checks_saliency`, :mod:`.checks_tsd`). A check never raises because of a wrong student
   function.
-* **Grader** (``tsd grade``, :func:`grade`, :mod:`.grader`): executes each notebook in a
-  separate, limited process with a minimal environment (:mod:`.sandbox`); its check cells ask the
-  grader to run the checks, which it does in its own process, calling the student's functions
-  only for their outputs on inputs it draws (:mod:`.remote`). Points come from those results
-  only; every process a submission started is killed before reports are written.
+* **Grader** (``tsd grade``, :func:`grade`, :mod:`.grader`): executes each notebook
+  (:mod:`.submissions`) in a separate, limited process with a minimal environment (:mod:`.sandbox`);
+  its check cells ask the grader to run the checks, which it does in its own process, calling the
+  student's functions only for their outputs on inputs it draws (:mod:`.remote`). Points come from
+  those results only; every process a submission started is killed before reports
+  (:mod:`.reports`) are written into the checked output folder (:mod:`.output_folder`).
 
 The package imports only the standard library at import time (the worker must start fast);
 torch and the rest of tsd_lib are imported by the checks that need them.
@@ -35,7 +36,8 @@ from tsd_lib.grading.feedback import (
     score_results,
     show_score,
 )
-from tsd_lib.grading.grader import STATUSES, GradeReport, format_report, grade, grade_command, grade_notebook
+from tsd_lib.grading.grader import grade, grade_command, grade_notebook
+from tsd_lib.grading.reports import STATUSES, GradeReport, format_report
 
 __all__ = [
     "ASSIGNMENTS",

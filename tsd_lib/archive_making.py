@@ -1,0 +1,232 @@
+"""Making a results archive: train a profile, continue the runs its cap ended, export the records.
+
+:func:`make_archive` (``tsd archive``) trains one dataset at a time what the archive at its folder
+does not already hold for the current code (:meth:`~tsd_lib.archive.Archive.current_entries`),
+measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`)
+and calls :func:`export_archive`, which writes the store's finished records into the folder with
+the entries it keeps, a ``manifest.json`` and a generated ``README.md``. :func:`write_certificate`
+records ``tsd verify --certify``'s outcome in the manifest.
+
+Convergence: a profile with ``extend_to`` continues every student run that the epoch cap ended
+(:func:`~tsd_lib.archive.extension`: the same config with twice the cap; the seed fixes the
+trajectory, so its first epochs replay the capped run) until early stopping ends it or the cap
+would pass ``extend_to`` (:func:`extensions_to_train`). The archive keeps both records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tsd_lib import __version__
+from tsd_lib.archive import (
+    MANIFEST,
+    Archive,
+    extension,
+    extension_chain,
+    read_manifest,
+    run_signature,
+    teacher_signature,
+)
+from tsd_lib.experiment import RunConfig, RunStore
+from tsd_lib.experiment.faithfulness import load_faithfulness
+from tsd_lib.grid import GridSummary, measure_faithfulness, run_grid
+from tsd_lib.profiles import Profile
+from tsd_lib.utils import atomic_write_bytes, versions
+
+
+def machine() -> dict[str, Any]:
+    """The machine's CPU, core count and GPU (if any)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "system": platform.system()}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def profile_teachers(profile: Profile) -> list[RunConfig]:
+    """Every teacher a profile trains: the candidates of its runs and its teacher studies."""
+    teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
+    teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
+    return list(teachers.values())
+
+
+def _portable(d: dict[str, Any]) -> dict[str, Any]:
+    """A record or config without this machine's paths (``data_dir``: pass ``--data-dir`` to verify)."""
+    return {**d, "data_dir": None} if d.get("data_dir") else d
+
+
+def extensions_to_train(configs: Iterable[RunConfig], store: RunStore | _Known, limit: int | None) -> list[RunConfig]:
+    """The next extension of every finished run in ``configs`` whose chain still ends at a cap,
+    while the doubled cap stays within ``limit`` (none without a limit)."""
+    todo = []
+    for config in configs if limit else ():
+        last = extension_chain(config, store.has, store.load_record)[-1]
+        if store.has(last) and not store.load_record(last)["stopped_early"] and 2 * last.epochs <= limit:
+            todo.append(extension(last))
+    return todo
+
+
+def _entry_signature(entry: dict[str, Any]) -> str:
+    config = RunConfig.from_dict(entry["config"])
+    return run_signature(config) if entry["kind"] == "run" else teacher_signature(config)
+
+
+def _kept_entries(out: Path, profile: Profile, exported: set[str]) -> list[dict[str, Any]]:
+    """Entries of the archive already at ``out`` that the store does not replace, on the profile's
+    datasets: a session on a fresh machine retrains none of them and loses none of them."""
+    if not (out / MANIFEST).exists():
+        return []
+    datasets = {c.dataset for c in profile.configs()}
+    return [e for e in Archive(out).entries
+            if e["config"]["dataset"] in datasets and _entry_signature(e) not in exported]
+
+
+def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
+    """Write the profile's finished records in ``store`` to the archive folder ``out``; return the
+    manifest. Runs not yet finished are counted as missing; exporting again adds them."""
+    out = Path(out)
+    lines: dict[str, list[str]] = defaultdict(list)
+    codes, counts, missing = set(), {"run": 0, "teacher": 0}, 0
+    chains = [extension_chain(c, store.has, store.load_record) for c in profile.configs()]
+    runs, extends = [e for chain in chains for e in chain], {e.key(): ch[0].key() for ch in chains for e in ch[1:]}
+    kinds = [("run", runs, store.has, store.load_record, RunConfig.key),
+             ("teacher", profile_teachers(profile), store.has_teacher, store.load_teacher_record,
+              RunConfig.teacher_key)]
+    for kind, configs, has, load, key in kinds:
+        for config in configs:
+            if not has(config):
+                missing += 1
+                continue
+            record = _portable(load(config))
+            codes.add(record["code"])
+            entry = {"kind": kind, "key": key(config), "config": _portable(config.to_dict()), "record": record}
+            if kind == "run" and key(config) in extends:
+                entry["extends"] = extends[key(config)]
+            if kind == "run" and (faith := load_faithfulness(config, store)) is not None:
+                entry["faithfulness"] = faith
+            lines[config.dataset].append(json.dumps(entry, sort_keys=True))
+            counts[kind] += 1
+    exported = {_entry_signature(json.loads(line)) for rows in lines.values() for line in rows}
+    for entry in _kept_entries(out, profile, exported):
+        lines[entry["config"]["dataset"]].append(json.dumps(entry, sort_keys=True))
+        codes.add(entry["record"]["code"])
+        kind = entry["kind"]
+        counts[kind] += 1
+        missing -= 1
+        if "extends" in entry:
+            extends[entry["key"]] = entry["extends"]
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.jsonl"):
+        if old.stem not in lines:
+            old.unlink()
+    for dataset, rows in lines.items():
+        atomic_write_bytes(out / f"{dataset}.jsonl", ("\n".join(sorted(rows)) + "\n").encode())
+    previous = read_manifest(out)
+    manifest = {
+        "profile": profile.name, "description": profile.description, "command": command,
+        "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
+        "created": previous.get("created", _now()), "updated": _now(),
+        "runs": counts["run"] - len(extends), "extensions": len(extends), "teachers": counts["teacher"],
+        "missing": max(missing, 0),
+        **({"certified": previous["certified"]} if previous.get("certified") else {}),
+    }
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(out / "README.md", readme(manifest).encode())
+    return manifest
+
+
+def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n_jobs: int = 1,
+                 command: str = "", show_progress: bool | None = None) -> GridSummary:
+    """Train the profile one dataset at a time, in the profile's order (put the smallest first), its
+    teachers before its runs, and export the archive after each dataset: a stopped archive keeps
+    what finished, and running it again resumes (the store keeps every finished run)."""
+    total = GridSummary()
+    configs, teachers = profile.configs(), profile_teachers(profile)
+    archived = Archive(Path(out)) if (Path(out) / MANIFEST).exists() else None
+    kept = {run_signature(RunConfig.from_dict(e["config"])): e["record"]
+            for e in (archived.current_entries() if archived else []) if e["kind"] == "run"}
+    current = set(kept) | {_entry_signature(e) for e in (archived.current_entries() if archived else [])}
+    known = _Known(store, kept)
+    for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
+        todo = [c for c in configs if c.dataset == dataset and run_signature(c) not in current]
+        needed = [t for t in teachers if t.dataset == dataset and teacher_signature(t) not in current]
+        summary = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed)
+        for name in ("total", "skipped", "done", "failed", "seconds"):
+            setattr(total, name, getattr(total, name) + getattr(summary, name))
+        total.errors += summary.errors
+        while todo := extensions_to_train([c for c in configs if c.dataset == dataset], known, profile.extend_to):
+            extra = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress)
+            for name in ("total", "done", "failed", "seconds"):
+                setattr(total, name, getattr(total, name) + getattr(extra, name))
+            total.errors += extra.errors
+            if extra.failed:
+                break
+        final = [extension_chain(c, known.has, known.load_record)[-1] for c in configs if c.dataset == dataset]
+        faith = measure_faithfulness([c for c in final if store.has(c)], store, n_jobs=n_jobs,
+                                     show_progress=show_progress)
+        total.failed += faith.failed
+        total.errors += faith.errors
+        export_archive(profile, store, out, command=command)
+    return total
+
+
+def write_certificate(archive: Archive, entry: dict[str, Any]) -> dict[str, Any]:
+    """Record ``entry`` (:func:`tsd_lib.verify.certify`) in the archive's manifest under its digest."""
+    manifest = read_manifest(archive.path)
+    entry = {**entry, "date": _now()}
+    manifest.setdefault("certified", {})[entry["digest"]] = entry
+    atomic_write_bytes(archive.path / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    archive.manifest = manifest
+    return entry
+
+
+class _Known:
+    """Finished runs: the store's, then the archive's current records (by signature)."""
+
+    def __init__(self, store: RunStore, archived: dict[str, dict[str, Any]]) -> None:
+        self.store, self.archived = store, archived
+
+    def has(self, config: RunConfig) -> bool:
+        return self.store.has(config) or run_signature(config) in self.archived
+
+    def load_record(self, config: RunConfig) -> dict[str, Any]:
+        return self.store.load_record(config) if self.store.has(config) else self.archived[run_signature(config)]
+
+
+def readme(manifest: dict[str, Any]) -> str:
+    """The archive's README: what it holds and how it was produced."""
+    m = manifest["machine"]
+    hw = f"{m['cpu']}, {m['cores']} cores" + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+    return (
+        f"# Results archive: profile `{manifest['profile']}`\n\n{manifest['description']}\n\n"
+        f"- Produced by: `{manifest['command'] or 'tsd archive --profile ' + manifest['profile']}`\n"
+        f"- {manifest['runs']} student runs and {manifest['teachers']} teachers"
+        f"{'' if not manifest['missing'] else ', ' + str(manifest['missing']) + ' not finished yet'}"
+        + (f"; {manifest['extensions']} continuations of runs the epoch cap ended (each marked `extends`)"
+           if manifest.get("extensions") else "") + "\n"
+        f"- Code digest (`tsd_lib.provenance.results_digest`): {', '.join(manifest['code']) or '-'}; "
+        f"tsd_lib {manifest['tsd_lib']}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()) if k != "tsd_lib") + "\n"
+        f"- Machine: {hw}\n- First records exported {manifest['created']}, last updated {manifest['updated']} (UTC)\n\n"
+        "One JSON-lines file per dataset: each line is a run or teacher record with its config (no "
+        "weights). `tsd verify --archive <this folder> --sample N` re-runs archived configs and "
+        "compares. This file is generated by `tsd archive`; do not edit it.\n"
+    )
