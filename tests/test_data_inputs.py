@@ -82,7 +82,7 @@ def test_minimum_length_series_and_target_length():
 def test_cli_datasets_lists_broken_sets_with_reason(archive, capsys):
     assert main(["datasets", "--data-dir", str(archive)]) == 0
     out = capsys.readouterr().out
-    table, _, broken = out.partition("cannot be loaded:")
+    table, _, broken = out.partition("cannot be loaded")
     listed = {line.split()[0] for line in table.splitlines() if line.strip()}
     assert "Good" in listed and not listed & {"Comma", "Empty", "Point"}
     assert "Comma: " in broken and "comma-separated" in broken

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -95,14 +94,14 @@ class _RunCounter(RunStore):
     """The store, noting whether :func:`~tsd_lib.experiment.run` found ``key``'s record already there
     once it held the run's lock (another grid trained it meanwhile): then this grid skipped it."""
 
-    def __init__(self, root: str | os.PathLike, key: str, record: Path) -> None:
+    def __init__(self, root: str | os.PathLike, config: RunConfig) -> None:
         super().__init__(root)
-        self.key, self.record, self.found_done = key, record, False
+        self.config, self.found_done = config, False
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         with super().lock(name):
-            if name == f"run-{self.key}" and self.record.exists():
+            if name == f"run-{self.config.key()}" and self.has(self.config):  # complete, not merely present
                 self.found_done = True
             yield
 
@@ -128,7 +127,7 @@ def execute(config: dict[str, Any], store_root: str, threads: int = 1, teacher_o
         else:
             if store.has(cfg):
                 return {"key": key, "status": "skipped", "dataset": cfg.dataset}
-            counter = _RunCounter(store_root, cfg.key(), store.run_dir(cfg) / "record.json")
+            counter = _RunCounter(store_root, cfg)
             run(cfg, counter, progress=False)
             if counter.found_done:
                 store.clear_failure(key)
