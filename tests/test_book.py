@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from tsd_lib.book import (
     CHAPTER_DIR,
     chapter_fingerprint,
     chapter_stems,
-    launch_links,
+    provenance,
     reproduce,
     select_chapters,
 )
@@ -64,11 +65,68 @@ def test_chapter_selection():
         select_chapters("99", REPO)
 
 
-def test_launch_links_open_the_source_notebook():
-    links = launch_links("05_tsd", REPO)
-    assert links["Colab"].endswith("/blob/main/notebooks/05_tsd.ipynb")
-    assert links["Binder"].endswith("?labpath=notebooks/05_tsd.ipynb")
-    assert (REPO / "notebooks" / "05_tsd.ipynb").exists()
+def _markdown(path: Path) -> str:
+    return "\n\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+
+
+def _built_config() -> dict:
+    """The Sphinx configuration Jupyter Book builds the site with (its defaults, then _config.yml)."""
+    from jupyter_book.config import get_final_config
+
+    config, _ = get_final_config(user_yaml=REPO / "_config.yml", cli_config={"latex_individualpages": False},
+                                 sourcedir=REPO, raise_on_invalid=True)
+    return config
+
+
+def test_book_has_no_launch_buttons_or_unchecked_repository_links():
+    """Binder and Colab cannot run a chapter (it needs tsd_lib installed, a run store and results/) and no
+    repository URL has been checked: the configuration Jupyter Book builds with has no launch button, no
+    repository button and no repository URL (left out, Jupyter Book's default is its own repository)."""
+    theme = _built_config()["html_theme_options"]
+    launch = {k: v for k, v in theme.get("launch_buttons", {}).items() if k != "notebook_interface"}
+    assert launch and not any(launch.values()), launch
+    assert not theme.get("repository_url"), theme.get("repository_url")
+    assert not [b for b in ("use_repository_button", "use_edit_page_button", "use_issues_button") if theme.get(b)]
+    assert not re.search(r"mybinder|colab\.research|github\.com|gitlab", (REPO / "_config.yml").read_text())
+
+
+def test_chapter_provenance_has_no_launch_links():
+    text = provenance("quick", chapter="05_tsd")
+    assert not re.search(r"https?://|mybinder|colab", text), text
+
+
+def test_reproducing_page_says_how_to_run_a_chapter_locally():
+    """The local route the page gives (install, one chapter with tsd reproduce or papermill) names
+    files, a profile, a chapter and parameters that exist."""
+    text = _markdown(REPO / "notebooks" / "10_reproducing.ipynb")
+    for step in ("python3 -m venv .venv", "pip install -r requirements-lock.txt", "pip install -e .",
+                 "tsd reproduce --profile quick --chapters 2", "results/"):
+        assert step in text, step
+    assert (REPO / "requirements-lock.txt").exists() and select_chapters("2", REPO) == ["02_logit_distillation"]
+    load_profile("quick")
+    call = re.search(r"papermill (notebooks/\S+\.ipynb) \S+\.ipynb((?: -p \w+ \S+)+)", text)
+    assert call, "no papermill command for one chapter"
+    nb = nbformat.read(REPO / call.group(1), as_version=4)
+    parameters = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for name in re.findall(r"-p (\w+) ", call.group(2) + " "):
+        assert re.search(rf"^{name} = ", parameters, re.M), name
+    assert not re.search(r"mybinder\.org|colab\.research", text)  # the page may say why there are none
+
+
+def test_every_reference_is_cited_and_every_citation_listed():
+    """book/references.bib lists what the book cites, nothing more; accents in UTF-8 (pybtex writes LaTeX
+    accent macros into the labels: [Demvsar06]); citations show the bibliography's labels."""
+    bib = (REPO / "book" / "references.bib").read_text(encoding="utf-8")
+    keys = set(re.findall(r"^@\w+\{([^,\s]+),", bib, re.M))
+    pages = [*NOTEBOOKS, *(REPO / "book").glob("*.md"), *(REPO / "assignments").rglob("page.md"),
+             *(REPO / "tsd_lib").rglob("*.py")]  # generated markdown may cite too
+    cited = {key.strip() for page in pages for keys_ in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`",
+                                                                  page.read_text(encoding="utf-8"))
+             for key in keys_.split(",")}
+    assert cited - keys == set() and keys - cited == set(), (cited - keys, keys - cited)
+    assert not re.search(r"\\[`'^\"~=.uvHckrbdt]\{?\w", bib), "use UTF-8 for accents"
+    config = _built_config()
+    assert config["bibtex_reference_style"] == "label" and config.get("bibtex_default_style", "alpha") == "alpha"
 
 
 def test_chapter_fingerprint_tracks_its_inputs(tmp_path):

@@ -258,7 +258,69 @@ def test_assignment_notebooks_are_well_formed(folder):
         todos = [c for c in code if "NotImplementedError  # TODO" in c.source]
         assert (len(todos) > 0) == (version == "student")
     page = (ASSIGNMENTS / folder / "page.md").read_text()
-    assert ":::{admonition} Solution\n:class: dropdown" in page and page.startswith("(assignment-")
+    assert page.startswith("(assignment-") and ":::{admonition} Solution" not in page
+
+
+def _solution_only_lines(folder: str) -> set[str]:
+    """Lines between the solution markers of a source that appear nowhere in the student notebook."""
+    builder = _builder()
+    source = builder.read_source(folder)
+    student = {line.strip() for c in builder.notebook(source, "student").cells for line in c.source.splitlines()}
+    lines = {line.strip() for c in source.cells for line in builder.solution_lines(c.source)}
+    return {line for line in lines if sum(ch.isalnum() for ch in line) >= 4 and line not in student}  # not "])"
+
+
+def _page_lines(text: str) -> set[str]:
+    return {line.strip() for line in text.splitlines()}
+
+
+@pytest.mark.parametrize("folder", ["01_kd_loss", "02_window_saliency", "03_tsd_loss"])
+def test_published_assignment_pages_show_no_solution(folder, monkeypatch):
+    """The committed (published) page is the student's: no solution line, no model answer; the instructor
+    edition, built from the same source, has them all (so the comparison can fail)."""
+    monkeypatch.delenv("TSD_INSTRUCTOR", raising=False)
+    builder = _builder()
+    secret = _solution_only_lines(folder)
+    assert len(secret) >= 3, folder
+    committed = (ASSIGNMENTS / folder / "page.md").read_text()
+    assert not secret & _page_lines(committed), sorted(secret & _page_lines(committed))[:5]
+    assert "dropdown" not in committed and "Model answers" not in committed and "solution.ipynb" not in committed
+    source = builder.read_source(folder)
+    instructor = builder.page(source, folder, edition="instructor", expected=builder.load_expected(folder))
+    assert secret <= _page_lines(instructor) and "Instructor edition" in instructor
+    assert "{download}`solution.ipynb <solution.ipynb>`" in instructor
+    monkeypatch.setenv("TSD_INSTRUCTOR", "1")
+    assert builder._edition(False) == "instructor"
+    assert builder.main(["--check"]) == 0  # --check compares with the student edition whatever the flag
+
+
+@pytest.mark.parametrize("folder", ["01_kd_loss", "02_window_saliency", "03_tsd_loss"])
+def test_assignment_pages_link_the_student_notebook(folder):
+    page = (ASSIGNMENTS / folder / "page.md").read_text()
+    assert "{download}`student.ipynb <student.ipynb>`" in page
+    assert (ASSIGNMENTS / folder / "student.ipynb").exists()
+
+
+def test_ungraded_tasks_show_what_you_should_see():
+    """Tagged cells of assignment 1's ungraded task get the reference solution's recorded output."""
+    builder = _builder()
+    source = builder.read_source("01_kd_loss")
+    expected = builder.load_expected("01_kd_loss")
+    assert builder.expected_is_current(expected, source)
+    tagged = [c for c in source.cells if builder.EXPECTED_TAG in c.metadata.get("tags", [])]
+    assert len(tagged) == 3 and all(expected["cells"][c.id]["text"] for c in tagged)
+    page = (ASSIGNMENTS / "01_kd_loss" / "page.md").read_text()
+    assert page.count(":::{admonition} What you should see") == 3
+    assert "teacher test accuracy: 0." in page and "|grad tau^2 KL|" in page
+    # the tag builds the page only: the notebooks students and graders get do not carry it
+    for version in ("student", "solution"):
+        nb = nbformat.read(ASSIGNMENTS / "01_kd_loss" / f"{version}.ipynb", as_version=4)
+        assert not any(builder.EXPECTED_TAG in c.metadata.get("tags", []) for c in nb.cells)
+    # a changed solution makes the recorded output stale, which --check reports
+    source.cells[4].source += "\n# changed"
+    assert not builder.expected_is_current(expected, source)
+    box = builder._what_you_should_see({"text": "", "figures": 2})
+    assert "drew 2 figures." in box and "```text" not in box
 
 
 # ----------------------------------------------------------------------------- grader (separate processes)

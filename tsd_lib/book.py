@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tsd_lib import __version__
 from tsd_lib.archive import archive_dir, files_digest
 from tsd_lib.execution_report import execution_entry, write_execution_report
@@ -213,27 +211,9 @@ def _execute_chapters(stems: list[str], profile: Profile, store: RunStore, root:
     return [f.result() for _, _, f in outcomes]
 
 
-def repository_url(root: Path = PROJECT_ROOT) -> str:
-    """The repository URL of ``_config.yml`` (for launch links to the source notebooks)."""
-    config = yaml.safe_load((root / "_config.yml").read_text())
-    return config.get("repository", {}).get("url", "").rstrip("/")
-
-
-def launch_links(stem: str, root: Path = PROJECT_ROOT, branch: str = "main") -> dict[str, str]:
-    """Binder and Colab links that open the SOURCE notebook ``notebooks/STEM.ipynb``."""
-    url = repository_url(root)
-    slug = url.removeprefix("https://github.com/")
-    path = f"{NOTEBOOKS}/{stem}.ipynb"
-    return {
-        "Binder": f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath={path}",
-        "Colab": f"https://colab.research.google.com/github/{slug}/blob/{branch}/{path}",
-        "Source": f"{url}/blob/{branch}/{path}",
-    }
-
-
 def provenance(profile: str, seeds: list[int] | None = None, *, chapter: str | None = None,
                device: str = "auto") -> str:
-    """A markdown block that opens every chapter: profile, library version, device, seeds, links."""
+    """A markdown block that opens every chapter: profile, library version, device, seeds, source notebook."""
     import torch
 
     dev = resolve_device(device)
@@ -243,6 +223,6 @@ def provenance(profile: str, seeds: list[int] | None = None, *, chapter: str | N
         f"device {dev.type} ({name})" + (f" · seeds {', '.join(map(str, seeds))}" if seeds else ""),
     ]
     if chapter:
-        links = " · ".join(f"[{k}]({v})" for k, v in launch_links(chapter).items())
-        lines.append(f"Open the source notebook: {links}")
+        lines.append(f"Source notebook: `{NOTEBOOKS}/{chapter}.ipynb` (to run it yourself, see *Reproducing this "
+                     "book*).")
     return "\n\n".join(lines)
