@@ -307,8 +307,10 @@ def test_old_dt2w_flags_the_per_batch_adapter(monkeypatch):
     assert table.loc[0, "DT2W accuracy (default)"] == 0.5 and table.loc[0, "CE accuracy (default)"] == 0.9
     assert np.isnan(table.loc[1, "CE accuracy (default)"])
     numbers = old_dt2w_numbers(table)
+    fixed_gap = numbers.pop("fixed_gap")
     assert numbers == {"records": 3, "old": 2, "codes": next(iter(DT2W_PER_BATCH_CODES)), "worst": "A",
-                       "worst_dt2w": 0.5, "worst_ce": 0.9, "label": "dt2w (old adapter)"}
+                       "worst_dt2w": 0.5, "worst_ce": 0.9, "fixed": 1, "label": "dt2w (old adapter)"}
+    assert np.isnan(fixed_gap)  # B's DT2W is current, but no CE default to compare with
     fixed = old_dt2w_numbers(table.iloc[1:])
     assert fixed["old"] == 0 and fixed["worst"] == "none" and np.isnan(fixed["worst_dt2w"])
     assert fixed["label"] == "dt2w"
