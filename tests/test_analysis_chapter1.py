@@ -148,13 +148,14 @@ def test_preprocessing_view_draws_and_notes_or_says_why(tiny_dataset):
     data = get_dataset(config)
     raw, resampled = preprocessing_stages(config)
     plt.close("all")
-    assert preprocessing_view(config, data, i=1) == preprocessing_note(raw, resampled, data, i=1)
-    assert len(plt.get_fignums()) == 1 and plt.gcf().get_suptitle().startswith("GunPoint, training series 1 ")
+    fig, note = preprocessing_view(config, data, i=1)
+    assert note == preprocessing_note(raw, resampled, data, i=1)
+    assert plt.get_fignums() == [fig.number] and fig.get_suptitle().startswith("GunPoint, training series 1 ")
     plt.close("all")
     synthetic = RunConfig(dataset="Synthetic")
-    note = preprocessing_view(synthetic, tiny_dataset)
+    fig, note = preprocessing_view(synthetic, tiny_dataset)
     assert note.startswith(f"*No raw version to show for `{synthetic.dataset}`: ") and note.endswith("*")
-    assert plt.get_fignums() == []  # nothing drawn
+    assert fig.axes[0].get_title().endswith("no raw version")  # the series as loaded: a figure all the same
 
 
 def test_architecture_table_and_pair_note(tiny_dataset):
@@ -256,9 +257,10 @@ def test_profile_teacher_studies_in_display_order(monkeypatch):
     smoke = load_profile("smoke")
     titles = list(smoke.teacher_study_configs())
     found = profile_teacher_studies(smoke, _TeacherStore())
-    assert [type(o).__name__ for o in found.outputs] == ["Markdown", "Styler", "Figure"] * len(titles) + ["Markdown"]
+    assert [type(o).__name__ for o in found.outputs] == ["Markdown", "Styler"] * len(titles) + ["Markdown"]
     assert found.outputs[0].data == f"**{titles[0]}**" and list(found.outputs[1].data.columns) == SEED_STUDY_COLUMNS
-    assert isinstance(found.outputs[2], Figure) and found.outputs[2].canvas.manager is None  # bare: display shows it
+    assert isinstance(found.figure, Figure) and found.figure.canvas.manager is None  # bare: the chapter glues it
+    assert [ax.get_title() for ax in found.figure.axes] == titles  # a panel per study
     assert found.outputs[-1].data.startswith(f"- **{titles[0]}, ") and found.picks == {}  # smoke: no single-seed pair
 
     class _Archived(_TeacherStore):

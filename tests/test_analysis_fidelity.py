@@ -24,6 +24,7 @@ from tsd_lib.analysis import (
 )
 from tsd_lib.metrics import ece
 from tsd_lib.report import metric_bars
+from tsd_lib.report.style import METHOD_COLORS
 
 Y = np.array([0, 1, 0, 0])
 TEACHER = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])  # wrong on the last series only
@@ -98,9 +99,9 @@ def test_chapter_seven_figures():
     fig = kl_cdf_plot(kl, title="t")
     steps = fig.axes[0].get_lines()
     assert len(steps) == 2 and steps[1].get_xdata().min() == 1e-6 and steps[1].get_ydata().max() == 1.0
-    assert tsd_colors(["ce", "kd+tsd", "tsd"]) == ["tab:gray", "tab:red", "tab:red"]
+    assert tsd_colors(["ce", "kd+tsd", "tsd"]) == [METHOD_COLORS[m] for m in ("ce", "kd+tsd", "tsd")]
     runs = pd.DataFrame({"method": ["ce", "ce", "tsd"], "x": [0.2, 0.4, 0.5]})
-    fig = metric_bars(runs, ["x"], colors=tsd_colors(["ce", "tsd"]))
+    fig = metric_bars(runs, ["x"], colors=["0.5", "tab:red"])  # colours given: they win over the methods'
     bars = fig.axes[0].patches
     assert [round(b.get_height(), 6) for b in bars] == [0.3, 0.5]
     assert bars[1].get_facecolor()[:3] == pytest.approx((0.839, 0.153, 0.157), abs=1e-3)  # tab:red

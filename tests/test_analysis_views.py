@@ -63,6 +63,7 @@ from tsd_lib.analysis import (
 from tsd_lib.experiment import RunConfig
 from tsd_lib.metrics import softmax
 from tsd_lib.models import SMOKE_SETTINGS, build_model
+from tsd_lib.report.style import METHOD_COLORS
 from tsd_lib.train import predict_logits
 
 matplotlib.use("Agg")
@@ -154,7 +155,7 @@ def test_fidelity_view_has_a_panel_per_student_of_one_seed(monkeypatch):
     z_t = predict_logits(_fcn(0), X)
     fig = fidelity_view(z_t, configs, ["ce", "kd"], 1, X, "D")
     assert loaded == [1, 1] and [ax.get_title() for ax in fig.axes] == ["CE student (seed 1)", "KD student (seed 1)"]
-    assert fig.get_suptitle() == "D test series (red: student disagrees with the teacher)"
+    assert fig.get_suptitle() == "D test series (open circles: student disagrees with the teacher)"
     p_t, p_kd = softmax(z_t), softmax(predict_logits(models["kd"], X))
     top, rows = p_t.argmax(1), np.arange(4)
     assert np.allclose(fig.axes[1].collections[0].get_offsets(), np.c_[p_t[rows, top], p_kd[rows, top]])
@@ -179,7 +180,7 @@ def test_attention_profile_and_gaps():
     assert gaps["at"] == pytest.approx(0.0, abs=1e-7) and gaps["ce"] > 0  # AT ignores the scale
     assert ranked({"ce": 2e-3, "at": 1e-3}) == "AT 1.00e-03, CE 2.00e-03"
     fig = attention_plot(np.zeros(3), {"teacher": np.ones(3), "AT student": np.zeros(3)}, "t")
-    assert [line.get_color() for line in fig.axes[1].lines] == ["black", "C3"]
+    assert [line.get_color() for line in fig.axes[1].lines] == [METHOD_COLORS["teacher"], METHOD_COLORS["at"]]
 
 
 def test_relative_distances_and_rkd_comparison():

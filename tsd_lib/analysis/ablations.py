@@ -11,6 +11,7 @@ import pandas as pd
 
 from tsd_lib.experiment import RunStore
 from tsd_lib.profiles import Profile
+from tsd_lib.report.style import COLUMN_WIDTH, method_color
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -64,26 +65,40 @@ def ablation_table(agg: pd.DataFrame, axis: str) -> pd.DataFrame:
     return table
 
 
-def ablation_plot(stats: dict[str, pd.DataFrame], title: str) -> matplotlib.figure.Figure:
-    """A grid of panels (axes x metrics): mean with std whiskers, the base setting in red."""
+#: The panels of :func:`ablation_plot`: the two scores share the left panel, the saliency Spearman the right.
+PANELS: tuple[tuple[str, ...], ...] = (("accuracy", "auc_pr"), ("saliency_spearman",))
+_STYLE = {"accuracy": ("o", "-"), "auc_pr": ("s", "--"), "saliency_spearman": ("D", "-")}
+_TITLES = {"accuracy": "test accuracy", "auc_pr": "macro AUC-PR", "saliency_spearman": "saliency Spearman"}
+
+
+def ablation_plot(stats: dict[str, pd.DataFrame], title: str, method: str = "kd+tsd") -> matplotlib.figure.Figure:
+    """A row per axis, two panels each (test accuracy and macro AUC-PR; saliency Spearman), in the colour of
+    the ablated ``method``: mean with std whiskers over seeds, the base setting ringed in black."""
     import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(len(stats), len(METRICS), figsize=(3.4 * len(METRICS), 2.3 * len(stats)),
+    color = method_color(method, "0.3")
+    fig, axs = plt.subplots(len(stats), len(PANELS), figsize=(COLUMN_WIDTH, 0.9 + 2.2 * len(stats)),
                             layout="constrained", squeeze=False)
     for r, (axis, agg) in enumerate(stats.items()):
         x = np.arange(len(agg))
         numeric = all(isinstance(v, numbers.Number) for v in agg.index)
         is_base = agg["is_base"].to_numpy(bool)
-        for c, m in enumerate(METRICS):
-            ax = axs[r, c]
-            mean, std = agg[f"{m}_mean"].to_numpy(float), agg[f"{m}_std"].fillna(0).to_numpy(float)
-            ax.errorbar(x, mean, yerr=std, color="0.3", marker="o", capsize=3, lw=1, ls="-" if numeric else "none")
-            ax.scatter(x[is_base], mean[is_base], s=70, color="tab:red", zorder=3, label="base setting")
-            ax.set_xticks(x, [str(v) for v in agg.index], fontsize=8)
+        for ax, metrics in zip(axs[r], PANELS, strict=True):
+            for m in metrics:
+                marker, ls = _STYLE[m]
+                mean, std = agg[f"{m}_mean"].to_numpy(float), agg[f"{m}_std"].fillna(0).to_numpy(float)
+                ax.errorbar(x, mean, yerr=std, color=color, marker=marker, ms=5, capsize=3, lw=1,
+                            ls=ls if numeric else "none", label=m.replace("_", " "))
+                ax.scatter(x[is_base], mean[is_base], s=110, facecolors="none", edgecolors="k", linewidths=1.4,
+                           zorder=3, label="base setting" if m == metrics[-1] else None)
+            ax.set_xticks(x, [str(v) for v in agg.index], fontsize=9)
             ax.set_xlabel(axis, fontsize=9)
             if r == 0:
-                ax.set_title(m.replace("_", " "), fontsize=10)
-    axs[0, 0].legend(fontsize=7)
+                ax.set_title(" and ".join(_TITLES[m] for m in metrics), fontsize=10)
+    handles = [h for ax in axs[0] for h in ax.get_legend_handles_labels()[0]]
+    labels = [lab for ax in axs[0] for lab in ax.get_legend_handles_labels()[1]]
+    keep = dict(zip(labels, handles, strict=True))  # "base setting" once
+    fig.legend(keep.values(), keep.keys(), loc="outside lower center", ncols=len(keep), fontsize=9)
     fig.suptitle(title, fontsize=10)
     return fig
 

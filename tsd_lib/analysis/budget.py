@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, method_marker, other_color
+
 CONVERGED = "converged"
 _METRICS = ("accuracy", "auc_pr", "saliency_spearman", "agreement")
 _LABELS = {"accuracy": "test accuracy", "auc_pr": "test macro AUC-PR", "saliency_spearman": "saliency Spearman",
@@ -57,35 +59,37 @@ def budget_table(frame: pd.DataFrame, metric: str = "accuracy", decimals: int = 
 
 def budget_plot(frame: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "saliency_spearman"),
                 methods: Sequence[str] | None = None, title: str | None = None) -> Figure:
-    """Metrics (rows) against the epoch budget, one panel per dataset (columns), a line per
-    method: mean over seeds with a ±1 std band; the last point is the converged model."""
+    """Metrics (columns, at most two) against the epoch budget, one row of panels per dataset, a line per
+    method in its colour: mean over seeds with a ±1 std band; the last point is the converged model. One
+    legend below the panels."""
     datasets = list(dict.fromkeys(frame["dataset"]))
     methods = list(methods or dict.fromkeys(frame["method"]))
+    if len(metrics) > 2:
+        raise ValueError(f"at most two metrics side by side, got {list(metrics)}")
     budgets = _order(frame["budget"])
     x = np.arange(len(budgets))
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(3.3 * len(datasets), 2.6 * len(metrics)),
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(COLUMN_WIDTH, 0.9 + 2.3 * len(datasets)),
                              squeeze=False, sharex=True, layout="constrained")
-    for j, ds in enumerate(datasets):
+    for i, ds in enumerate(datasets):
         sub = frame[frame["dataset"] == ds]
-        for i, metric in enumerate(metrics):
+        for j, metric in enumerate(metrics):
             ax = axes[i, j]
             for k, method in enumerate(methods):
                 g = sub[sub["method"] == method].groupby("budget")[metric]
                 if g.ngroups == 0:
                     continue
+                color = method_color(method, other_color(k))
                 mean, std = g.mean().reindex(budgets), g.std().reindex(budgets).fillna(0.0)
-                ax.plot(x, mean, marker="o", ms=3, color=f"C{k}", label=method)
-                ax.fill_between(x, mean - std, mean + std, color=f"C{k}", alpha=0.15, lw=0)
+                ax.plot(x, mean, marker=method_marker(method), ms=4, color=color, label=method)
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
             ax.set_xticks(x, [str(b) if b != CONVERGED else "conv." for b in budgets])
-            if i == 0:
-                ax.set_title(ds, fontsize=10)
-            if j == 0:
-                ax.set_ylabel(_LABELS.get(metric, metric))
-            if i == len(metrics) - 1:
+            ax.set_title(f"{ds}: {_LABELS.get(metric, metric)}", fontsize=10, loc="left")
+            if i == len(datasets) - 1:
                 ax.set_xlabel("epoch budget")
-    axes[0, -1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(1, len(labels)), fontsize=9)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

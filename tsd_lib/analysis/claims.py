@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from tsd_lib.analysis.budget import CONVERGED, budget_gap, nearest_budget
 from tsd_lib.analysis.verdicts import Claim, claims, claims_frame, verdict_summary
 from tsd_lib.report import order_methods, select
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
 
 BASE_PAIRS: tuple[tuple[str, str], ...] = (("ce", "tsd"), ("kd", "kd+tsd"), ("dkd", "dkd+tsd"))
 HEADLINE = {"auc_pr": "macro AP (average precision; headline)",
@@ -147,11 +148,15 @@ def tsd_gains(summary: Any, pairs: Sequence[tuple[str, str]] = BASE_PAIRS) -> pd
 
 
 def gains_plot(gains: pd.DataFrame) -> Figure:
-    """Relative change in macro AUC-PR per dataset, a bar per pair."""
-    fig, ax = plt.subplots(figsize=(7.5, 3), layout="constrained")
-    sns.barplot(data=gains, x="dataset", y="relative change %", hue="pair", ax=ax)
+    """Relative change in macro AUC-PR per dataset, a bar per pair in the colour of its TSD method."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.4), layout="constrained")
+    pairs = list(dict.fromkeys(gains["pair"]))
+    palette = {p: method_color(str(p).split("→")[-1].strip(), other_color(i)) for i, p in enumerate(pairs)}
+    sns.barplot(data=gains, x="dataset", y="relative change %", hue="pair", hue_order=pairs, palette=palette,
+                saturation=1, ax=ax)
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_title("Macro AUC-PR change when TSD is added (validation-selected, mean over seeds)")
+    ax.legend(title="pair", fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.set_title("Macro AUC-PR change when TSD is added (validation-selected, mean over seeds)", fontsize=10)
     return fig
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from tsd_lib.data import Dataset, load_dataset, normalise_series
 from tsd_lib.experiment import RunConfig
 from tsd_lib.metrics import softmax
+from tsd_lib.report.style import COLUMN_WIDTH, OTHER_COLORS, other_color
 from tsd_lib.train import predict_logits
 
 
@@ -33,19 +34,26 @@ def split_counts(data: Dataset) -> pd.DataFrame:
 
 
 def class_examples_plot(data: Dataset, *, max_classes: int = 6) -> Figure:
-    """Five training series per class (thin lines) and the class mean (black), one panel per class."""
+    """Five training series per class (thin lines) and the class mean (black), one panel per class, two
+    panels per row."""
     shown = list(range(min(data.n_classes, max_classes)))
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 2.8), sharey=True, layout="constrained")
-    axes = np.atleast_1d(axes)
+    ncols, nrows = min(2, len(shown)), int(np.ceil(len(shown) / 2))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH if ncols > 1 else 4.4, 0.5 + 2.5 * nrows),
+                             sharey=True, squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[len(shown):]:
+        ax.remove()
+    axes = axes[:len(shown)]
     for ax, c in zip(axes, shown, strict=True):
         members = data.X_train[data.y_train == c, 0]
         for series in members[:5]:
-            ax.plot(series, color=f"C{c}", lw=0.8, alpha=0.6)
+            ax.plot(series, color=other_color(c + 1), lw=0.8, alpha=0.6)  # a class: no method's colour
         ax.plot(members.mean(axis=0), color="black", lw=2, label="class mean")
         ax.set_title(f"class {c} (label {data.class_names[c]}), n={len(members)}", fontsize=10)
         ax.set_xlabel("time step")
-    axes[0].set_ylabel("z-normalised value")
-    axes[0].legend(fontsize=8)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("z-normalised value")
+    axes[0].legend(fontsize=9, loc="best")
     fig.suptitle(f"{data.name}: five training series per class")
     return fig
 
@@ -63,13 +71,13 @@ def preprocessing_stages(config: RunConfig, data_dir: str | None = None) -> tupl
 def preprocessing_plot(raw: Dataset, resampled: Dataset, data: Dataset, i: int = 0) -> Figure:
     """Training series ``i``: raw points against the resampled line (left), the z-normalised series (right)."""
     x_raw, x_res, x_final = raw.X_train[i, 0], resampled.X_train[i, 0], data.X_train[i, 0]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
     axes[0].plot(np.linspace(0, 1, len(x_raw)), x_raw, "o", ms=3, color="0.3", label=f"original ({len(x_raw)} points)")
-    axes[0].plot(np.linspace(0, 1, len(x_res)), x_res, "-", color="C1", lw=1.2,
+    axes[0].plot(np.linspace(0, 1, len(x_res)), x_res, "-", color=other_color(1), lw=1.2,
                  label=f"resampled ({len(x_res)} points)")
     axes[0].set(xlabel="relative time", ylabel="raw value", title="linear resampling")
-    axes[0].legend(fontsize=8)
-    axes[1].plot(x_final, color="C0")
+    axes[0].legend(fontsize=9, loc="best")
+    axes[1].plot(x_final, color=other_color(0))
     axes[1].axhline(0, color="0.7", lw=0.8)
     axes[1].set(xlabel="time step", ylabel="z-normalised value", title="z-normalisation")
     fig.suptitle(f"{data.name}, training series {i} (class {data.y_train[i]})")
@@ -87,23 +95,29 @@ def preprocessing_note(raw: Dataset, resampled: Dataset, data: Dataset, i: int =
             f"(largest difference {gap:.1e}).")
 
 
-def preprocessing_view(config: RunConfig, data: Dataset, data_dir: str | None = None, i: int = 0) -> str:
-    """Draw :func:`preprocessing_plot` of training series ``i`` (pyplot) and return its
-    :func:`preprocessing_note`; for a set without a raw version (:func:`preprocessing_stages` raises),
-    draw nothing and return a markdown line saying why."""
+def preprocessing_view(config: RunConfig, data: Dataset, data_dir: str | None = None,
+                       i: int = 0) -> tuple[Figure, str]:
+    """:func:`preprocessing_plot` of training series ``i`` (pyplot) and its :func:`preprocessing_note`; for a
+    set without a raw version (:func:`preprocessing_stages` raises), the series as loaded and a markdown line
+    saying why there is nothing before it."""
     try:
         raw, resampled = preprocessing_stages(config, data_dir)
     except ValueError as err:  # the synthetic set, or a variable-length set
-        return f"*No raw version to show for `{config.dataset}`: {err}*"
-    preprocessing_plot(raw, resampled, data, i=i)
-    return preprocessing_note(raw, resampled, data, i=i)
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6), layout="constrained")
+        ax.plot(data.X_train[i, 0], color="0.3")
+        ax.set(xlabel="time step", ylabel="value as loaded", title=f"{data.name}, training series {i}: no raw version")
+        return fig, f"*No raw version to show for `{config.dataset}`: {err}*"
+    return preprocessing_plot(raw, resampled, data, i=i), preprocessing_note(raw, resampled, data, i=i)
 
 
 def class_share_plot(counts: pd.DataFrame, name: str) -> Figure:
     """Stacked bars: each class's share of each split (``counts`` from :func:`split_counts`)."""
-    ax = (counts / counts.sum(axis=0)).T.plot.bar(stacked=True, figsize=(5.5, 3), rot=0, colormap="tab10", width=0.6)
+    shares = (counts / counts.sum(axis=0)).T
+    ax = shares.plot.bar(stacked=True, figsize=(5.5, 3), rot=0, width=0.6,
+                         color=[OTHER_COLORS[c % len(OTHER_COLORS)] for c in range(shares.shape[1])])
     ax.set(ylabel="share of the split", title=f"{name}: class proportions per split")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.figure.set_layout_engine("constrained")
     return ax.figure
 
 
@@ -123,7 +137,7 @@ def confidence_plot(proba: np.ndarray, y: np.ndarray, title: str) -> Figure:
     ax.hist([confidence[correct], confidence[~correct]], bins=bins, stacked=True, color=["tab:green", "tab:red"],
             label=[f"correct ({correct.sum()})", f"wrong ({(~correct).sum()})"])
     ax.set(xlabel="teacher probability of its predicted class", ylabel="test series", title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="best")
     return fig
 
 

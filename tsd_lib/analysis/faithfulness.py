@@ -5,6 +5,7 @@ stored with each run (the measures and their definitions live there)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,12 +21,15 @@ from tsd_lib.experiment.faithfulness import (
     window_ranking,
 )
 from tsd_lib.profiles import Profile
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["curve_area", "faithfulness_frame", "faithfulness_note", "faithfulness_plot", "faithfulness_study",
-           "faithfulness_views", "perturbation_curve", "saliency_auprc", "window_ranking"]
+__all__ = ["FaithfulnessSection", "curve_area", "faithfulness_figure", "faithfulness_frame", "faithfulness_note",
+           "faithfulness_plot", "faithfulness_section", "faithfulness_study", "faithfulness_views",
+           "perturbation_curve", "saliency_auprc", "window_ranking"]
 
 Curves = dict[tuple[str, str, str], np.ndarray]
 RANKED_BY = {"own": "own saliency", "teacher": "teacher's saliency"}
@@ -54,13 +58,9 @@ def faithfulness_frame(results: Mapping[str, Mapping[str, Any]]) -> tuple[pd.Dat
     return pd.DataFrame(rows), curves, auprc
 
 
-def faithfulness_plot(curves: Mapping[tuple[str, str, str], np.ndarray], title: str) -> Figure:
-    """Deletion and insertion curves side by side: solid, ranked by the model's own saliency;
-    dashed, by the teacher's (a bare figure, not pyplot's: ``display(fig)`` shows it)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+def _draw_curves(axes: Sequence[Axes], curves: Mapping[tuple[str, str, str], np.ndarray], label: str = "") -> None:
+    """Deletion (first axes) and insertion (second) curves, each model in its method's colour: solid, ranked
+    by its own saliency; dashed, by the teacher's. ``label`` prefixes the panel titles."""
     names = list(dict.fromkeys(name for name, _, _ in curves))
     for ax, mode in zip(axes, MODES, strict=True):
         for c, name in enumerate(names):
@@ -68,13 +68,47 @@ def faithfulness_plot(curves: Mapping[tuple[str, str, str], np.ndarray], title: 
                 if model == name and m == mode:
                     x = np.linspace(0, 1, len(curve))
                     own = order == "own saliency"
-                    ax.plot(x, curve, color=f"C{c}", ls="-" if own else "--", lw=1.5 if own else 1,
-                            label=f"{name}" if own else f"{name}, {order}")
-        ax.set(xlabel=f"share of windows {'removed' if mode == 'deletion' else 'revealed'}, most salient first",
-               title=mode)
-    axes[0].set_ylabel("probability of the true class")
-    axes[1].legend(fontsize=7, loc="lower right")
+                    ax.plot(x, curve, color=method_color(name, other_color(c)), ls="-" if own else "--",
+                            lw=1.6 if own else 1.1, label=f"{name}" if own else f"{name}, {order}")
+        ax.set_xlabel(f"share of windows {'removed' if mode == 'deletion' else 'revealed'}")
+        ax.set_title(f"{label}: {mode}" if label else mode, fontsize=10, loc="left")
+    axes[0].set_ylabel("probability of\nthe true class")
+
+
+def _curves_legend(fig: Figure, names: Sequence[str]) -> None:
+    """One legend below the panels: a colour per model; its title says what the line styles are."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=method_color(n, other_color(c)), lw=1.6, label=n) for c, n in enumerate(names)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=9,
+               title="solid: windows ranked by the model's own saliency; dashed: by the teacher's",
+               title_fontsize=9)
+
+
+def faithfulness_plot(curves: Mapping[tuple[str, str, str], np.ndarray], title: str) -> Figure:
+    """Deletion and insertion curves side by side: solid, ranked by the model's own saliency;
+    dashed, by the teacher's; the legend below (a bare figure, not pyplot's: ``display(fig)`` shows it)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(COLUMN_WIDTH, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    _draw_curves(axes, curves)
+    _curves_legend(fig, list(dict.fromkeys(name for name, _, _ in curves)))
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def faithfulness_figure(curves_by_set: Mapping[str, Mapping[tuple[str, str, str], np.ndarray]]) -> Figure:
+    """Every set's deletion and insertion curves in one bare figure, a row per set (``{set: curves}``), one
+    legend below: solid, ranked by the model's own saliency; dashed, by the teacher's."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(COLUMN_WIDTH, 0.9 + 2.6 * len(curves_by_set)), layout="constrained")
+    rows = fig.subplots(len(curves_by_set), 2, sharey=True, sharex=True, squeeze=False)
+    for axes, (name, curves) in zip(rows, curves_by_set.items(), strict=True):
+        _draw_curves(axes, curves, label=name)
+    names = list(dict.fromkeys(n for curves in curves_by_set.values() for n, _, _ in curves))
+    _curves_legend(fig, names)
     return fig
 
 
@@ -119,6 +153,14 @@ def faithfulness_note(table: pd.DataFrame, auprc: pd.DataFrame | None, dataset: 
     return "\n".join(lines)
 
 
+def _studied_sets(profile: Profile, dataset: str, methods: Sequence[str], seed: int,
+                  store: RunStore | None) -> dict[str, dict[str, Any]]:
+    """:func:`faithfulness_study` of ``dataset`` and of the profile's planted-pattern sets, in that order."""
+    sets = [dataset] + [d for d in profile.datasets if d.lower().startswith("synthetic") and d != dataset]
+    methods = [m for m in methods if m in profile.methods]
+    return {name: faithfulness_study(profile, name, methods, seed=seed, store=store) for name in sets}
+
+
 def faithfulness_views(profile: Profile, dataset: str, methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd"), *,
                        seed: int = 0, store: RunStore | None = None) -> tuple[list[Any], str]:
     """Chapter 7's faithfulness section on ``dataset`` and the profile's planted-pattern set: per
@@ -126,11 +168,8 @@ def faithfulness_views(profile: Profile, dataset: str, methods: Sequence[str] = 
     AUPRC table, in display order; and the :func:`faithfulness_note` lines of every set."""
     from IPython.display import Markdown
 
-    sets = [dataset] + [d for d in profile.datasets if d.lower().startswith("synthetic") and d != dataset]
-    methods = [m for m in methods if m in profile.methods]
     outputs, notes = [], []
-    for name in sets:
-        study = faithfulness_study(profile, name, methods, seed=seed, store=store)
+    for name, study in _studied_sets(profile, dataset, methods, seed, store).items():
         outputs += [Markdown(f"**{name}**"), study["table"].round(3),
                     faithfulness_plot(study["curves"], f"{name}: deletion and insertion (solid: own ranking; "
                                                        "dashed: the teacher's)")]
@@ -138,3 +177,30 @@ def faithfulness_views(profile: Profile, dataset: str, methods: Sequence[str] = 
             outputs.append(study["auprc"].round(3))
         notes.append(faithfulness_note(study["table"], study["auprc"], name))
     return outputs, "\n".join(notes)
+
+
+@dataclass
+class FaithfulnessSection:
+    """Chapter 7's faithfulness section with one numbered figure: ``outputs`` (per set its name, table and,
+    with planted truth, AUPRC table, in display order), ``figure`` (:func:`faithfulness_figure` of every set)
+    and ``notes`` (the :func:`faithfulness_note` lines)."""
+
+    outputs: list[Any]
+    figure: Figure
+    notes: str
+
+
+def faithfulness_section(profile: Profile, dataset: str, methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd"),
+                         *, seed: int = 0, store: RunStore | None = None) -> FaithfulnessSection:
+    """:func:`faithfulness_views` with the curves of every set in one figure (for a caption and a number)."""
+    from IPython.display import Markdown
+
+    studies = _studied_sets(profile, dataset, methods, seed, store)
+    outputs = []
+    for name, study in studies.items():
+        outputs += [Markdown(f"**{name}**"), study["table"].round(3)]
+        if study["auprc"] is not None:
+            outputs.append(study["auprc"].round(3))
+    notes = [faithfulness_note(study["table"], study["auprc"], name) for name, study in studies.items()]
+    return FaithfulnessSection(outputs, faithfulness_figure({n: st["curves"] for n, st in studies.items()}),
+                               "\n".join(notes))

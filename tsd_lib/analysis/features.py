@@ -15,6 +15,7 @@ from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig
 from tsd_lib.losses import at_loss, dkd_loss, kd_loss, rkd_loss
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
 
 Features = Mapping[str, torch.Tensor]
 
@@ -41,17 +42,16 @@ def at_gaps(feats: Mapping[str, Features], methods: Sequence[str], teacher: str 
 
 
 def attention_plot(series: np.ndarray, profiles: Mapping[str, np.ndarray], title: str) -> Figure:
-    """A series (top) and the attention profiles of several models on it (bottom); the first profile
-    (the teacher) is drawn in black."""
-    fig, axes = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True, layout="constrained",
+    """A series (top) and the attention profiles of several models on it (bottom), each model in its method's
+    colour (:func:`~tsd_lib.report.style.method_color`; the first profile, the teacher, thicker)."""
+    fig, axes = plt.subplots(2, 1, figsize=(COLUMN_WIDTH, 4.6), sharex=True, layout="constrained",
                              gridspec_kw={"height_ratios": [1, 1.4]})
     axes[0].plot(series, color="0.3")
     axes[0].set(ylabel="value", title=title)
     for j, (label, a) in enumerate(profiles.items()):
-        axes[1].plot(a, color="black" if j == 0 else ("C3", "C0", "C2", "C1")[(j - 1) % 4], lw=2 if j == 0 else 1.3,
-                     label=label)
+        axes[1].plot(a, color=method_color(label, other_color(j)), lw=2 if j == 0 else 1.3, label=label)
     axes[1].set(xlabel="time step", ylabel="attention a(t)")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return fig
 
 
@@ -83,16 +83,22 @@ def distance_heatmaps(dists: Mapping[str, np.ndarray], y_rows: np.ndarray, title
     """One heat map per model, on the colour scale of the first (the teacher; up to its 98th percentile),
     with white lines at class boundaries."""
     vmax = float(np.quantile(next(iter(dists.values())), 0.98))
-    fig, axes = plt.subplots(1, len(dists), figsize=(11 * len(dists) / 3, 3.6), layout="constrained")
+    ncols, nrows = min(2, len(dists)), int(np.ceil(len(dists) / 2))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH if ncols > 1 else 4.6, 0.6 + 3.3 * nrows),
+                             squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[len(dists):]:
+        ax.remove()
+    axes = list(axes[:len(dists)])
     edges = np.flatnonzero(np.diff(y_rows)) + 0.5
-    for ax, (label, d) in zip(np.atleast_1d(axes), dists.items(), strict=True):
+    for ax, (label, d) in zip(axes, dists.items(), strict=True):
         im = ax.imshow(d, cmap="viridis", vmin=0, vmax=vmax)
         ax.set(title=label, xticks=[], yticks=[])
         for e in edges:
             ax.axhline(e, color="white", lw=0.8)
             ax.axvline(e, color="white", lw=0.8)
     fig.colorbar(im, ax=axes, label="distance / mean distance", shrink=0.9)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

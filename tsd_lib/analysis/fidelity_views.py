@@ -15,6 +15,7 @@ from tsd_lib.experiment import RunStore, get_dataset, load_teacher
 from tsd_lib.metrics import agreement, ece, kl_teacher_student, softmax
 from tsd_lib.profiles import Profile
 from tsd_lib.report import reliability_diagram
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, method_colors, other_color
 from tsd_lib.train import predict_logits
 
 Probas = Mapping[tuple[str, int], np.ndarray]
@@ -22,14 +23,15 @@ KL_FLOOR = 1e-6
 
 
 def tsd_colors(methods: Sequence[str]) -> list[str]:
-    """Red for methods with the TSD term, gray for the others."""
-    return ["tab:red" if "tsd" in m.split("+") else "tab:gray" for m in methods]
+    """Each method's one colour (:func:`~tsd_lib.report.style.method_colors`): the TSD methods warm
+    (vermillion, orange, wine), the others cool or grey, as in every figure of the book."""
+    return method_colors(methods)
 
 
 def reliability_plot(y: np.ndarray, p_teacher: np.ndarray, p_student: Probas, methods: Sequence[str], seed: int,
                      title: str) -> Figure:
     """Reliability diagram of the teacher and the ``methods``' students of one ``seed``."""
-    fig, ax = plt.subplots(figsize=(5, 4.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.6, 4.4), layout="constrained")
     reliability_diagram(y, {"teacher": p_teacher, **{f"{m} student": p_student[m, seed] for m in methods}},
                         n_bins=10, ax=ax)
     ax.set_title(title, fontsize=10)
@@ -72,14 +74,15 @@ def substitution_text(subst: pd.DataFrame) -> pd.DataFrame:
 
 def kl_cdf_plot(kl_series: Mapping[str, np.ndarray], title: str) -> Figure:
     """Share of test series at or below each per-series KL, one step line per student (log x, floored)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.6), layout="constrained")
     for i, (m, kl) in enumerate(kl_series.items()):
         kl = np.sort(kl)
-        ax.step(np.maximum(kl, KL_FLOOR), np.arange(1, len(kl) + 1) / len(kl), where="post", color=f"C{i}",
-                label=f"{m} student")
+        ax.step(np.maximum(kl, KL_FLOOR), np.arange(1, len(kl) + 1) / len(kl), where="post",
+                color=method_color(m, other_color(i)), label=f"{m} student")
     ax.set(xscale="log", xlabel=f"per-series KL(teacher || student) (nats, floored at {KL_FLOOR:g})",
-           ylabel="share of test series at or below", title=title)
-    ax.legend(fontsize=8)
+           ylabel="share of test series\nat or below")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return fig
 
 

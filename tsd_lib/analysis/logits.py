@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from tsd_lib.experiment import RunConfig, RunStore, load_student, run
 from tsd_lib.losses import kd_loss
 from tsd_lib.metrics import softmax
 from tsd_lib.report import learning_curves
+from tsd_lib.report.style import COLUMN_WIDTH, NEUTRAL, method_color, other_color
 from tsd_lib.train import predict_logits
 
 #: The temperatures of the entropy curve (log-spaced).
@@ -44,7 +46,8 @@ def temperature_plot(logits: np.ndarray, i: int, y_i: int, taus: Sequence[float]
     """Left: series ``i``'s softened teacher probabilities at each of ``taus``; right: the mean entropy of
     the softened targets over :data:`ENTROPY_GRID`, against the uniform distribution's."""
     k = logits.shape[1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), layout="constrained", gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.4), layout="constrained",
+                             gridspec_kw={"width_ratios": [1.3, 1]})
     width = 0.8 / len(taus)
     for j, tau in enumerate(taus):
         axes[0].bar(np.arange(k) + (j - len(taus) / 2 + 0.5) * width, softmax(logits[i], tau=tau), width=width,
@@ -52,13 +55,13 @@ def temperature_plot(logits: np.ndarray, i: int, y_i: int, taus: Sequence[float]
     axes[0].axhline(1 / k, color="0.5", ls=":", lw=1)
     axes[0].set_xticks(range(k), [f"class {c}" for c in range(k)])
     axes[0].set(ylabel="teacher probability", ylim=(0, 1), title=f"test series {i} (true class {y_i})")
-    axes[0].legend(fontsize=8)
-    axes[1].semilogx(ENTROPY_GRID, [soft_entropy(logits, t) for t in ENTROPY_GRID], color="C0")
+    axes[0].legend(fontsize=9, loc="best")
+    axes[1].semilogx(ENTROPY_GRID, [soft_entropy(logits, t) for t in ENTROPY_GRID], color=method_color("teacher"))
     axes[1].axhline(np.log(k), color="0.5", ls=":", lw=1, label="uniform (log k)")
-    axes[1].axvline(profile_tau, color="C3", lw=1, label=f"τ = {profile_tau:g} (profile)")
+    axes[1].axvline(profile_tau, color=NEUTRAL, ls="--", lw=1, label=f"τ = {profile_tau:g} (profile)")
     axes[1].set(xlabel="temperature τ", ylabel="mean entropy (nats)",
-                title="softness of the teacher's targets, test set")
-    axes[1].legend(fontsize=8)
+                title="softness of the targets, test set")
+    axes[1].legend(fontsize=9, loc="best")
     return fig
 
 
@@ -120,18 +123,28 @@ def kd_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str]
 
 
 def fidelity_scatter(p_teacher: np.ndarray, students: Mapping[str, np.ndarray], title: str) -> Figure:
-    """Per student (a panel each): the teacher's probability of its predicted class (x) against the
-    student's probability of that class (y); red points: the student predicts another class."""
+    """Per student (a panel each, two per row): the teacher's probability of its predicted class (x) against
+    the student's probability of that class (y), in the student's method colour; open circles: the student
+    predicts another class."""
     top = p_teacher.argmax(1)
     rows = np.arange(len(top))
-    fig, axes = plt.subplots(1, len(students), figsize=(4.5 * len(students), 4), sharey=True, layout="constrained")
-    for ax, (label, p_s) in zip(np.atleast_1d(axes), students.items(), strict=True):
-        ax.scatter(p_teacher[rows, top], p_s[rows, top], s=8, alpha=0.5,
-                   c=np.where(p_s.argmax(1) == top, "tab:blue", "tab:red"))
+    ncols, nrows = min(2, len(students)), int(np.ceil(len(students) / 2))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH if ncols > 1 else 4.4, 0.6 + 3.7 * nrows),
+                             sharey=True, squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[len(students):]:
+        ax.remove()
+    for j, (ax, (label, p_s)) in enumerate(zip(axes, students.items(), strict=False)):
+        agree = (p_s.argmax(1) == top)[:, None]
+        color = np.array([matplotlib.colors.to_rgba(method_color(label, other_color(j)), alpha=0.6)])
+        ax.scatter(p_teacher[rows, top], p_s[rows, top], s=14, linewidths=0.8, label=label,
+                   facecolors=np.where(agree, color, np.array([[1.0, 1.0, 1.0, 0.0]])),  # open: disagrees
+                   edgecolors=np.where(agree, color, np.array([[0.0, 0.0, 0.0, 0.8]])))
         ax.plot([0, 1], [0, 1], color="0.5", ls=":")
         ax.set(xlabel="teacher probability of its class", title=label, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    np.atleast_1d(axes)[0].set_ylabel("student probability of the teacher's class")
-    fig.suptitle(title)
+    for ax in axes[:len(students):ncols]:
+        ax.set_ylabel("student probability\nof the teacher's class")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -150,7 +163,7 @@ def fidelity_view(teacher_logits: np.ndarray, configs: Mapping[tuple[str, int], 
     students = {f"{m.upper()} student (seed {seed})": softmax(predict_logits(load_student(configs[m, seed], store), X))
                 for m in methods}
     return fidelity_scatter(softmax(teacher_logits), students,
-                            title=f"{name} test series (red: student disagrees with the teacher)")
+                            title=f"{name} test series (open circles: student disagrees with the teacher)")
 
 
 def shared_loss_curves(histories: Mapping[str, Mapping[str, Any]], name: str, seed: int) -> Figure:

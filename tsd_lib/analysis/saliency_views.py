@@ -19,6 +19,7 @@ from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig, RunStore, get_teacher
 from tsd_lib.metrics import saliency_precision, saliency_similarity, softmax
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
 from tsd_lib.saliency import BASELINES
 from tsd_lib.saliency.gradients import gradient_map, integrated_gradients_map
 from tsd_lib.saliency.maps import saliency_map
@@ -91,18 +92,18 @@ def window_shift_plot(series: np.ndarray, starts: np.ndarray, shift: np.ndarray,
     """Series with its three most salient windows shaded; the shift per window start; the teacher's
     probability of class ``label`` (named ``class_name``, the data set's own label) on each perturbed
     copy against the clean series (starts sorted)."""
-    fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True, layout="constrained")
+    fig, axes = plt.subplots(3, 1, figsize=(COLUMN_WIDTH, 6), sharex=True, layout="constrained")
     axes[0].plot(series, color="0.3")
     for t0 in starts[np.argsort(shift)[-3:]]:
         axes[0].axvspan(t0, t0 + window, color="tab:red", alpha=0.15)
     axes[0].set(ylabel="value", title="series; shaded: the three windows with the largest shift")
     axes[1].plot(starts, shift, color="tab:red")
     axes[1].set(ylabel="normalised τ² KL(p‖q_t)")
-    axes[2].plot(starts, q_true, color="C0", label="perturbed copy")
+    axes[2].plot(starts, q_true, color=method_color("teacher"), label="perturbed copy")
     axes[2].axhline(p_true, color="0.4", ls=":", label="clean series")
     shown = label if class_name is None else class_name
     axes[2].set(xlabel="window start t", ylabel=f"P(class {shown})", ylim=(-0.02, 1.02))
-    axes[2].legend(fontsize=8)
+    axes[2].legend(fontsize=9, loc="best")
     return fig
 
 
@@ -117,7 +118,8 @@ def maps_plot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray, p
               title: str, class_names: Sequence[Any] | None = None) -> Figure:
     """One saliency line per series (rows), titled with the series' class (its name in ``class_names``, the
     data set's own labels) and the model's probability of it."""
-    fig, axes = plt.subplots(len(idx), 1, figsize=(8, 1.9 * len(idx)), sharex=True, layout="constrained")
+    fig, axes = plt.subplots(len(idx), 1, figsize=(COLUMN_WIDTH, 0.4 + 1.8 * len(idx)), sharex=True,
+                             layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, j, series, m, p, c in zip(axes, idx, X, maps, proba, y, strict=True):
         report.saliency_line(series, m, ax=ax, colorbar=True)
@@ -125,7 +127,7 @@ def maps_plot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, maps: np.ndarray, p
         ax.set_title(f"test series {j}: class {shown}, teacher P(class) = {p[c]:.2f}", fontsize=9, loc="left")
         ax.set_xlabel("")
     axes[-1].set_xlabel("time step")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -215,11 +217,11 @@ def agreement_table(reference: np.ndarray, others: Mapping[str, np.ndarray], k: 
 def planted_examples_plot(syn: Dataset) -> Figure:
     """Two test series per class of the synthetic set, their planted windows shaded green."""
     truth = syn.masks["test"]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 3.8), sharex=True, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(2, 2, figsize=(COLUMN_WIDTH, 4.2), sharex=True, sharey=True, layout="constrained")
     for c in range(2):
         for k, j in enumerate(np.flatnonzero(syn.y_test == c)[:2]):
             ax = axes[c, k]
-            ax.plot(syn.X_test[j, 0], color=f"C{c}", lw=1)
+            ax.plot(syn.X_test[j, 0], color=other_color(c), lw=1)
             on = np.flatnonzero(truth[j])
             ax.axvspan(on[0], on[-1] + 1, color="tab:green", alpha=0.2)
             ax.set_title(f"class {c} ({syn.class_names[c]}), test series {j}", fontsize=9)
@@ -262,14 +264,16 @@ def precision_table(maps: Mapping[str, Mapping[str, np.ndarray]], accuracy: Mapp
 
 
 def precision_plot(precision: pd.DataFrame, chance: float, n_eval: int) -> Figure:
-    """Bars: each teacher's precision per map, against chance (the planted share L/T)."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
+    """Bars: each teacher's precision per map (TSD's occlusion map in TSD's colour), against chance (the planted
+    share L/T); the legend outside the bars."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
     order = list(dict.fromkeys(precision["map"]))
     wide = precision.pivot(index="teacher", columns="map", values="precision")[order]
-    wide.plot.bar(ax=ax, rot=0, color=["tab:red", "C0", "C2"])
+    colors = [method_color("tsd") if "TSD" in m else other_color(j + 1) for j, m in enumerate(order)]
+    wide.plot.bar(ax=ax, rot=0, color=colors)
     ax.axhline(chance, color="0.3", ls="--", lw=1, label=f"chance (L/T = {chance:.2f})")
     ax.set(ylabel="saliency precision", ylim=(0, 1), title=f"Synthetic test set, first {n_eval} series")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return fig
 
 

@@ -15,6 +15,7 @@ from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.analysis.published import published_fcn
 from tsd_lib.archive import study_source
 from tsd_lib.experiment import RunConfig, RunStore, choose_teacher, get_dataset, get_teacher
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
 
 if TYPE_CHECKING:
     from torch import nn
@@ -115,16 +116,35 @@ SEED_STUDY_COLUMNS = ["variant", "teacher", "teacher seed", "epochs run", "best 
 def seed_study_plot(study: pd.DataFrame, y_test: np.ndarray, title: str) -> Figure:
     """Test accuracy per teacher seed and variant, against the majority-class rate (a bare figure, not
     pyplot's: ``display(fig)`` shows it)."""
-    fig = Figure(figsize=(7.5, 2.8), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
+    _seed_study_bars(fig.add_subplot(), study, y_test, title)
+    return fig
+
+
+def seed_studies_plot(studies: dict[str, tuple[pd.DataFrame, np.ndarray]]) -> Figure:
+    """Every teacher study of :func:`teacher_studies` in one bare figure, a :func:`seed_study_plot` panel per
+    study (one above the other); with no study, a line saying so."""
+    fig = Figure(figsize=(COLUMN_WIDTH, 0.4 + 2.7 * max(1, len(studies))), layout="constrained")
+    if not studies:
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "This profile has no teacher study.", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    for ax, (title, (study, y_test)) in zip(fig.subplots(len(studies), 1, squeeze=False)[:, 0], studies.items(),
+                                            strict=True):
+        _seed_study_bars(ax, study, y_test, title)
+    return fig
+
+
+def _seed_study_bars(ax: Any, study: pd.DataFrame, y_test: np.ndarray, title: str) -> None:
     order = list(dict.fromkeys(study["variant"]))
     wide = study.pivot(index="teacher seed", columns="variant", values="test accuracy")[order]
-    wide.plot.bar(ax=ax, rot=0, width=0.8)
+    wide.plot.bar(ax=ax, rot=0, width=0.8, color=[other_color(j) for j in range(len(order))])
     majority = float(np.bincount(np.asarray(y_test)).max() / len(y_test))
-    ax.axhline(majority, color="tab:red", ls="--", lw=1, label="majority-class rate")
-    ax.set(ylabel="test accuracy", ylim=(0, 1.05), title=title)
-    ax.legend(fontsize=7, loc="lower right")
-    return fig
+    ax.axhline(majority, color="0.2", ls="--", lw=1, label="majority-class rate")
+    ax.set(ylabel="test accuracy", ylim=(0, 1.05))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
 def seed_study_summary(study: pd.DataFrame, title: str) -> list[str]:
@@ -169,11 +189,12 @@ def literature_note(teachers: pd.DataFrame, source: str) -> str:
 def literature_plot(teachers: pd.DataFrame, arch: dict[str, str]) -> Figure:
     """Bars: each chosen teacher's test accuracy beside the published FCN accuracy."""
     chosen = teachers[teachers.chosen]
-    ax = chosen.plot.bar(x="dataset", y=["test accuracy", "published FCN"], figsize=(7, 3), rot=0, ylim=(0, 1.05),
-                         color=["C0", "0.7"])
-    ax.set_xticklabels([f"{r.dataset}\n{arch.get(r.teacher, r.teacher)}" for _, r in chosen.iterrows()], fontsize=8)
+    ax = chosen.plot.bar(x="dataset", y=["test accuracy", "published FCN"], figsize=(COLUMN_WIDTH, 3.2), rot=0,
+                         ylim=(0, 1.05), color=[method_color("teacher"), "0.7"])
+    ax.set_xticklabels([f"{r.dataset}\n{arch.get(r.teacher, r.teacher)}" for _, r in chosen.iterrows()], fontsize=9)
     ax.set(xlabel="", ylabel="test accuracy", title="Our teachers (chosen seed) and the published FCN")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.figure.set_layout_engine("constrained")
     return ax.figure
 
 
@@ -260,26 +281,28 @@ def studies_summary(studies: dict[str, tuple[pd.DataFrame, np.ndarray]], pick_li
 
 @dataclass
 class TeacherStudies:
-    """Chapter 1's teacher studies as shown: ``outputs`` in display order (markdown, tables, bare figures)
-    and ``picks``, the seed validation picks for each single-seed pair teacher (:func:`profile_study_picks`)."""
+    """Chapter 1's teacher studies as shown: ``outputs`` in display order (markdown and tables), ``picks``, the
+    seed validation picks for each single-seed pair teacher (:func:`profile_study_picks`), and ``figure``, every
+    study's bars in one bare figure (:func:`seed_studies_plot`, numbered by the chapter)."""
 
     outputs: list[Any]
     picks: dict[str, int]
+    figure: Figure
 
 
 def profile_teacher_studies(profile: Profile, store: RunStore) -> TeacherStudies:
     """``profile``'s teacher studies, read from its own store or its archive's
     (:func:`~tsd_lib.archive.study_source`): the archive's description when they come from one, then per
-    study its title, its :data:`SEED_STUDY_COLUMNS` table and :func:`seed_study_plot`, and last
-    :func:`studies_summary` (with the profile's pair teachers checked against the studies)."""
+    study its title and its :data:`SEED_STUDY_COLUMNS` table, and last :func:`studies_summary` (with the
+    profile's pair teachers checked against the studies); the studies' :func:`seed_studies_plot`."""
     from IPython.display import Markdown
 
     source_profile, source = study_source(profile, store)
     outputs: list[Any] = [] if source_profile is profile else [Markdown(source.archive.describe())]
     studies = teacher_studies(source_profile.teacher_study_configs(), source)
-    for title, (study, y_test) in studies.items():
+    for title, (study, _) in studies.items():
         table = study[SEED_STUDY_COLUMNS].style.format(precision=3).hide(axis="index")
-        outputs += [Markdown(f"**{title}**"), table, seed_study_plot(study, y_test, title)]
+        outputs += [Markdown(f"**{title}**"), table]
     picks, lines = profile_study_picks(profile.pair_configs(), source_profile.teacher_study_configs(), source, ARCH)
     outputs.append(Markdown(studies_summary(studies, lines, profile.name)))
-    return TeacherStudies(outputs, picks)
+    return TeacherStudies(outputs, picks, seed_studies_plot(studies))

@@ -19,6 +19,7 @@ from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig, get_dataset, load_student, load_teacher, run
 from tsd_lib.losses import TSDTerm, tsd_loss
 from tsd_lib.metrics import saliency_similarity
+from tsd_lib.report.style import COLUMN_WIDTH
 from tsd_lib.saliency.maps import saliency_map
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def shift_heatmaps(series: np.ndarray, starts: np.ndarray, shifts: Mapping[str, 
     mats = {name: np.asarray(m)[order].T for name, m in shifts.items()}
     norm = CenteredNorm(halfrange=max(float(np.abs(m).max()) for m in mats.values()) or 1.0)
     ticks = np.linspace(0, K - 1, min(K, 10)).round().astype(int)
-    fig, axes = plt.subplots(1 + len(mats), 1, figsize=(8, 5.6), layout="constrained",
+    fig, axes = plt.subplots(1 + len(mats), 1, figsize=(COLUMN_WIDTH, 5.6), layout="constrained",
                              gridspec_kw={"height_ratios": [1.3] + [1] * len(mats)})
     axes[0].plot(series, color="k", lw=1)
     for t in starts.tolist():

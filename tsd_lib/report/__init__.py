@@ -12,7 +12,8 @@ back with :func:`records_from_store`), so it also runs on results copied from an
 - ``records``: records as one frame, method order, setting labels, metric direction and names;
 - ``selection``: the validation-selected setting per (dataset, method) and test-selection inflation;
 - ``tables``: summaries (mean ± std over seeds), fidelity, average ranks, wins/ties/losses;
-- ``figures``: every figure, the report's and the chapters';
+- ``figures``: every figure, the report's and the chapters', and ``glue_figure`` (a chapter's numbered figure);
+- ``style``: one colour and marker per method (``METHOD_COLORS``, ``method_color``), the column's width;
 - ``writer``: tables as CSV/Markdown/HTML files and :func:`write_report`.
 """
 
@@ -22,6 +23,7 @@ from tsd_lib.report.figures import (
     compare_saliency,
     critical_difference,
     fidelity_plot,
+    glue_figure,
     learning_curves,
     metric_bars,
     perturbation_examples,
@@ -45,10 +47,22 @@ from tsd_lib.report.records import (
     setting_label,
 )
 from tsd_lib.report.selection import select, selection_inflation, settings_table, validation_ties
+from tsd_lib.report.style import (
+    COLUMN_WIDTH,
+    METHOD_COLORS,
+    METHOD_MARKERS,
+    MIN_FONT_SIZE,
+    legible,
+    method_color,
+    method_colors,
+    method_marker,
+)
 from tsd_lib.report.tables import Summary, average_ranks, fidelity_table, summary_table, win_tie_loss
 from tsd_lib.report.writer import write_report, write_table
 
 __all__ = [
+    "COLUMN_WIDTH", "METHOD_COLORS", "METHOD_MARKERS", "MIN_FONT_SIZE", "glue_figure", "legible", "method_color",
+    "method_colors", "method_marker",
     "DEFAULT_PAIRS", "FIDELITY_COLS", "GROUP_COLS", "HYPER_COLS", "LOWER_IS_BETTER", "METHOD_ORDER", "METRIC_LABELS",
     "SETTING_COLS", "Summary", "average_ranks", "baseline_vs_tsd_scatter", "compare_saliency", "critical_difference",
     "fidelity_plot", "fidelity_table", "higher_is_better", "learning_curves", "metric_bars", "metric_label",
