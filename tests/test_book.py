@@ -292,3 +292,11 @@ def test_site_opened_from_disk_typesets_math(site):
     with offline_browser("file://") as (page, blocked):
         report = inspect_page(page, (site / "index.html").as_uri(), "index.html", redirects=True)
     assert report.math and not report.problems and not blocked, report.problems + blocked
+
+
+def test_only_code_chapters_run_keys_their_fingerprint():
+    from tsd_lib.book import chapter_library_files
+
+    names = {str(p.relative_to(REPO / "tsd_lib")) for p in chapter_library_files()}
+    assert {"analysis/verdicts.py", "report/figures.py", "experiment/runner.py", "losses/tsd.py"} <= names
+    assert not [n for n in names if n.startswith(("grading/", "cli/"))]
