@@ -30,8 +30,8 @@ from tsd_lib.analysis.verdicts import (
     claims_text,
     verdict_summary,
 )
-from tsd_lib.archive import ARCHIVE_ROOT
 from tsd_lib.cli import main
+from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.report import records_to_frame
 
 METHODS = ("ce", "kd", "fitnets", "at", "rkd", "dkd", "dt2w", "tsd", "kd+tsd", "dkd+tsd")

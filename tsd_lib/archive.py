@@ -27,10 +27,9 @@ from typing import Any
 
 from tsd_lib.certification import certified_note, is_current
 from tsd_lib.experiment import RunConfig, RunStore
+from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.profiles import Profile, load_profile
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE_ROOT = PROJECT_ROOT / "results"
 MANIFEST = "manifest.json"
 
 

@@ -24,10 +24,10 @@ from tsd_lib.execution_report import execution_entry, write_execution_report
 from tsd_lib.experiment import RunStore
 from tsd_lib.grid import run_grid
 from tsd_lib.landing import write_finding
+from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.profiles import Profile, load_profile
 from tsd_lib.utils import progress, resolve_device
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = "notebooks"
 CHAPTER_DIR = "book/chapters"
 

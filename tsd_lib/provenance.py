@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+from tsd_lib.paths import PACKAGE
 
 #: Modules and packages (relative to ``tsd_lib/``) whose code changes results.
 RESULTS_MODULES: tuple[str, ...] = (

@@ -23,9 +23,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tsd_lib.archive import PROJECT_ROOT, Archive, sample_entries
+from tsd_lib.archive import Archive, sample_entries
 from tsd_lib.experiment import RunConfig, RunStore, run
 from tsd_lib.grid import RUN_THREADS
+from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.provenance import results_digest
 
 #: The metrics compared (a record's headline numbers).

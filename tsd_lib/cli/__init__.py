@@ -11,7 +11,6 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from tsd_lib.cli.checks import check_args
 from tsd_lib.cli.commands import (
@@ -29,6 +28,7 @@ from tsd_lib.cli.commands import (
     cmd_verify,
 )
 from tsd_lib.grading.sandbox import MAX_TIMEOUT_S, MIN_MEMORY_MB, REFERENCE_MEMORY_MB
+from tsd_lib.paths import PROFILE_DIR
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -52,7 +52,7 @@ class _SubParser(argparse.ArgumentParser):
 def packaged_profiles() -> list[str]:
     """The packaged profiles' names (:func:`tsd_lib.profiles.available_profiles`, read without
     importing torch: ``--help`` stays fast)."""
-    return sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "profiles").glob("*.yaml"))
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
 #: The epoch caps of the protocol (the profiles ``quick`` and ``paper``): teachers up to 500

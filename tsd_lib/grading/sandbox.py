@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from tsd_lib.paths import PROJECT_ROOT
+
 #: Variables passed from the grader's environment to student code (besides ``TSD_*``).
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "AEON_DATA")
 
@@ -56,7 +58,6 @@ def student_env(scratch: Path, extra: Mapping[str, str]) -> dict[str, str]:
     Nothing else of the grader's environment (tokens, credentials, proxies) is passed on.
     ``PYTHONPATH`` names the folder tsd_lib is imported from (plus the grader's own entries).
     """
-    import tsd_lib
 
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     env.update({k: v for k, v in os.environ.items() if k.startswith("TSD_")})
@@ -65,7 +66,7 @@ def student_env(scratch: Path, extra: Mapping[str, str]) -> dict[str, str]:
     home, tmp = scratch / "home", scratch / "tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    roots = [str(Path(tsd_lib.__file__).resolve().parents[1])]
+    roots = [str(PROJECT_ROOT)]
     roots += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in roots]
     env.update({"HOME": str(home), "TMPDIR": str(tmp), "PYTHONPATH": os.pathsep.join(roots),
                 "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "TSD_PROGRESS": "0",
