@@ -190,20 +190,14 @@ def record_expected(folder: str, source: nbformat.NotebookNode) -> dict:
     """Execute the reference solution (default parameters, CPU) and keep the tagged cells' output."""
     import papermill  # only needed when a solution changed
 
-    saved = {k: os.environ.get(k) for k in ("TSD_PROGRESS", "TSD_RUNS", "TSD_GRADE_SOCKET")}
+    from tsd_lib.book import environment
+
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "solution.ipynb", Path(tmp) / "executed.ipynb"
         nbformat.write(notebook(source, "solution"), src)
-        os.environ.update({"TSD_PROGRESS": "0", "TSD_RUNS": str(Path(tmp) / "runs")})
-        os.environ.pop("TSD_GRADE_SOCKET", None)  # the checks run here, never under a grader
-        try:
+        # the checks run here, never under a grader
+        with environment(TSD_PROGRESS="0", TSD_RUNS=str(Path(tmp) / "runs"), TSD_GRADE_SOCKET=None):
             papermill.execute_notebook(str(src), str(out), kernel_name="python3", progress_bar=False, cwd=tmp)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         executed = nbformat.read(out, as_version=4)
     tagged = set(_expected_cells(source))
     return {

@@ -54,3 +54,18 @@ def tiny_dataset():
         return np.array(v, dtype=np.int64)
 
     return Dataset("GunPoint", X(6), y(0, 0, 0, 1, 1, 1), X(2), y(0, 1), X(3), y(0, 0, 1), ["a", "b"])
+
+
+def grading_notebook(path, cells: list[str], assignment: int = 1):
+    """A submission notebook for grader tests: one code cell per source in ``cells``, the first tagged
+    ``parameters``, claiming to be assignment ``assignment``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}, "tsd_assignment": assignment}
+    nb.cells = [nbformat.v4.new_code_cell(src.strip("\n"), id=f"c{i}") for i, src in enumerate(cells)]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
+from conftest import grading_notebook as _notebook
 
 from tsd_lib import grading as G
 from tsd_lib.cli import main
@@ -17,15 +17,6 @@ from tsd_lib.grading import sandbox
 ASSIGNMENTS = Path(__file__).resolve().parents[1] / "assignments"
 
 
-def _notebook(path: Path, cells: list[str], assignment: int = 1) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                   "language_info": {"name": "python"}, "tsd_assignment": assignment}
-    nb.cells = [nbformat.v4.new_code_cell(src.strip("\n"), id=f"c{i}") for i, src in enumerate(cells)]
-    nb.cells[0].metadata["tags"] = ["parameters"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 @pytest.fixture(autouse=True)

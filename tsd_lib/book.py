@@ -7,6 +7,7 @@ stops the reproduction with its failing cell's error, so no site is built that l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,25 @@ def _library_digest() -> str:
     for path in chapter_library_files():
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (a string) or unset (None) environment variables for the block, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def chapter_stems(root: Path = PROJECT_ROOT) -> list[str]:
@@ -175,18 +196,10 @@ def reproduce(
             raise RuntimeError(f"{summary.failed} runs failed; see `tsd status --profile {profile.name}`")
     out_dir = Path(out_dir or root / CHAPTER_DIR)
     results = []
-    saved = {k: os.environ.get(k) for k in ("TSD_PROGRESS", "OMP_NUM_THREADS")}
-    os.environ["TSD_PROGRESS"] = "0"  # no progress-bar noise on the site
-    # Chapters run small models, where extra intra-op threads only contend for the cores.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
+    # No progress-bar noise on the site; chapters run small models, where extra intra-op threads only
+    # contend for the cores.
+    with environment(TSD_PROGRESS="0", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")):
         results = _execute_chapters(stems, profile, store, root, out_dir, data_dir, force, n_jobs)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     write_execution_report(chapter_stems(root), out_dir, executed=[r.chapter for r in results if not r.cached],
                            reused=[r.chapter for r in results if r.cached], profile=profile.name)
     write_finding(profile, store, out_dir, site_dir=f"/{CHAPTER_DIR}")  # out_dir is the book's CHAPTER_DIR
