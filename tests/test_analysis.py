@@ -118,8 +118,9 @@ def _score(config):
             "epochs_run": 100 if config.tsd_bank_size else 50, "wall_seconds": 12.0}
 
 
-def test_ablation_tables_and_findings_follow_the_runs(tmp_path):
-    from tsd_lib.analysis import ablation_findings, ablation_runs, ablation_stats, ablation_table, bank_vs_fresh
+def test_ablation_tables_and_sensitivity_follow_the_runs(tmp_path):
+    from tsd_lib.analysis import ablation_runs, ablation_stats, ablation_table, bank_vs_fresh
+    from tsd_lib.analysis.ablations import ablation_setting, sensitivity_numbers, sensitivity_table
 
     profile = _ablation_profile(tmp_path)
     runs = ablation_runs(profile, _FakeSource(profile, _score))
@@ -130,30 +131,33 @@ def test_ablation_tables_and_findings_follow_the_runs(tmp_path):
     assert window.loc[20, "auc_pr_mean"] == pytest.approx(0.9)
     assert window.loc[5, "auc_pr_std"] == pytest.approx(np.std([0.59, 0.61], ddof=1))
     table = ablation_table(window, "window")
-    assert list(table.index) == ["5", "10 (base)", "20"] and table.loc["20", "auc_pr"] == "0.900 ± 0.014"
-    lines = dict(zip(stats, ablation_findings(stats), strict=True))
-    assert "**window**: best mean test auc-pr at 20 (base: 10); the spread across values (0.300) exceeds" \
-        in lines["window"]
-    assert "at 200 (the base setting)" in lines["tsd_bank_size"]  # a tie: the bank size moves nothing
-    assert "within the mean seed std (0.014)" in lines["tsd_bank_size"]
-    bank, message = bank_vs_fresh(stats, runs, banked=200)
-    assert bank.loc["auc_pr", "difference"] == pytest.approx(0.0) and bank["verdict"].eq("within seed noise").all()
-    assert "0.10 s with the bank vs 0.20 s with fresh sampling" in message
+    assert list(table.index) == ["5", "10 (base)", "20"] and table.index.name == "window length L"
+    assert table.loc["20", "test macro AUC-PR"] == "0.900 ± 0.014" and table["seeds"].tolist() == [2, 2, 2]
+    setting, axes = ablation_setting(profile)
+    assert setting["runs"] == 2 * 3 + 2 and setting["axes"] == 2 and setting["n_seeds"] == 2
+    assert axes.loc["window length L", "values tried"] == "5, 20"
+    sens = sensitivity_table(stats)
+    assert sens.loc["window length L", "best value"] == "20" and sens.loc["window length L", "base value"] == "10"
+    assert sens.loc["window length L", "spread of the means"] == pytest.approx(0.3)
+    assert sens.loc["window length L", "spread beyond the seed std"] == "yes"
+    bank_row = sens.loc["teacher bank size (0: fresh sampling)"]
+    assert bank_row["best value"] == "200" and bank_row["spread beyond the seed std"] == "no"  # a tie: the base
+    numbers = sensitivity_numbers(stats)
+    assert numbers["sensitive_axes"] == "window length L" and numbers["window_spread"] == pytest.approx(0.3)
+    assert numbers["window_noise"] == pytest.approx(np.std([0.59, 0.61], ddof=1))
+    assert np.isnan(numbers["tau_spread"]) and numbers["tau_best"] == "not varied"
+    bank, cost, beyond = bank_vs_fresh(stats, runs, banked=200)
+    assert bank.loc["test macro AUC-PR", "difference (bank − fresh)"] == pytest.approx(0.0)
+    assert bank["difference beyond the seed std"].eq("no").all() and beyond == "none"
+    assert cost["training time per epoch (s)"].tolist() == pytest.approx([0.1, 0.2])
     del stats["tsd_bank_size"]
-    assert bank_vs_fresh(stats, runs, banked=200) == (None, "This profile has no bank-size ablation.")
+    assert bank_vs_fresh(stats, runs, banked=200)[:2] == (None, None)
 
 
-def test_seed_study_summary_and_matching_candidates():
-    from tsd_lib.analysis import matching_candidates, seed_study_summary
+def test_matching_candidates():
+    from tsd_lib.analysis import matching_candidates
     from tsd_lib.profiles import load_profile
 
-    study = pd.DataFrame({"variant": ["a", "a", "b", "b"], "teacher seed": [1, 2, 1, 2],
-                          "test accuracy": [0.5, 0.9, 0.8, 0.95], "at chance": [True, False, False, False],
-                          "chosen": [False, True, True, False], "epochs run": [60, 250, 240, 260],
-                          "best epoch": [10, 200, 190, 210]})
-    lines = seed_study_summary(study, "T")
-    assert lines[0].startswith("- **T, a**: 1 of 2 seeds stay at chance; test accuracy 0.500-0.900")
-    assert "validation picks seed 1 (test accuracy 0.800, 240 epochs, best epoch 190)" in lines[1]
     quick, studies = load_profile("quick"), load_profile("studies")
     found = matching_candidates(quick.pair_configs("lstm")[0], studies.teacher_study_configs())
     assert [c.teacher_seed for c in found] == [1, 24, 300, 49000, 1001] and all(c.warmup is None for c in found)

@@ -11,28 +11,23 @@ import torch
 
 from tsd_lib.analysis import (
     BASELINE_FORMAT,
+    BASELINE_LABELS,
     SYNTHETIC_MAPS,
     baseline_maps,
     baseline_table,
     baselines_plot,
     before_after_maps,
-    copies_note,
     first_batch,
     followed_heatmaps,
     grad_norm,
     gradient_maps,
-    loss_note,
     methods_plot,
     perturbed_copies_plot,
     planted_check,
     planted_series_plot,
     series_tensors,
-    student_shift_note,
-    students_caption,
     teacher_maps_plot,
-    teacher_shift_note,
     tsd_setting,
-    window_shift_note,
     window_shifts,
 )
 from tsd_lib.metrics import saliency_precision
@@ -63,16 +58,15 @@ def test_series_tensors_and_copies_plot(tiny_dataset):
                                                   "from other-class series")
 
 
-def test_window_shifts_sort_by_start_and_note():
+def test_window_shifts_sort_by_start():
     logits = np.array([[4.0, 0.0]])
     perturbed = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])  # copies at starts 5, 0, 2
     shifts = window_shifts(np.array([5, 0, 2]), np.array([0.5, 0.0, 2.0]), logits, perturbed, label=0)
     assert shifts.starts.tolist() == [0, 2, 5] and shifts.shift.tolist() == [0.0, 2.0, 0.5]
     assert shifts.q_true == pytest.approx([1 / (1 + np.exp(-4)), 1 / (1 + np.exp(4)), 0.5])
     assert shifts.p_true == pytest.approx(1 / (1 + np.exp(-4))) and shifts.top_start == 2
-    assert window_shift_note(shifts, 4, (1, 3, 2)) == (
-        "4 perturbed copies; the per-class saliency tensor has shape (1, 3, 2) (series × windows × classes). The "
-        "largest shift is at t = 2, where the teacher's probability of the true class falls from 0.982 to 0.018.")
+    assert shifts.top_q_true == pytest.approx(1 / (1 + np.exp(4)))  # the copy at start 2
+    assert isinstance(shifts.top_start, int) and isinstance(shifts.top_q_true, float)  # glued as plain numbers
     assert len(shifts.plot(np.zeros(8), window=2, label=0).axes) == 3
 
 
@@ -83,10 +77,13 @@ def test_baseline_maps_reuse_the_other_class_maps(synthetic):
     maps = baseline_maps(_fcn(), X, y, syn, window=8, tau=2.0, other_class=reused)
     assert list(maps) == list(BASELINES) and maps["other_class"] is reused
     assert all(m.shape == (2, syn.length) for m in maps.values())
-    assert set(BASELINE_FORMAT) == set(baseline_table(maps).columns)
+    table = baseline_table(maps)
+    assert set(BASELINE_FORMAT) == set(table.columns)
+    assert list(table.index) == [BASELINE_LABELS[b] for b in BASELINES]
     fig = baselines_plot(X, maps, "Syn", 7)
     assert _title(fig) == "Syn test series 7: the same teacher, five replacement baselines"
-    assert [ax.get_title(loc="left") for ax in fig.axes[:-1]] == list(BASELINES)  # the last: the colour bar
+    # one panel per baseline, named in words; the last axes: the colour bar
+    assert [ax.get_title(loc="left") for ax in fig.axes[:-1]] == [BASELINE_LABELS[b] for b in BASELINES]
 
 
 def test_gradient_and_teacher_maps_plots(synthetic):
@@ -136,50 +133,24 @@ def test_tsd_setting_loads_the_ce_run_first(monkeypatch):
     assert calls == [("run", "ce")] and (data, teacher, student) == ("data", "teacher", ("student", "ce", 0))
 
 
-def test_first_batch_and_copies_note(tiny_dataset):
+def test_first_batch(tiny_dataset):
     X, y, X_pool, y_pool = first_batch(tiny_dataset, size=4)
     assert X.shape == (4, 1, 8) and y.tolist() == [0, 0, 0, 1] and len(X_pool) == len(y_pool) == 6
     assert len(first_batch(tiny_dataset, size=100)[0]) == 6
-    starts, donors = torch.tensor([[0, 1], [2, 3]]), torch.tensor([[3, 4], [0, 1]])
-    note = copies_note(X[[0, 3]], y[[0, 3]], torch.zeros(4, 1, 8), starts, donors, y_pool)
-    assert note == ("Batch `X` (2, 1, 8) -> copies (4, 1, 8) (B*K = 2*2). Every donor from another class: **True**; "
-                    "starts distinct within each series: **True**.")
-    assert "class: **False**; starts distinct within each series: **False**" in copies_note(
-        X[[0, 3]], y[[0, 3]], torch.zeros(4, 1, 8), torch.tensor([[0, 0], [2, 3]]), torch.zeros(2, 2).long(), y_pool)
 
 
-def test_shift_notes_and_heatmaps():
+def test_followed_heatmaps():
     raw = torch.tensor([[[0.5, -0.1], [2.0, 0.0]]])  # (B=1, K=2, k=2)
-    assert teacher_shift_note(1e-7, True, raw) == (
-        "Largest difference between `perturbed_logits` and a plain forward pass: 1.0e-07. By-hand teacher shift "
-        "equals `distribution_shift`: **True**. Shape (1, 2, 2); summed over classes, the smallest window shift is "
-        "0.4 (a KL divergence: never below zero beyond float rounding); 25% of the single per-class terms are "
-        "negative.")
     starts = torch.tensor([[6, 1]])
-    note = student_shift_note(starts, raw, raw, raw.clone().requires_grad_(), 0)
-    assert note.startswith("For this series the teacher's largest shift comes from replacing the window starting "
-                           "at t = 1.") and note.endswith("on this series: 1.00.")
     fig = followed_heatmaps(torch.zeros(1, 1, 12), starts, raw, raw.clone().requires_grad_(), 0, window=3,
                             class_names=["a", "b"])
     assert [ax.get_title(loc="left") for ax in fig.axes[1:3]] == ["teacher  $\\hat s_T$", "CE student  $\\hat s_S$"]
 
 
-def test_grad_norm_and_loss_note():
+def test_grad_norm():
     model = torch.nn.Linear(2, 1)
     (model(torch.ones(1, 2)).sum() * 0 + model.weight.sum() * 3).backward()  # weight grads 3 each, bias 0
     assert grad_norm(model).item() == pytest.approx(np.sqrt(18))
-    note = loss_note(torch.tensor(0.25), torch.tensor(0.25), True, torch.tensor(1.5), {"ce": 1.0, "tsd": 100.0})
-    assert note == ("TSD loss by hand: 0.250000; `tsd_loss` with the same generator: 0.250000 (equal: **True**). "
-                    "Gradient norm on the student's parameters: 1.5 (the teacher received none: it ran under "
-                    "`no_grad`). Weights of the profile's KD+TSD objective: w_ce = 1, w_tsd = 100.")
-
-
-def test_students_caption():
-    import pandas as pd
-
-    frame = pd.DataFrame({"teacher_accuracy": [0.9, 0.9], "teacher_auc_pr": [0.8, 0.8]})
-    assert students_caption("D", frame, n_seeds=2) == (
-        "**D**, test split, mean ± std over 2 student seed(s) (teacher: accuracy 0.900, macro AUC-PR 0.800).")
 
 
 def test_before_after_maps_load_both_students_of_the_seed(synthetic, monkeypatch):

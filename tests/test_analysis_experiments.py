@@ -14,17 +14,13 @@ from tsd_lib.analysis import (
     DT2W_PER_BATCH_CODES,
     SALIENCY,
     across_datasets,
-    audit_note,
     budget_frame,
     budget_gains,
-    budget_note,
     budget_numbers,
     by_method,
     claims_table,
     convergence_audit,
-    experiments_summary,
     gains_plot,
-    grid_note,
     grid_values,
     headline_table,
     inflation_views,
@@ -33,7 +29,6 @@ from tsd_lib.analysis import (
     old_dt2w_numbers,
     pair_views,
     rank_table,
-    selection_note,
     shown_records,
     strong_teacher_claims,
     teacher_scores,
@@ -43,9 +38,20 @@ from tsd_lib.analysis import (
     verdict_words,
     verdicts_side_by_side,
 )
+from tsd_lib.analysis.experiments import (
+    audit_numbers,
+    audit_view,
+    budget_gains_view,
+    capped_table,
+    grid_numbers,
+    pair_change_numbers,
+    selection_numbers,
+    tsd_pair_changes,
+    wtl_view,
+)
 from tsd_lib.analysis.teacher_quality import teacher_quality
 from tsd_lib.analysis.verdicts import claims, claims_by_arm, verdict_summary
-from tsd_lib.report import records_to_frame
+from tsd_lib.report import records_to_frame, win_tie_loss
 from tsd_lib.report.tables import Summary
 
 
@@ -82,34 +88,43 @@ def test_across_datasets_averages_datasets_per_seed_then_seeds():
     assert stats.at["ce", ("accuracy", "mean")] == pytest.approx(0.8)
 
 
-def test_grid_note_and_teacher_scores():
-    profile = SimpleNamespace(name="p", seeds=[0, 1], teacher_seeds=[3], tsd_weights=[0.5, 1.0])
+def test_grid_numbers_and_teacher_scores():
+    profile = SimpleNamespace(name="p", seeds=[0, 1], teacher_seeds=[3], tsd_weights=[0.5, 1.0],
+                              grids={"kd": {"tau": [1.0, 8.0]}})
     config = SimpleNamespace(teacher="fcn", student="fcn_small", epochs=500, patience=50, n_windows=10, window=5,
                              tau=4.0)
     df = pd.DataFrame({"dataset": ["b", "A", "b"], "teacher_seed": [3, 3, 3], "teacher_accuracy": [0.9, 0.8, 0.9],
                        "teacher_auc_pr": [0.95, 0.85, 0.95]})
-    note = grid_note(profile, df, [config], ["ce", "tsd"])
-    assert note.startswith("Profile `p`: **3 runs** = 2 datasets x 2 methods x 2 student seeds x each method's "
-                           "settings (TSD weights, baseline grids)")
-    assert "- datasets: A, b\n" in note and "teacher seed(s): 3 " in note and "TSD weights swept: 0.5, 1" in note
-    assert "teacher `fcn` (up to 500 epochs), student `fcn_small` (up to 500 epochs), patience 50; TSD: K = 10" in note
-    assert "baseline grids (chosen on validation like the TSD weight): none" in note
+    numbers = grid_numbers(profile, df, [config], ["ce", "kd+tsd"])
+    assert numbers == {"runs": 3, "n_datasets": 2, "n_methods": 2, "n_seeds": 2, "datasets": "A, b",
+                       "methods": "CE, KD+TSD", "seeds": "0, 1", "teacher_seeds": "3", "tsd_weights": "0.5, 1",
+                       "grids": "kd tau {1, 8}", "teacher": "fcn", "student": "fcn_small", "K": 10, "L": 5,
+                       "tau": 4.0}
+    assert all(type(v) in (int, float, str) for v in numbers.values())  # glue needs plain values
     assert grid_values(SimpleNamespace(grids={"kd": {"tau": [1.0, 8.0]}, "at": {"weight": [10.0]}})) == (
         "kd tau {1, 8}; at weight {10}")
+    assert grid_values(SimpleNamespace(grids=None)) == "none"
     scores = teacher_scores(df)
-    assert scores.loc[("A", 3), "teacher accuracy"] == 0.8 and list(scores.columns)[1] == "teacher macro AUC-PR"
+    assert list(scores.columns) == ["teacher seed", "test accuracy", "test macro AUC-PR"]
+    assert scores.index.name == "dataset" and scores.loc["A", "test accuracy"] == 0.8
+    assert scores["teacher seed"].tolist() == [3, 3]
 
 
-def test_audit_note_names_the_capped_runs():
+def test_audit_numbers_view_and_the_capped_runs_by_name():
     runs = _runs()
-    assert audit_note(runs, convergence_audit(runs)) == (
-        "Early stopping ended **8 of 8** runs; the best epoch was at most 17 and the longest run took 67 of 500 "
-        "allowed epochs.")
+    audit = convergence_audit(runs)
+    assert audit_numbers(runs, audit) == {"runs": 8, "stopped": 8, "capped": 0, "best_epoch_max": 17,
+                                          "epochs_run_max": 67, "epoch_cap": 500}
+    assert capped_table(runs).empty
     runs = _runs(capped=3)
-    note = audit_note(runs, convergence_audit(runs), shown=2)
-    assert note.endswith("**3 runs hit the cap** (A/ce/seed 0, A/ce/seed 1 and 1 more): they had not converged, and "
-                         "the numbers and verdicts below include them.")
-    assert "ended **5 of 8**" in note
+    assert audit_numbers(runs, convergence_audit(runs))["capped"] == 3
+    capped = capped_table(runs)
+    assert list(capped.columns) == ["dataset", "student", "method", "seed", "epochs run", "best epoch"]
+    assert capped[["dataset", "method", "seed"]].values.tolist() == [["A", "CE", 0], ["A", "CE", 1], ["A", "TSD", 0]]
+    view = audit_view(convergence_audit(runs, by=("student", "method")))
+    assert list(view.columns) == ["runs", "ended by the epoch cap", "epoch cap", "best epoch (median)",
+                                  "best epoch (max)", "epochs run (max)"]
+    assert view.loc[("s", "CE"), "ended by the epoch cap"] == 2
 
 
 def _budget_records() -> list[dict]:
@@ -119,15 +134,14 @@ def _budget_records() -> list[dict]:
             for (d, m), (early, late) in acc.items()]
 
 
-def test_budget_note_compares_tsd_and_ce_at_a_tight_budget_and_at_convergence():
+def test_budget_gains_and_numbers_for_the_prose():
     budget = budget_frame(_budget_records())
-    note = budget_note(budget, ["ce", "tsd"])
-    assert note.splitlines()[0] == ("- **test accuracy**, TSD minus CE, mean over 2 datasets: +0.100 at a 40-epoch "
-                                    "budget, +0.000 at convergence (per dataset at convergence: A +0.100, B -0.100).")
-    assert budget_note(budget, ["ce"]) == "The profile has no CE/TSD pair to compare."
     gains = budget_gains(budget)
     assert list(gains["accuracy"].columns) == [20, 40, "converged"]
     assert gains["accuracy"].loc["tsd − ce"].round(6).tolist() == [0.1, 0.1, 0.0]
+    view = budget_gains_view(gains["accuracy"])
+    assert list(view.index) == ["TSD − CE"] and list(view.columns) == ["20 epochs", "40 epochs", "converged"]
+    assert view.index.name == "with TSD − base"
     numbers = budget_numbers(gains, budget, target=20)
     assert numbers == pytest.approx({"epochs": 20, "accuracy_tight": 0.1, "accuracy_converged": 0.0,
                                      "spearman_tight": 0.05, "spearman_converged": 0.0})
@@ -139,8 +153,25 @@ def test_budget_note_compares_tsd_and_ce_at_a_tight_budget_and_at_convergence():
 def test_rank_table():
     auc = _summary({"ce": [0.8, 0.6], "kd": [0.85, 0.9], "tsd": [0.9, 0.95]})
     ranks, n = rank_table(auc, auc)
-    assert n == 2 and list(ranks.index) == ["tsd", "kd", "ce"]
-    assert ranks.at["kd", "average rank (accuracy)"] == 2.0
+    assert n == 2 and list(ranks.index) == ["TSD", "KD", "CE"] and ranks.index.name == "method"
+    assert ranks.at["KD", "average rank (accuracy)"] == 2.0
+
+
+def test_wins_ties_losses_and_each_tsd_variant_against_its_base():
+    auc = _summary({"ce": [0.6, 0.7], "kd": [0.7, 0.75], "tsd": [0.6, 0.8], "kd+tsd": [0.8, 0.74]})
+    view = wtl_view(win_tie_loss(auc.mean, baseline=("ce", "kd")))
+    assert list(view.columns) == ["baseline", "method", "wins", "ties", "losses", "datasets",
+                                  "mean change in test macro AUC-PR", "median change", "Wilcoxon p (two-sided)"]
+    assert view.iloc[0][["baseline", "method"]].tolist() == ["CE", "KD"]
+    changes = tsd_pair_changes(auc.mean)
+    assert list(changes.index) == ["CE → TSD", "KD → KD+TSD"]  # DKD was not run
+    assert changes.loc["CE → TSD"].tolist() == pytest.approx([2, 1, 1, 0, 0.05])
+    assert changes.loc["KD → KD+TSD", ["higher", "equal", "lower"]].tolist() == [1, 0, 1]
+    numbers = pair_change_numbers(changes, "kd", "kd+tsd")
+    assert numbers == pytest.approx({"datasets": 2, "higher": 1, "equal": 0, "lower": 1, "mean_change": 0.045})
+    assert all(type(v) in (int, float) for v in numbers.values())
+    none = pair_change_numbers(changes, "dkd", "dkd+tsd")
+    assert none["datasets"] == 0 and np.isnan(none["mean_change"])
 
 
 def test_tsd_gains_describe_the_relative_change_without_a_call():
@@ -151,24 +182,22 @@ def test_tsd_gains_describe_the_relative_change_without_a_call():
     plt.close("all")
 
 
-def test_selection_note_per_method_or_why_nothing_was_selected():
-    infl = pd.DataFrame({"method": ["tsd", "tsd", "ce"], "n_settings": [2, 3, 1], "inflation": [0.01, 0.03, 0.0]})
-    assert selection_note(infl, None, None) == (
-        "2 (dataset, method) pair(s) had more than one setting to choose from. Mean inflation of test macro AUC-PR "
-        "from selecting on the test set: tsd: 0.0200 (max 0.0300).")
-    profile = SimpleNamespace(name="quick", teacher_seeds=[0], tsd_weights=[1.0])
-    paper = SimpleNamespace(teacher_seeds=[0, 1, 2], tsd_weights=[0.1, 1.0])
-    note = selection_note(infl.assign(n_settings=1), profile, paper)
-    assert note.startswith("Profile `quick` has 1 teacher seed(s) and 1 TSD weight(s)")
-    assert "sweeps the TSD weight over {0.1, 1} and 3 teacher seeds" in note
-
-
-def test_inflation_views_show_the_choice_only_where_there_was_one():
-    infl = pd.DataFrame({"dataset": ["A", "A", "B"], "method": ["tsd", "ce", "tsd"], "n_settings": [2, 1, 1],
+def test_selection_numbers_and_inflation_views():
+    infl = pd.DataFrame({"dataset": ["A", "A", "B"], "method": ["tsd", "ce", "tsd"], "n_settings": [2, 1, 3],
+                         "val_selected": ["w=1", "-", "w=1"], "test_selected": ["w=10", "-", "w=1"],
+                         "test_mean_val_selected": [0.8, 0.7, 0.9], "test_mean_test_selected": [0.812345, 0.7, 0.9],
                          "inflation": [0.012345, 0.0, 0.0]})
+    profile = SimpleNamespace(teacher_seeds=[0], tsd_weights=[1.0, 10.0])
+    paper = SimpleNamespace(teacher_seeds=[0, 1, 2], tsd_weights=[0.1, 1.0])
+    numbers = selection_numbers(infl, profile, paper)
+    assert numbers == pytest.approx({"choices": 2, "inflation_mean": 0.0061725, "inflation_max": 0.012345,
+                                     "teacher_seeds": 1, "tsd_weights": 2, "paper_tsd_weights": "0.1, 1",
+                                     "paper_teacher_seeds": 3})
+    assert selection_numbers(infl.assign(n_settings=1), profile, paper)["inflation_max"] == 0.0
     pivot, choice = inflation_views(infl, ["ce", "tsd"])
-    assert list(pivot.index) == ["ce", "tsd"] and pivot.at["tsd", "A"] == 0.0123 and pivot.at["tsd", "B"] == 0.0
-    assert choice["method"].tolist() == ["tsd"]
+    assert list(pivot.index) == ["CE", "TSD"] and pivot.at["TSD", "A"] == 0.012345 and pivot.at["TSD", "B"] == 0.0
+    assert choice["method"].tolist() == ["TSD", "TSD"] and "chosen on validation" in choice
+    assert list(choice.index) == [0, 1]  # a plain index, hidden in the book
     assert len(inflation_views(infl.assign(n_settings=1), ["ce", "tsd"])) == 1
 
 
@@ -186,10 +215,14 @@ def _pair_frame(capped: bool = False) -> pd.DataFrame:
 
 def test_pair_views():
     table, teachers, comparison = pair_views(_pair_frame())
-    assert table.loc[("A", "lstm_teacher → lstm_student", "tsd"), ("accuracy", "mean")] == 0.85
-    assert teachers == "Teachers: A (lstm_teacher → lstm_student): seed 2, test accuracy 0.950."
-    assert comparison == "- A: tsd vs ce: accuracy +0.100, saliency Spearman +0.300."
-    assert pair_views(_pair_frame(capped=True))[2] == "- No comparison: 2 runs of the pair hit the epoch cap."
+    cell = table.loc[("A", "lstm_teacher → lstm_student", "TSD"), "test accuracy"]
+    assert cell == "0.850 ± 0.071" and table.loc[("A", "lstm_teacher → lstm_student", "TSD"), "seeds"] == 2
+    assert teachers.loc[("A", "lstm_teacher → lstm_student")].tolist() == [2, 0.95]
+    assert list(teachers.columns) == ["teacher seed", "test accuracy"]
+    assert comparison.to_dict("records") == [{"dataset": "A", "comparison": "TSD − CE",
+                                              "test accuracy": pytest.approx(0.1),
+                                              "saliency Spearman": pytest.approx(0.3)}]
+    assert pair_views(_pair_frame(capped=True))[2] is None  # no comparison while a run is capped
 
 
 def _engine_runs(n_datasets: int, shift: float, *, teacher: str = "t", seeds: int = 2) -> list[dict]:
@@ -317,25 +350,3 @@ def test_old_dt2w_flags_the_per_batch_adapter(monkeypatch):
     paper.archive.records = lambda: []
     assert old_dt2w(paper).empty and old_dt2w_numbers(old_dt2w(paper))["codes"] == "none"
     assert [r["key"] for r in shown_records(paper)] == ["c0", "a0"]  # the claim records, then the defaults, once
-
-
-def test_experiments_summary_reports_the_engine_and_describes_the_rest(engine_claims):
-    auc = _summary({"ce": [0.6, 0.7], "kd": [0.7, 0.75], "kd+tsd": [0.8, 0.74]},
-                   {"ce": [0.01, 0.01], "kd": [0.02, 0.02], "kd+tsd": [0.03, 0.01]})
-    infl = pd.DataFrame({"method": ["kd+tsd", "kd+tsd"], "n_settings": [2, 1], "inflation": [0.02, 0.0]})
-    text = experiments_summary(auc, infl, engine_claims, n_seeds=3, profile="quick", n_capped=0)
-    lines = text.splitlines()
-    assert lines[0].startswith("- The claims engine's verdicts on this grid")
-    assert lines[1:5] == [f"  - {line}" for line in verdict_lines(engine_claims)]
-    assert lines[5].startswith("- Average ranks in test macro AUC-PR over 2 dataset(s), a description")
-    assert lines[5].endswith("kd (1.50) < kd+tsd (1.50) < ce (3.00).")  # a tie keeps the column order
-    assert lines[6] == ("- kd+tsd against kd: higher on 1, equal on 0, lower on 1 of 2 datasets; mean change in test "
-                        "macro AUC-PR +0.0450 (a description, not a test).")
-    assert "by up to 0.0200 (mean 0.0200 over the 1 (dataset, method) pairs with a choice)" in lines[7]
-    assert lines[8].startswith("- Profile `quick`: 2 dataset(s), 3 student seed(s).")
-    for word in ("agrees", "better", "significant", "seed std"):
-        assert word not in text
-    capped = experiments_summary(auc, infl.assign(inflation=0.0), engine_claims, n_seeds=1, profile="quick",
-                                 n_capped=4)
-    assert "- Selection: no inflation in this profile" in capped
-    assert "- 4 runs of the main grid hit the epoch cap (see the audit)" in capped

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from tsd_lib.analysis import (
-    beyond_accuracy_summary,
     cost_tables,
     ece_table,
     kl_cdf_plot,
@@ -22,6 +21,7 @@ from tsd_lib.analysis import (
     substitution_text,
     tsd_colors,
 )
+from tsd_lib.analysis.fidelity_views import beyond_accuracy_numbers, ece_text
 from tsd_lib.metrics import ece
 from tsd_lib.report import metric_bars
 from tsd_lib.report.style import METHOD_COLORS
@@ -45,8 +45,12 @@ def test_substitution_counts_breaks_repairs_and_per_series_kl():
     assert subst.at["ce", ("repairs (teacher wrong, student right)", "mean")] == pytest.approx(0.125)
     assert kl["ce"].shape == (8,) and np.count_nonzero(kl["ce"] > 1e-9) == 2 and np.all(kl["kd"] == 0)
     text = substitution_text(subst)
-    assert text.index.name == "student" and text.at["kd", "agreement"] == "1.0000 ± 0.0000"
-    assert text.at["ce", "agreement"] == "0.7500 ± 0.3536"
+    assert text.index.name == "student" and list(text.index) == ["CE", "KD"]
+    assert list(text.columns) == ["agreement with the teacher", "breaks (teacher right, student wrong)",
+                                  "repairs (teacher wrong, student right)", "median per-series KL, nats",
+                                  "90th percentile per-series KL, nats"]
+    assert text.at["KD", "agreement with the teacher"] == "1.00 ± 0.00"
+    assert text.at["CE", "agreement with the teacher"] == "0.750 ± 0.354"
 
 
 def test_ece_table_has_students_and_the_teacher():
@@ -55,6 +59,9 @@ def test_ece_table_has_students_and_the_teacher():
     assert table.at["teacher", "mean"] == pytest.approx(ece(Y, TEACHER)) and np.isnan(table.at["teacher", "std"])
     assert table.at["ce student", "mean"] == pytest.approx((ece(Y, FLIPPED) + ece(Y, COPY)) / 2)
     assert table["seeds"].tolist() == [2, 2, 1]
+    text = ece_text(table)
+    assert list(text.index) == ["KD student", "CE student", "teacher"] and text["seeds"].tolist() == [2, 2, 1]
+    assert text.at["teacher", "ECE (mean ± std over seeds)"].count("±") == 0  # one teacher: no std
 
 
 def _stats(values: dict[str, list[dict[str, float]]]) -> pd.DataFrame:
@@ -62,7 +69,7 @@ def _stats(values: dict[str, list[dict[str, float]]]) -> pd.DataFrame:
     return seed_stats(frame, [c for c in frame if c != "method"], list(values))
 
 
-def test_beyond_accuracy_summary_compares_kd_tsd_with_kd_and_picks_students():
+def test_beyond_accuracy_numbers_for_the_prose():
     fid = _stats({"ce": [{"agreement": 0.7, "kl_teacher_student": 0.5, "js_teacher_student": 0.1}] * 2,
                   "kd": [{"agreement": 0.8, "kl_teacher_student": 0.3, "js_teacher_student": 0.05},
                          {"agreement": 0.82, "kl_teacher_student": 0.31, "js_teacher_student": 0.05}],
@@ -71,25 +78,20 @@ def test_beyond_accuracy_summary_compares_kd_tsd_with_kd_and_picks_students():
     sal = _stats({"ce": [{"saliency_spearman": 0.2}, {"saliency_spearman": 0.4}],
                   "kd": [{"saliency_spearman": 0.3}, {"saliency_spearman": 0.3}],
                   "kd+tsd": [{"saliency_spearman": 0.35}, {"saliency_spearman": 0.35}]})
-    students = {("kd", 0): COPY, ("kd", 1): COPY, ("kd+tsd", 0): COPY, ("kd+tsd", 1): COPY, ("ce", 0): FLIPPED}
+    students = {("kd", 0): COPY, ("kd", 1): COPY, ("kd+tsd", 0): COPY, ("kd+tsd", 1): FLIPPED, ("ce", 0): FLIPPED}
     subst, _ = substitution(Y, TEACHER, students, ["kd", "kd+tsd", "ce"])
     eces = ece_table(Y, TEACHER, students)
-    lines = beyond_accuracy_summary(fid, sal, eces, subst, dataset="D", profile="quick", n_seeds=2).splitlines()
-    assert lines[0] == ("- Across the grid, KD+TSD vs KD: agreement 0.910 vs 0.810 (better; beyond the seed spread), "
-                        "KL(teacher || student) 0.205 vs 0.305 (better; beyond the seed spread), JS 0.050 vs 0.050 "
-                        "(equal; within the seed spread).")
-    assert lines[1] == ("- Saliency Spearman, KD+TSD vs KD: 0.350 vs 0.300 (better; beyond the seed spread); "
-                        "vs CE: 0.350 vs 0.300 (better; within the seed spread).")
-    assert lines[2] == ("- Calibration on D: the best-calibrated student is the **ce student** (mean ECE 0.300), "
-                        "better than the teacher (0.350); kd student: 0.350, kd+tsd student: 0.350, ce student: 0.300.")
-    assert lines[3] == ("- Substitution on D: the student closest to the teacher by median per-series KL is **kd** "
-                        "(0.0000), with top-1 agreement 1.000; the highest agreement is kd's (1.000).")
-    assert lines[4].endswith("at least as safe a substitute as the KD student on both counts (agreement and KL).")
-    assert lines[5] == "- Profile `quick`, 2 seed(s): treat differences within one seed std as noise."
-    students[("kd+tsd", 0)] = FLIPPED
-    subst, _ = substitution(Y, TEACHER, students, ["kd", "kd+tsd", "ce"])
-    text = beyond_accuracy_summary(fid.loc[["ce"]], sal, eces, subst, dataset="D", profile="quick", n_seeds=2)
-    assert "Across the grid" not in text and "does not show KD+TSD as the safer substitute" in text
+    n = beyond_accuracy_numbers(fid, sal, eces, subst)
+    assert all(type(v) in (float, str) for v in n.values())  # glue needs plain values
+    assert n["agreement_kdtsd"] == pytest.approx(0.91) and n["agreement_kd_std"] == pytest.approx(np.std([0.8, 0.82],
+                                                                                                         ddof=1))
+    assert n["kl_kd"] == pytest.approx(0.305) and n["spearman_ce"] == pytest.approx(0.3)
+    assert np.isnan(n["agreement_tsd"]) and np.isnan(n["ece_tsd"])  # TSD was not run
+    assert n["ece_teacher"] == pytest.approx(ece(Y, TEACHER)) and n["ece_kd"] == pytest.approx(ece(Y, COPY))
+    assert n["ece_best_student"] == "CE student" and n["ece_best"] == pytest.approx(ece(Y, FLIPPED))
+    # the KD students copy the teacher: closest by median KL and highest agreement, whoever it favours
+    assert n["closest_student"] == "KD" and n["closest_median_kl"] == 0.0 and n["top_agreement_student"] == "KD"
+    assert n["breaks_kdtsd"] == pytest.approx(0.125) and n["repairs_ce"] == pytest.approx(0.25)
 
 
 def test_chapter_seven_figures():

@@ -9,17 +9,16 @@ import pytest
 import torch
 
 from tsd_lib.analysis import (
+    BASELINE_LABELS,
     SYNTHETIC_MAPS,
     agreement_table,
     at_gaps,
-    at_note,
+    at_table,
     attention_plot,
     attention_profile,
     attention_view,
-    bank_note,
-    baseline_note,
+    bank_comparison,
     baseline_table,
-    binary_dkd_note,
     class_sorted_sample,
     distance_heatmaps,
     distance_view,
@@ -28,14 +27,11 @@ from tsd_lib.analysis import (
     first_per_class,
     flat_sequence,
     forward_features,
-    gradient_note,
     gradient_ratios,
-    kd_check_note,
     kd_gradient_table,
     kd_table,
-    kd_term_note,
+    kd_term,
     late_mass,
-    late_mass_note,
     maps_against_teacher,
     maps_plot,
     median_margin_index,
@@ -43,24 +39,22 @@ from tsd_lib.analysis import (
     planted_examples_plot,
     precision_plot,
     precision_table,
-    ranked,
     relative_distances,
     rkd_comparison,
-    rkd_note,
-    setting_note,
     shared_loss_curves,
     shift_heatmaps,
     soft_entropy,
+    softening,
     student_logits,
     synthetic_maps,
     synthetic_teachers,
     teacher_comparison_plots,
     temperature_plot,
     temperature_view,
-    widths_note,
     window_shift_plot,
 )
 from tsd_lib.experiment import RunConfig
+from tsd_lib.losses import tsd_loss
 from tsd_lib.metrics import softmax
 from tsd_lib.models import SMOKE_SETTINGS, build_model
 from tsd_lib.report.style import METHOD_COLORS
@@ -98,18 +92,17 @@ def test_kd_gradient_carries_tau_squared():
     plain, scaled = gradient_ratios(grads)
     assert plain == pytest.approx(grads.iloc[0, 0] / grads.iloc[2, 0]) and plain > 4
     assert scaled == pytest.approx(plain / 16)
-    assert gradient_note(grads) == (f"From τ = 1 to τ = 4 the plain gradient shrinks {plain:.0f}-fold, the τ²-scaled "
-                                    f"one changes by a factor of {scaled:.2f}.")
+    assert grads.index.name == "temperature τ" and list(grads.columns) == ["gradient norm, plain KL",
+                                                                           "gradient norm, τ² KL (kd_loss)"]
 
 
-def test_fidelity_scatter_and_kd_term_note():
+def test_fidelity_scatter_and_kd_term():
     p_t = np.array([[0.9, 0.1], [0.3, 0.7]])
     fig = fidelity_scatter(p_t, {"CE": np.array([[0.8, 0.2], [0.6, 0.4]]), "KD": p_t}, "t")
     assert [ax.get_title() for ax in fig.axes] == ["CE", "KD"]
     assert np.allclose(fig.axes[1].collections[0].get_offsets(), [[0.9, 0.9], [0.7, 0.7]])
     history = {"epochs": [{"train_kd": 0.5}, {"train_kd": 0.2}, {"train_kd": 0.1}], "best_epoch": 2}
-    assert kd_term_note(history) == "The KD term of the KD student went from 0.500 in epoch 1 to 0.200 at its best " \
-                                    "epoch (2)."
+    assert kd_term(history) == {"first": 0.5, "best": 0.2, "best_epoch": 2}
 
 
 def test_temperature_view_shows_the_median_margin_series():
@@ -133,17 +126,19 @@ def test_student_logits_train_a_missing_run_first(monkeypatch):
     assert calls == [("run", config, "S"), ("load", config, "S")]
 
 
-def test_kd_check_note_and_kd_table():
-    note = "KD loss of the CE student on the test set (τ = 2): by hand **0.500000**, `kd_loss` **0.250000** " \
-           "(difference 2.5e-01)."
-    assert kd_check_note(0.5, 0.25, 2.0) == note
-    assert kd_check_note(torch.tensor(0.5), torch.tensor(0.25), 2.0) == note  # 0-d tensors, as the chapter has
+def test_kd_table_and_softening():
+    soft = softening(np.array([[4.0, 0.0], [0.0, 4.0]]), tau=8.0)
+    assert soft["top_1"] == pytest.approx(1 / (1 + np.exp(-4)))
+    assert soft["top_tau"] == pytest.approx(1 / (1 + np.exp(-0.5)))
+    assert soft["entropy_tau"] == pytest.approx(soft_entropy(np.array([[4.0, 0.0]]), 8.0))
+    assert soft["entropy_uniform"] == pytest.approx(np.log(2)) and all(type(v) is float for v in soft.values())
     frame = pd.DataFrame([{"method": "ce", "accuracy": 0.8, "agreement": 0.9, "train_seconds": 1.0},
                           {"method": "kd", "accuracy": 0.9, "agreement": 1.0, "train_seconds": 2.0}])
     table = kd_table(frame, ["accuracy", "agreement", "train_seconds"], ["ce", "kd"],
                      {"test_accuracy": 0.95, "test_auc_pr": 0.9})
-    assert list(table.index) == ["ce", "kd", "teacher"] and table.loc["kd", "accuracy"] == "0.900"
-    assert table.loc["teacher"].tolist() == ["0.950", "1", "–"]  # agreement with itself; no training time
+    assert list(table.index) == ["CE", "KD", "teacher"] and table.loc["KD", "test accuracy"] == "0.900"
+    assert list(table.columns) == ["test accuracy", "agreement with the teacher", "training time (s)"]
+    assert table.loc["teacher"].tolist() == ["0.950", "1.00", "–"]  # agreement with itself; no training time
 
 
 def test_fidelity_view_has_a_panel_per_student_of_one_seed(monkeypatch):
@@ -178,7 +173,9 @@ def test_attention_profile_and_gaps():
     feats = {"teacher": {"sequence": seq}, "at": {"sequence": 3 * seq}, "ce": {"sequence": seq.flip(-1)}}
     gaps = at_gaps(feats, ["at", "ce"])
     assert gaps["at"] == pytest.approx(0.0, abs=1e-7) and gaps["ce"] > 0  # AT ignores the scale
-    assert ranked({"ce": 2e-3, "at": 1e-3}) == "AT 1.00e-03, CE 2.00e-03"
+    table = at_table({"ce": 2e-3, "at": 1e-3})
+    assert table.index.name == "student" and list(table.index) == ["AT student", "CE student"]  # closest first
+    assert table["AT loss against the teacher"].tolist() == [1e-3, 2e-3]
     fig = attention_plot(np.zeros(3), {"teacher": np.ones(3), "AT student": np.zeros(3)}, "t")
     assert [line.get_color() for line in fig.axes[1].lines] == [METHOD_COLORS["teacher"], METHOD_COLORS["at"]]
 
@@ -218,26 +215,19 @@ def test_attention_and_distance_views_draw_the_labelled_models(tiny_dataset):
     assert len(fig.axes[0].lines) == 2  # classes 1, 0: one boundary, a horizontal and a vertical line
 
 
-def test_forward_features_and_binary_dkd_note():
+def test_forward_features():
     X = np.random.default_rng(0).normal(size=(4, 1, 16)).astype(np.float32)
     logits, feats = forward_features({"teacher": _fcn(0), "ce": _fcn(1)}, X)
     assert logits["ce"].shape == (4, 2) and set(feats["teacher"]) == {"sequence", "embedding"}
     assert not logits["ce"].requires_grad
-    note = binary_dkd_note(logits["ce"], logits["teacher"], torch.tensor([0, 1, 0, 1]), 4.0, "Toy")
-    dkd, kd = (float(v) for v in note.split("on the test set, DKD ")[1].split(" for ")[0].split(" vs KD "))
-    assert note.startswith("Toy has two classes") and dkd == pytest.approx(kd, abs=2e-6)
 
 
 # Chapter 4: saliency
 
-def test_late_mass_and_its_note():
+def test_late_mass():
     assert late_mass(np.ones((2, 10))) == pytest.approx(0.2)
     assert late_mass(np.r_[np.zeros(8), np.ones(2)][None]) == pytest.approx(1.0)
     assert late_mass(np.ones((1, 24))) == pytest.approx(5 / 24)  # the last ceil(24/5) = 5 steps
-    assert late_mass_note(0.5, "lstm_teacher", "LSTM").endswith("which can favour late windows; such a bias is "
-                                                                 "visible here.")
-    assert late_mass_note(0.1, "fcn", "FCN").endswith("has no built-in preference for late windows.")
-    assert late_mass_note(0.4, "fcn", "FCN").endswith("; yet the late windows dominate here.")
 
 
 def test_series_pickers():
@@ -253,14 +243,18 @@ def test_baseline_and_agreement_tables():
     m = np.arange(20, dtype=float).reshape(2, 10) + 1
     by_baseline = {"other_class": m, "same_class": 0.5 * m, "zero": m[:, ::-1].copy(), "mean": m[:, ::-1].copy()}
     table = baseline_table(by_baseline)
-    assert table.loc["same_class", "Spearman vs other_class"] == pytest.approx(1.0)
-    assert table.loc["zero", "Spearman vs other_class"] == pytest.approx(-1.0)
-    assert table.loc["same_class", "mean saliency / other_class"] == pytest.approx(0.5)
-    note = baseline_note(table, by_baseline)
-    assert "(the same-class shift is smaller)" in note and note.endswith("every series has mean 0.")
+    assert table.index.name == "replacement" and list(table.index) == [BASELINE_LABELS[b] for b in by_baseline]
+    spearman, mean, relative = table.columns
+    assert (spearman, mean, relative) == ("Spearman with the other-class map", "mean saliency, τ²·KL (nats)",
+                                          "mean saliency relative to other-class")
+    assert table.loc["same-class donor", spearman] == pytest.approx(1.0)
+    assert table.loc["zeros", spearman] == pytest.approx(-1.0)
+    assert table.loc["other-class donor (TSD)", mean] == pytest.approx(10.5)
+    assert table.loc["same-class donor", relative] == pytest.approx(0.5)
     agree = agreement_table(m, {"same": 3 * m, "reversed": m[:, ::-1]}, k=3)
-    assert agree.loc["same"].tolist() == pytest.approx([1.0, 1.0])
-    assert agree.loc["reversed", "top-3 overlap (IoU) vs occlusion"] == pytest.approx(0.0)
+    assert agree.index.name == "saliency map" and agree.loc["same"].tolist() == pytest.approx([1.0, 1.0])
+    assert agree.loc["reversed", "top-3 overlap with the occlusion map (IoU)"] == pytest.approx(0.0)
+    assert agree.loc["reversed", "Spearman with the occlusion map"] == pytest.approx(-1.0)
 
 
 def test_precision_table_and_plot():
@@ -303,7 +297,7 @@ def test_shift_heatmaps_sort_windows_by_start():
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["0", "2", "5"]
 
 
-def test_maps_against_teacher_and_notes(synthetic):
+def test_maps_against_teacher_and_the_bank_comparison(synthetic):
     syn, _ = synthetic
     teacher = _fcn(0)
     maps, rho = maps_against_teacher({"teacher": teacher, "copy": teacher, "other": _fcn(1)}, syn.X_test[:2],
@@ -312,18 +306,17 @@ def test_maps_against_teacher_and_notes(synthetic):
     assert set(rho) == {"copy", "other"}
     config = RunConfig(dataset="Synthetic", teacher="fcn", student="fcn_small", n_windows=3, window=8, tau=2.0,
                        tsd_bank_size=4)
-    assert setting_note(syn, config, "p", 1) == (
-        f"**{syn.name}**: {len(syn.X_train)} training / {len(syn.X_val)} validation / 40 test series of length "
-        "T = 64, 2 classes. "
-        "Profile `p`: K = 3 windows of L = 8 steps, tau = 2; teacher `fcn`, student `fcn_small` (here the CE "
-        "student, seed 1).")
     X, y = torch.as_tensor(syn.X_train[:4]), torch.as_tensor(syn.y_train[:4])
-    note = bank_note(teacher, _fcn(1), syn, config, X, y, draws=2)
-    assert note.startswith(f"Bank of 4 perturbations x {len(syn.X_train)} training series built in ")
-    low, high = (float(v) for v in note.split("2 fresh draws: ")[1].split(" (")[0].split(" to "))
-    assert 0 <= low <= high
-    assert bank_note(teacher, _fcn(1), syn, config.replace(tsd_bank_size=0), X, y).startswith(
-        "This profile trains with fresh perturbations")
+    student = _fcn(1)
+    bank = bank_comparison(teacher, student, syn, config, X, y, bank_size=4, draws=2)
+    assert (bank.bank_size, bank.n_series) == (4, len(syn.X_train)) and len(bank.fresh) == 2
+    assert bank.build_seconds > 0 and bank.fresh_seconds > 0 and bank.mebibytes > 0
+    assert bank.bank_loss >= 0 and all(v >= 0 for v in bank.fresh)
+    fresh = tsd_loss(student, teacher, X, y, torch.as_tensor(syn.X_train), torch.as_tensor(syn.y_train),
+                     n_windows=3, window=8, tau=2.0, generator=torch.Generator().manual_seed(1))
+    assert bank.fresh[1] == pytest.approx(fresh.item())  # draw s uses generator seed s
+    with pytest.raises(ValueError, match="bank_size"):
+        bank_comparison(teacher, student, syn, config, X, y, bank_size=0)
 
 
 def test_teacher_comparison_plots_label_students(synthetic):
@@ -347,14 +340,3 @@ def test_synthetic_teachers_include_the_profile_teacher_only_when_it_trains_on_s
     assert list(only_small) == ["small FCN"] and "test_accuracy" in only_small["small FCN"][1]
     both = synthetic_teachers(config, syn, store, ["GunPoint", "synthetic"])
     assert list(both) == ["FCN 128-256-128 (profile)", "small FCN"]
-
-
-def test_feature_notes():
-    assert widths_note("p", RunConfig(dataset="GunPoint", teacher="fcn", student="fcn_small"), 128, 8, 2) == (
-        "Profile `p`: teacher FCN 128-256-128 with feature width `D_T = 128`, student small FCN 8-16-8 with "
-        "`D_S = 8`, 2 student seeds.")
-    assert at_note({"ce": 2e-3, "at": 1e-3}, 10, 0) == ("AT loss against the teacher on 10 test series (seed 0; lower "
-                                                        "= closer attention profile): AT 1.00e-03, CE 2.00e-03.")
-    assert rkd_note({"rkd": 0.1, "ce": 0.25}, {"rkd": 0.9, "ce": 0.5}) == (
-        "On these series the RKD loss against the teacher is 0.100 for the RKD student and 0.250 for the CE student; "
-        "the correlation of their distance matrices with the teacher's is 0.900 and 0.500.")

@@ -153,7 +153,8 @@ def test_committed_paper_archive_holds_the_required_sets_converged():
     assert len(tsd) == 3 * 5 * 5 * len(required)  # 3 TSD methods x 5 weights x 5 seeds
     assert all(r["stopped_early"] for r in paper.by_method["main"] + paper.defaults), "a reported run is capped"
     assert paper.n_capped == 0
-    assert len(paper.extensions) and paper.extensions["stopped early"].all()  # every continued run converged
+    continued = paper.extensions[paper.extensions["dataset"].isin(required)]
+    assert len(continued) and continued["stopped early"].all()  # every continued run of these sets converged
     runs = [c for c in paper.profile.main_configs() if c.dataset in paper.complete]
     assert all(paper.archive.faithfulness(c) is not None or not paper.archive.load_record(c)["stopped_early"]
                for c in runs)  # every converged run carries its faithfulness
@@ -224,10 +225,7 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
     faith = faithfulness_table(paper)
     assert list(faith.index) == ["teacher", "ce", "tsd"] and faith.loc["ce"].between(0, 1).all()
     assert faith.loc["teacher"].isna().tolist() == [False, True, False, True]  # the teacher has only its own ranking
-    from tsd_lib.analysis.verdicts import claims_by_arm, verdict_summary
-
-    (found,) = claims_by_arm(records_to_frame(paper.claim_records)).values()
-    assert set(verdict_summary(found)) == {"too few datasets"}  # one dataset decides nothing
+    assert paper.claim_records == [] and paper.defaults == []  # 2 epochs: every run capped, none compared
 
 
 def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):

@@ -84,7 +84,7 @@ def test_saliency_auprc_is_one_for_a_perfect_map_and_chance_for_a_flat_one():
 def test_faithfulness_study_on_the_planted_set(tmp_path):
     import yaml
 
-    from tsd_lib.analysis.faithfulness import faithfulness_study, faithfulness_views
+    from tsd_lib.analysis.faithfulness import faithfulness_section, faithfulness_study
     from tsd_lib.experiment import RunStore
     from tsd_lib.experiment.faithfulness import run_faithfulness
     from tsd_lib.grid import run_grid
@@ -115,33 +115,42 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
     path.write_text(json.dumps({**stored, "digest": "other code"}))  # made by other code: measured again
     assert faithfulness_study(profile, "Synthetic", ["ce"], store=store)["table"].iloc[1]["deletion area"] == \
         table.iloc[1]["deletion area"]
-    outputs, notes = faithfulness_views(profile, "Synthetic", ("ce", "kd", "tsd"), store=store)
-    assert [type(o).__name__ for o in outputs] == ["Markdown", "DataFrame", "Figure", "DataFrame"]  # kd: not run
-    assert outputs[1]["model"].tolist() == ["teacher", "ce", "ce", "tsd", "tsd"] and "planted truth" in notes
+    section = faithfulness_section(profile, "Synthetic", ("ce", "kd", "tsd"), store=store)  # kd: not run
+    assert list(section.studies) == ["Synthetic"] and section.planted()[0] == "Synthetic"
+    assert section.studies["Synthetic"]["table"]["model"].tolist() == ["teacher", "ce", "ce", "tsd", "tsd"]
+    assert type(section.figure).__name__ == "Figure"
     with pytest.raises(FileNotFoundError, match="not finished"):
         run_faithfulness(profile.base_config("Synthetic", method="ce", seed=9), store)
 
 
-def test_faithfulness_note_reads_the_table():
+def test_faithfulness_views_and_numbers_read_the_table():
     import pandas as pd
 
-    from tsd_lib.analysis.faithfulness import faithfulness_note
+    from tsd_lib.analysis.faithfulness import auprc_view, faithfulness_numbers, faithfulness_view
 
     table = pd.DataFrame([
         {"model": "teacher", "ranked by": "own saliency", "deletion area": 0.3, "insertion area": 0.8},
         {"model": "tsd", "ranked by": "own saliency", "deletion area": 0.4, "insertion area": 0.7},
-        {"model": "tsd", "ranked by": "teacher's saliency", "deletion area": 0.35, "insertion area": 0.75},
-        {"model": "ce", "ranked by": "own saliency", "deletion area": 0.4, "insertion area": 0.7},
-        {"model": "ce", "ranked by": "teacher's saliency", "deletion area": 0.5, "insertion area": 0.75}])
-    auprc = pd.DataFrame({"model": ["teacher", "ce", "tsd"], "saliency AUPRC": [0.6, 0.3, 0.5], "chance": 0.1})
-    lines = faithfulness_note(table, auprc, "S").splitlines()
-    assert lines[0] == ("- **tsd** on S: deletion area 0.400 with its own ranking, 0.350 with the teacher's; insertion "
-                        "area 0.700 vs 0.750. The teacher's ranking removes and reveals this student's evidence at "
-                        "least as fast as its own.")
-    assert lines[1].endswith("does not beat the student's own ranking on both curves.")
-    assert lines[2] == ("- On S the teacher's ranking comes closest to the student's own for **tsd** (deletion-area "
-                        "gap -0.050; tsd -0.050, ce +0.100): the student whose evidence the teacher's saliency locates "
-                        "best.")
-    assert lines[3] == ("- Against the planted truth of S (chance 0.100): teacher 0.600, ce 0.300, tsd 0.500; "
-                        "**teacher**'s saliency finds the pattern best.")
-    assert faithfulness_note(table, None, "S").count("\n") == 2
+        {"model": "tsd", "ranked by": "teacher's saliency", "deletion area": 0.45, "insertion area": 0.65},
+        {"model": "kd", "ranked by": "own saliency", "deletion area": 0.4, "insertion area": 0.7},
+        {"model": "kd", "ranked by": "teacher's saliency", "deletion area": 0.35, "insertion area": 0.75}])
+    auprc = pd.DataFrame({"model": ["teacher", "kd", "tsd"], "saliency AUPRC": [0.6, 0.3, 0.5], "chance": 0.1})
+    view = faithfulness_view(table)
+    assert list(view.index) == ["teacher", "TSD", "KD"] and list(view.columns) == [
+        "deletion area, own ranking", "deletion area, teacher's ranking", "insertion area, own ranking",
+        "insertion area, teacher's ranking"]
+    assert view.at["KD", "deletion area, teacher's ranking"] == 0.35 and np.isnan(view.at["teacher", "deletion "
+                                                                                           "area, teacher's ranking"])
+    planted = auprc_view(auprc)
+    assert list(planted.index) == ["teacher", "KD", "TSD", "chance (planted share)"]
+    assert planted.iloc[:, 0].tolist() == [0.6, 0.3, 0.5, 0.1]
+    n = faithfulness_numbers({"table": table, "auprc": auprc}, methods=("ce", "kd", "tsd"))
+    assert all(type(v) in (float, str) for v in n.values())  # glue needs plain values
+    # the teacher's ranking locates KD's evidence best, not TSD's: the numbers say so
+    assert n["closest"] == "KD" and n["closest_gap"] == pytest.approx(-0.05)
+    assert n["deletion_gap_tsd"] == pytest.approx(0.05) and n["insertion_gap_kd"] == pytest.approx(0.05)
+    assert np.isnan(n["deletion_gap_ce"]) and np.isnan(n["auprc_ce"])  # CE was not studied
+    assert n["auprc_best"] == "teacher" and n["auprc_chance"] == pytest.approx(0.1) and n["auprc_tsd"] == 0.5
+    none = faithfulness_numbers(None)
+    assert none["closest"] == "none" and none["auprc_best"] == "none" and np.isnan(none["auprc_teacher"])
+    assert np.isnan(faithfulness_numbers({"table": table, "auprc": None})["auprc_chance"])

@@ -222,7 +222,7 @@ class Archive:
         where = m.get("machine", {})
         hw = f"{where.get('cpu', '?')}, {where.get('cores', '?')} cores" + (
             f", GPU {where['gpu']}" if where.get("gpu") else "")
-        state = certified_note(m, self.codes)
+        state = certified_note(m, self.codes, stale=self.stale)
         if self.stale:
             state += (f"; **some of these numbers may differ from what the code gives today**: rerun "
                       f"`tsd verify --certify` or `tsd archive --profile {self.profile}`")

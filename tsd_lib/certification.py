@@ -45,8 +45,10 @@ def is_current(record: Mapping[str, Any], manifest: Mapping[str, Any], digest: s
     return method is None or bool(cert.get("methods", {}).get(method, False))  # a teacher record has no method
 
 
-def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | None = None) -> str:
-    """One sentence for a chapter: which code made the records and which code certified them."""
+def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | None = None, *,
+                   stale: bool = True) -> str:
+    """One sentence for a chapter: which code made the records and which code certified them (``stale``:
+    whether records of the methods that differed are still in the archive, or have been retrained)."""
     digest = digest or results_digest()
     made = ", ".join(sorted(codes)) or "-"
     cert = certification(manifest, digest)
@@ -56,10 +58,11 @@ def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | N
         return f"made by results code {made}; the current code ({digest}) has not been certified to reproduce them"
     methods = cert.get("methods", {})
     same = sorted(m for m, ok in methods.items() if ok and cert.get("teachers"))
-    stale = sorted(set(methods) - set(same))
+    differed = sorted(set(methods) - set(same))
     head = (f"made by results code {made}; `tsd verify --certify` re-ran {len(cert.get('sample', []))} sampled runs "
             f"(teachers included) by that code and by the current code {digest} on {cert.get('date', '?')}")
     if not same:
         return head + ": they differ, so the current code has not been certified to reproduce these numbers"
-    tail = f"; {', '.join(stale)} differed, so those runs are stale until retrained" if stale else ""
-    return head + f" and found {'every' if not stale else ', '.join(same) + ':'} method identical{tail}"
+    tail = ("" if not differed else f"; {', '.join(differed)} differed, so those runs are stale until retrained"
+            if stale else f"; {', '.join(differed)} differed and have been retrained by the current code")
+    return head + f" and found {'every' if not differed else ', '.join(same) + ':'} method identical{tail}"

@@ -1,5 +1,5 @@
 """Ablations (chapter 8): one axis varied at a time around a base setting, read against the
-seed-to-seed spread."""
+seed-to-seed spread; tables for readers and plain numbers for the chapter's prose (myst-nb ``glue``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tsd_lib.analysis.tables import mean_std, method_label
 from tsd_lib.experiment import RunStore
 from tsd_lib.profiles import Profile
 from tsd_lib.report.style import COLUMN_WIDTH, method_color
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
 
 METRICS: tuple[str, ...] = ("accuracy", "auc_pr", "saliency_spearman")
 _KEEP = (*METRICS, "train_seconds", "epochs_run", "wall_seconds")
+
+#: The metrics' column headers in words.
+METRIC_LABELS = {"accuracy": "test accuracy", "auc_pr": "test macro AUC-PR",
+                 "saliency_spearman": "saliency Spearman with the teacher"}
+
+#: Every ablation axis a profile may vary, in words (with its symbol).
+AXIS_LABELS = {"window": "window length L", "n_windows": "windows per series K", "tau": "temperature τ",
+               "tsd_weight": "TSD weight w_tsd", "tsd_baseline": "replacement values",
+               "tsd_bank_size": "teacher bank size (0: fresh sampling)"}
 
 
 def ablation_runs(profile: Profile, source: RunStore | Records) -> pd.DataFrame:
@@ -52,17 +62,36 @@ def ablation_stats(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return stats
 
 
-def _fmt(mean: float, std: float) -> str:
-    return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def ablation_table(agg: pd.DataFrame, axis: str) -> pd.DataFrame:
-    """One axis's ``mean ± std`` table, the base value marked."""
-    index = pd.Index([f"{v} (base)" if agg.at[v, "is_base"] else str(v) for v in agg.index], name=axis)
-    table = pd.DataFrame({m: [_fmt(agg.at[v, f"{m}_mean"], agg.at[v, f"{m}_std"]) for v in agg.index]
-                          for m in METRICS}, index=index)
+    """One axis's table for readers: its values (the base marked) as the index, named by the axis in words,
+    each metric's "mean ± std" over seeds to 3 significant digits, and the number of seeds."""
+    index = pd.Index([f"{_value(v)} (base)" if agg.at[v, "is_base"] else _value(v) for v in agg.index],
+                     name=AXIS_LABELS.get(axis, axis))
+    table = pd.DataFrame({METRIC_LABELS[m]: [mean_std(agg.at[v, f"{m}_mean"], agg.at[v, f"{m}_std"], significant=3)
+                                             for v in agg.index] for m in METRICS}, index=index)
     table["seeds"] = agg["seeds"].to_numpy()
     return table
+
+
+def ablation_setting(profile: Profile) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The ablations' setting for the prose (dataset, method, seeds, the base setting's L, K, tau, TSD weight,
+    replacement values and bank size, the number of runs and axes) and a table of the axes: per axis in words,
+    its base value and the values tried."""
+    dataset, seeds, method, spec = profile.ablation_spec()
+    base = profile.ablation_base(seeds[0])
+    own = {axis: base.terms.get("tsd") if axis == "tsd_weight" else getattr(base, axis) for axis in spec}
+    numbers = {"dataset": dataset, "method": method_label(method), "seeds": ", ".join(map(str, seeds)),
+               "n_seeds": len(seeds), "L": int(base.window), "K": int(base.n_windows), "tau": float(base.tau),
+               "w_tsd": float(base.terms.get("tsd", np.nan)), "baseline": str(base.tsd_baseline),
+               "bank_size": int(base.tsd_bank_size), "runs": len(profile.ablation_configs()), "axes": len(spec)}
+    table = pd.DataFrame({"base value": [_value(own[a]) for a in spec],
+                          "values tried": [", ".join(_value(v) for v in values) for values in spec.values()]},
+                         index=pd.Index([AXIS_LABELS.get(a, a) for a in spec], name="axis"))
+    return numbers, table
 
 
 #: The panels of :func:`ablation_plot`: the two scores share the left panel, the saliency Spearman the right.
@@ -115,53 +144,76 @@ def sensitivity(agg: pd.DataFrame, metric: str = "auc_pr") -> dict[str, Any]:
             "sensitive": None if noise is None else spread > noise}
 
 
-def ablation_findings(stats: dict[str, pd.DataFrame], metric: str = "auc_pr") -> list[str]:
-    """One markdown line per axis: the best value and whether the axis moves ``metric`` beyond seed noise."""
-    lines = []
+def sensitivity_table(stats: dict[str, pd.DataFrame], metric: str = "auc_pr") -> pd.DataFrame:
+    """Per axis (in words) with at least two values: the best value of the mean test ``metric`` (a tie goes
+    to the base), the base value, the spread of the per-value means, the mean seed std and whether the spread
+    exceeds it ("one seed" when there is no spread to compare with)."""
+    rows = {}
     for axis, agg in stats.items():
         if len(agg) < 2:
             continue
         s = sensitivity(agg, metric)
-        if s["noise"] is None:
-            how = "no seed-noise estimate with one seed"
-        elif s["sensitive"]:
-            how = (f"the spread across values ({s['spread']:.3f}) exceeds the mean seed std "
-                   f"({s['noise']:.3f}): sensitive here")
-        else:
-            how = f"the spread across values ({s['spread']:.3f}) is within the mean seed std ({s['noise']:.3f})"
-        where = " (the base setting)" if s["best"] == s["base"] else f" (base: {s['base']})"
-        lines.append(f"- **{axis}**: best mean test {metric.replace('_', '-')} at {s['best']}{where}; {how}.")
-    return lines
+        rows[AXIS_LABELS.get(axis, axis)] = {
+            "best value": _value(s["best"]), "base value": _value(s["base"]), "spread of the means": s["spread"],
+            "mean seed std": np.nan if s["noise"] is None else s["noise"],
+            "spread beyond the seed std": "one seed" if s["noise"] is None else ("yes" if s["sensitive"] else "no")}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["best value", "base value", "spread of the means",
+                                                                  "mean seed std", "spread beyond the seed std"])
+    table.index.name = "axis"
+    return table
 
 
-def bank_vs_fresh(stats: dict[str, pd.DataFrame], runs: pd.DataFrame, banked: int) -> tuple[pd.DataFrame | None, str]:
-    """The teacher bank (size ``banked``) against fresh sampling (bank size 0), per metric, with a
-    verdict against seed noise and the cost per epoch; ``(None, message)`` without that axis."""
+def sensitivity_numbers(stats: dict[str, pd.DataFrame], metric: str = "auc_pr") -> dict[str, Any]:
+    """For the prose, per known axis (:data:`AXIS_LABELS`; NaN and ``"not varied"`` for one the profile does not
+    vary): the spread of the per-value means of ``metric``, the mean seed std and the best value; and the axes
+    whose spread exceeds the seed std, in words (``"none"``; ``"none (one seed: no spread to compare
+    with)"``)."""
+    out: dict[str, Any] = {}
+    sensitive, one_seed = [], False
+    for axis in AXIS_LABELS:
+        agg = stats.get(axis)
+        if agg is None or len(agg) < 2:
+            out |= {f"{axis}_spread": float("nan"), f"{axis}_noise": float("nan"), f"{axis}_best": "not varied"}
+            continue
+        s = sensitivity(agg, metric)
+        out |= {f"{axis}_spread": s["spread"], f"{axis}_noise": float("nan") if s["noise"] is None else s["noise"],
+                f"{axis}_best": _value(s["best"])}
+        one_seed |= s["noise"] is None
+        if s["sensitive"]:
+            sensitive.append(AXIS_LABELS[axis])
+    out["sensitive_axes"] = ", ".join(sensitive) or ("none (one seed: no spread to compare with)" if one_seed
+                                                     else "none")
+    return out
+
+
+def bank_vs_fresh(stats: dict[str, pd.DataFrame], runs: pd.DataFrame,
+                 banked: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
+    """The teacher bank (size ``banked``) against fresh sampling (bank size 0): per metric (in words) both
+    means, their difference, the larger seed std and whether the difference exceeds it; the cost (training
+    seconds per epoch, whole run); and, for the prose, the metrics whose difference exceeds the seed std
+    (``"none"``; a phrase when it cannot be judged). ``(None, None, phrase)`` without that axis."""
     if "tsd_bank_size" not in stats or 0 not in stats["tsd_bank_size"].index:
-        return None, "This profile has no bank-size ablation."
+        return None, None, "not measured (this profile does not vary the bank size)"
     agg = stats["tsd_bank_size"]
-    rows = []
+    rows = {}
     for m in METRICS:
         mb, sb = agg.at[banked, f"{m}_mean"], agg.at[banked, f"{m}_std"]
         mf, sf = agg.at[0, f"{m}_mean"], agg.at[0, f"{m}_std"]
         noise = np.nan if np.isnan(sb) and np.isnan(sf) else float(np.nanmax([sb, sf]))
-        verdict = ("cannot be judged with one seed" if np.isnan(noise) else
-                   "within seed noise" if abs(mb - mf) <= noise else "larger than seed noise")
-        rows.append({"metric": m, f"bank ({banked})": mb, "fresh (0)": mf, "difference": mb - mf,
-                     "largest seed std": noise, "verdict": verdict})
-    table = pd.DataFrame(rows).set_index("metric")
+        rows[METRIC_LABELS[m]] = {f"bank of {banked}": mb, "fresh sampling": mf, "difference (bank − fresh)": mb - mf,
+                                  "larger seed std": noise, "difference beyond the seed std":
+                                      "one seed" if np.isnan(noise) else ("yes" if abs(mb - mf) > noise else "no")}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "metric"
     part = runs[runs["axis"] == "tsd_bank_size"]
     per_epoch = (part["train_seconds"] / part["epochs_run"]).groupby(part["value"]).mean()
     wall = part.groupby("value")["wall_seconds"].mean()
-    verdicts = table["verdict"]
-    if (verdicts == "cannot be judged with one seed").any():
-        head = "With a single seed the differences cannot be compared with seed noise."
-    elif (verdicts == "within seed noise").all():
-        head = "On all three metrics the banked and the fresh-sampling runs differ by no more than seed noise."
+    cost = pd.DataFrame({"training time per epoch (s)": [per_epoch.get(banked, np.nan), per_epoch.get(0, np.nan)],
+                         "whole run (s)": [wall.get(banked, np.nan), wall.get(0, np.nan)]},
+                        index=pd.Index([f"bank of {banked}", "fresh sampling"], name="teacher side"))
+    beyond = table["difference beyond the seed std"]
+    if (beyond == "one seed").any():
+        phrase = "cannot be judged with one seed"
     else:
-        head = ("At least one metric differs by more than the seed-to-seed spread: "
-                + ", ".join(i for i, v in verdicts.items() if v == "larger than seed noise") + ".")
-    return table, (f"{head} Mean training time per epoch: {per_epoch.get(banked, np.nan):.2f} s with the bank vs "
-                   f"{per_epoch.get(0, np.nan):.2f} s with fresh sampling; whole run (bank precomputation, training, "
-                   f"evaluation): {wall.get(banked, np.nan):.0f} s vs {wall.get(0, np.nan):.0f} s. Timings depend on "
-                   "the machine and its load.")
+        phrase = ", ".join(i for i, v in beyond.items() if v == "yes") or "none"
+    return table, cost, phrase

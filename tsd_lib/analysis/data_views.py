@@ -1,7 +1,9 @@
-"""Chapter 1's look at a data set: its splits, a few series per class, preprocessing, class shares
-and how sure a trained model is."""
+"""Chapter 1's look at a data set: its splits, a few series per class, preprocessing (checked in numbers),
+class shares and how sure a trained model is."""
 
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,20 +18,12 @@ from tsd_lib.report.style import COLUMN_WIDTH, OTHER_COLORS, other_color
 from tsd_lib.train import predict_logits
 
 
-def dataset_line(data: Dataset) -> str:
-    """One markdown sentence: classes, channels, length and split sizes."""
-    s = data.summary()
-    return (f"**{s['name']}**: {s['n_classes']} classes, {s['n_channels']} channel(s), series of length "
-            f"{s['length']} after preprocessing; {s['n_train']} training, {s['n_val']} validation and "
-            f"{s['n_test']} test series.")
-
-
 def split_counts(data: Dataset) -> pd.DataFrame:
     """Series per class (rows) and split (columns: train, validation, test)."""
     return pd.DataFrame(
         {split: np.bincount(y, minlength=data.n_classes)
          for split, y in [("train", data.y_train), ("validation", data.y_val), ("test", data.y_test)]},
-        index=[f"class {c} (label {name})" for c, name in enumerate(data.class_names)],
+        index=pd.Index([f"class {c} (label {name})" for c, name in enumerate(data.class_names)], name="class"),
     )
 
 
@@ -84,30 +78,31 @@ def preprocessing_plot(raw: Dataset, resampled: Dataset, data: Dataset, i: int =
     return fig
 
 
-def preprocessing_note(raw: Dataset, resampled: Dataset, data: Dataset, i: int = 0) -> str:
-    """The lengths before and after, the z-normalised series' mean and std, and that
-    ``normalise_series`` on the resampled series gives the loaded one."""
+def preprocessing_check(raw: Dataset, resampled: Dataset, data: Dataset, i: int = 0) -> dict[str, float]:
+    """Training series ``i`` through preprocessing, as numbers: its length before (``raw_length``) and after
+    (``length``) resampling, the mean and standard deviation of the z-normalised series, and the largest
+    difference between ``normalise_series`` of the resampled series and the loaded one (``gap``)."""
     x_final = data.X_train[i, 0]
     gap = float(np.abs(normalise_series(resampled.X_train[i:i + 1]) - data.X_train[i:i + 1]).max())
-    return (f"Original length {raw.length} → {resampled.length}. After z-normalisation the series has "
-            f"mean {x_final.mean():.2e} and standard deviation {x_final.std():.3f}; "
-            f"`normalise_series` applied to the resampled series reproduces the loaded one "
-            f"(largest difference {gap:.1e}).")
+    return {"raw_length": int(raw.length), "length": int(resampled.length), "mean": float(x_final.mean()),
+            "std": float(x_final.std()), "gap": gap}
 
 
 def preprocessing_view(config: RunConfig, data: Dataset, data_dir: str | None = None,
-                       i: int = 0) -> tuple[Figure, str]:
-    """:func:`preprocessing_plot` of training series ``i`` (pyplot) and its :func:`preprocessing_note`; for a
-    set without a raw version (:func:`preprocessing_stages` raises), the series as loaded and a markdown line
-    saying why there is nothing before it."""
+                       i: int = 0) -> tuple[Figure, dict[str, float]]:
+    """:func:`preprocessing_plot` of training series ``i`` (pyplot) and its :func:`preprocessing_check`; for a
+    set without a raw version (:func:`preprocessing_stages` raises), the series as loaded (the figure's title
+    says so) and a check whose ``raw_length`` and ``gap`` are NaN."""
     try:
         raw, resampled = preprocessing_stages(config, data_dir)
-    except ValueError as err:  # the synthetic set, or a variable-length set
+    except ValueError:  # the synthetic set, or a variable-length set
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6), layout="constrained")
         ax.plot(data.X_train[i, 0], color="0.3")
         ax.set(xlabel="time step", ylabel="value as loaded", title=f"{data.name}, training series {i}: no raw version")
-        return fig, f"*No raw version to show for `{config.dataset}`: {err}*"
-    return preprocessing_plot(raw, resampled, data, i=i), preprocessing_note(raw, resampled, data, i=i)
+        x = data.X_train[i, 0]
+        return fig, {"raw_length": math.nan, "length": int(data.length), "mean": float(x.mean()),
+                     "std": float(x.std()), "gap": math.nan}
+    return preprocessing_plot(raw, resampled, data, i=i), preprocessing_check(raw, resampled, data, i=i)
 
 
 def class_share_plot(counts: pd.DataFrame, name: str) -> Figure:
@@ -121,12 +116,11 @@ def class_share_plot(counts: pd.DataFrame, name: str) -> Figure:
     return ax.figure
 
 
-def class_share_note(counts: pd.DataFrame) -> str:
-    """The largest difference in class share between the train and validation splits."""
+def class_share_gap(counts: pd.DataFrame) -> float:
+    """The largest difference in one class's share between the train and validation splits (``counts`` from
+    :func:`split_counts`)."""
     shares = counts / counts.sum(axis=0)
-    gap = float((shares["train"] - shares["validation"]).abs().max())
-    return (f"The largest difference in class share between train and validation is {gap:.3f} "
-            f"(stratification keeps it at the rounding level); the test split keeps the archive's own proportions.")
+    return float((shares["train"] - shares["validation"]).abs().max())
 
 
 def confidence_plot(proba: np.ndarray, y: np.ndarray, title: str) -> Figure:

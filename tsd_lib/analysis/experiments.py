@@ -1,24 +1,36 @@
-"""Chapter 6: the main grid's description, the convergence and budget notes, ranks, test-set selection,
-the paper's own pair and the chapter's "What we saw" (its verdicts are the claims engine's)."""
+"""Chapter 6: the main grid's numbers for the prose, the teachers' scores, the convergence audit, ranks,
+wins and losses, each TSD variant against its base, test-set selection and the paper's own pair, as
+tables for readers and plain numbers for myst-nb's ``glue`` (the chapter's verdicts are the claims
+engine's, :mod:`tsd_lib.analysis.verdicts`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
-from tsd_lib.analysis.budget import budget_gap, nearest_budget
-from tsd_lib.analysis.claims import verdict_lines
-from tsd_lib.analysis.verdicts import Claim
+from tsd_lib.analysis.tables import mean_std, method_label
 from tsd_lib.report import average_ranks
 
-TSD_PAIRS: tuple[tuple[str, str], ...] = (("kd", "kd+tsd"), ("dkd", "dkd+tsd"), ("ce", "tsd"))
+#: Each TSD variant and the base method it adds the TSD term to: ``(base, with TSD)``.
+TSD_PAIRS: tuple[tuple[str, str], ...] = (("ce", "tsd"), ("kd", "kd+tsd"), ("dkd", "dkd+tsd"))
+
+#: The convergence audit's columns (:func:`~tsd_lib.analysis.audit.convergence_audit`) in words.
+AUDIT_COLUMNS = {"runs": "runs", "capped": "ended by the epoch cap", "epoch_cap": "epoch cap",
+                 "best_epoch_median": "best epoch (median)", "best_epoch_max": "best epoch (max)",
+                 "epochs_run_max": "epochs run (max)"}
+
+#: :func:`~tsd_lib.report.win_tie_loss`'s columns in words.
+WTL_COLUMNS = {"baseline": "baseline", "method": "method", "wins": "wins", "ties": "ties", "losses": "losses",
+               "n_datasets": "datasets", "mean_diff": "mean change in test macro AUC-PR",
+               "median_diff": "median change", "p_wilcoxon": "Wilcoxon p (two-sided)"}
 
 
 def _names(values: Iterable[Any]) -> str:
-    return ", ".join(map(str, values))
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def grid_values(profile: Any) -> str:
@@ -28,154 +40,167 @@ def grid_values(profile: Any) -> str:
                      for m, axes in grids.items() for axis, values in axes.items()) or "none"
 
 
-def grid_note(profile: Any, df: pd.DataFrame, configs: Sequence[Any], methods: Sequence[str]) -> str:
-    """What the main grid holds: runs, datasets, methods, seeds, TSD weights, the baselines' grids and the
-    shared run settings."""
+def grid_numbers(profile: Any, df: pd.DataFrame, configs: Sequence[Any], methods: Sequence[str]) -> dict[str, Any]:
+    """What the main grid holds, as plain numbers and names for the chapter's prose (myst-nb ``glue``): runs,
+    datasets, methods, seeds, the settings swept on validation and the shared run settings."""
     c = configs[0]
-    tuned = len(profile.tsd_weights) > 1 or bool(getattr(profile, "grids", None))
-    weights = " x each method's settings (TSD weights, baseline grids)" if tuned else ""
-    return (
-        f"Profile `{profile.name}`: **{len(df)} runs** = {df['dataset'].nunique()} datasets x {len(methods)} methods "
-        f"x {len(profile.seeds)} student seeds{weights}.\n\n"
-        f"- datasets: {', '.join(sorted(df['dataset'].unique(), key=str.lower))}\n"
-        f"- methods: {', '.join(methods)}\n"
-        f"- student seeds: {_names(profile.seeds)}; teacher seed(s): {_names(profile.teacher_seeds)} "
-        f"(several: the one with the best validation score is used); "
-        f"TSD weights swept: {', '.join(f'{w:g}' for w in profile.tsd_weights)}; baseline grids (chosen on "
-        f"validation like the TSD weight): {grid_values(profile)}\n"
-        f"- teacher `{c.teacher}` (up to {getattr(c, 'teacher_epochs', None) or c.epochs} epochs), "
-        f"student `{c.student}` (up to {c.epochs} epochs), patience {c.patience}; "
-        f"TSD: K = {c.n_windows}, L = {c.window}, tau = {c.tau:g}")
+    return {"runs": len(df), "n_datasets": int(df["dataset"].nunique()), "n_methods": len(methods),
+            "n_seeds": len(profile.seeds), "datasets": ", ".join(sorted(df["dataset"].unique(), key=str.lower)),
+            "methods": ", ".join(method_label(m) for m in methods), "seeds": _names(profile.seeds),
+            "teacher_seeds": _names(profile.teacher_seeds), "tsd_weights": _names(profile.tsd_weights),
+            "grids": grid_values(profile), "teacher": str(c.teacher), "student": str(c.student),
+            "K": int(c.n_windows), "L": int(c.window), "tau": float(c.tau)}
 
 
 def teacher_scores(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, teacher seed): the teacher's test accuracy and macro AUC-PR."""
-    return (df.groupby(["dataset", "teacher_seed"])[["teacher_accuracy", "teacher_auc_pr"]].first()
-            .rename(columns={"teacher_accuracy": "teacher accuracy", "teacher_auc_pr": "teacher macro AUC-PR"}))
+    """Per dataset (the index) and teacher seed: the teacher's test accuracy and macro AUC-PR."""
+    scores = df.groupby(["dataset", "teacher_seed"])[["teacher_accuracy", "teacher_auc_pr"]].first().reset_index(1)
+    return scores.rename(columns={"teacher_seed": "teacher seed", "teacher_accuracy": "test accuracy",
+                                  "teacher_auc_pr": "test macro AUC-PR"}).astype({"teacher seed": int})
 
 
-def audit_note(records: Sequence[Mapping[str, Any]] | pd.DataFrame, audit: pd.DataFrame, shown: int = 8) -> str:
-    """How many runs early stopping ended, the latest best epoch, and the capped runs by name."""
-    n = len(records)
+def audit_view(audit: pd.DataFrame) -> pd.DataFrame:
+    """The convergence audit for readers: its columns in words, the methods by their names."""
+    view = audit.rename(columns=AUDIT_COLUMNS)
+    if "method" in (view.index.names or []):
+        view = view.rename(index=method_label, level="method")
+    return view
+
+
+def audit_numbers(records: Sequence[Mapping[str, Any]] | pd.DataFrame, audit: pd.DataFrame) -> dict[str, int]:
+    """For the prose: runs, runs early stopping ended and runs the cap ended, the latest best epoch, the
+    longest run and the largest epoch cap."""
+    n, capped = len(records), len(capped_runs(records))
+    return {"runs": n, "stopped": n - capped, "capped": capped, "best_epoch_max": int(audit["best_epoch_max"].max()),
+            "epochs_run_max": int(audit["epochs_run_max"].max()), "epoch_cap": int(audit["epoch_cap"].max())}
+
+
+def capped_table(records: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """The runs the epoch cap ended, one row each: dataset, student, method, seed, epochs run, best epoch
+    (empty when early stopping ended every run)."""
     capped = capped_runs(records)
-    text = (f"Early stopping ended **{n - len(capped)} of {n}** runs; the best epoch was at most "
-            f"{int(audit['best_epoch_max'].max())} and the longest run took {int(audit['epochs_run_max'].max())} of "
-            f"{int(audit['epoch_cap'].max())} allowed epochs.")
-    if capped.empty:
-        return text
-    names = ", ".join(f"{r.dataset}/{r.method}/seed {r.seed}" for r in capped.head(shown).itertuples())
-    more = f" and {len(capped) - shown} more" if len(capped) > shown else ""
-    return text + (f" **{len(capped)} runs hit the cap** ({names}{more}): they had not converged, and the numbers "
-                   "and verdicts below include them.")
+    cols = {"dataset": "dataset", "student": "student", "method": "method", "seed": "seed",
+            "epochs_run": "epochs run", "best_epoch": "best epoch"}
+    view = capped[[c for c in cols if c in capped]].rename(columns=cols).reset_index(drop=True)
+    if "method" in view:
+        view["method"] = view["method"].map(method_label)
+    return view
 
 
-def budget_note(budget: pd.DataFrame, methods: Iterable[str], target: int = 40) -> str:
-    """TSD minus CE and KD+TSD minus KD at the budget nearest ``target`` and at convergence."""
-    methods, tight = set(methods), nearest_budget(budget, target)
-    lines = []
-    for plus, base, long in (("tsd", "ce", True), ("kd+tsd", "kd", False)):
-        if not {plus, base} <= methods:
-            continue
-        for metric, name in (("accuracy", "test accuracy"), ("saliency_spearman", "saliency Spearman")):
-            early = budget_gap(budget, metric, plus, base, tight)
-            conv = budget_gap(budget, metric, plus, base, "converged")
-            if long:
-                lines.append(f"- **{name}**, TSD minus CE, mean over {len(conv)} datasets: {early.mean():+.3f} at a "
-                             f"{tight}-epoch budget, {conv.mean():+.3f} at convergence (per dataset at convergence: "
-                             + ", ".join(f"{d} {v:+.3f}" for d, v in conv.items()) + ").")
-            else:
-                lines.append(f"- **{name}**, KD+TSD minus KD: {early.mean():+.3f} at {tight} epochs, "
-                             f"{conv.mean():+.3f} at convergence.")
-    return "\n".join(lines) if lines else "The profile has no CE/TSD pair to compare."
+def budget_gains_view(gains: pd.DataFrame) -> pd.DataFrame:
+    """One table of :func:`~tsd_lib.analysis.claims.budget_gains` for readers: the comparisons by the methods'
+    names (``"TSD − CE"``), the budgets as ``"20 epochs"`` ... ``"converged"``."""
+    view = gains.rename(index=lambda c: " − ".join(method_label(m) for m in str(c).split(" − ")),
+                        columns=lambda b: b if b == "converged" else f"{b} epochs")
+    view.index.name, view.columns.name = "with TSD − base", None
+    return view
 
 
 def rank_table(auc: Any, acc: Any) -> tuple[pd.DataFrame, int]:
-    """Average ranks in macro AUC-PR and accuracy (two :class:`Summary` tables), best first, and the
-    number of datasets they are taken over."""
+    """Average ranks in macro AUC-PR and accuracy (two :class:`Summary` tables), best first, the methods by
+    their names, and the number of datasets they are taken over."""
     ranks = pd.DataFrame({"average rank (macro AUC-PR)": average_ranks(auc.mean),
                           "average rank (accuracy)": average_ranks(acc.mean)})
-    return ranks.sort_values("average rank (macro AUC-PR)"), average_ranks(auc.mean).attrs["n_datasets"]
+    ranks = ranks.sort_values("average rank (macro AUC-PR)").rename(index=method_label)
+    ranks.index.name = "method"
+    return ranks, average_ranks(auc.mean).attrs["n_datasets"]
+
+
+def wtl_view(wtl: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~tsd_lib.report.win_tie_loss` for readers: columns in words, methods by their names."""
+    view = wtl.rename(columns=WTL_COLUMNS)
+    for col in ("baseline", "method"):
+        view[col] = view[col].map(method_label)
+    return view
+
+
+def tsd_pair_changes(mean: pd.DataFrame, pairs: Sequence[tuple[str, str]] = TSD_PAIRS,
+                     tol: float = 1e-9) -> pd.DataFrame:
+    """Each TSD variant against its base (``mean``: dataset x method test means): on how many datasets the
+    variant is higher, equal (within ``tol``) and lower, and the mean change. A description, not a test.
+    Index: ``"base → with TSD"``; pairs the grid did not run are left out."""
+    rows = {}
+    for base, plus in pairs:
+        if base in mean and plus in mean:
+            d = (mean[plus] - mean[base]).dropna()
+            rows[f"{method_label(base)} → {method_label(plus)}"] = {
+                "datasets": len(d), "higher": int((d > tol).sum()), "equal": int((d.abs() <= tol).sum()),
+                "lower": int((d < -tol).sum()), "mean change": float(d.mean()) if len(d) else np.nan}
+    table = pd.DataFrame.from_dict(rows, orient="index",
+                                   columns=["datasets", "higher", "equal", "lower", "mean change"])
+    table.index.name = "base → with TSD"
+    return table
+
+
+def pair_change_numbers(changes: pd.DataFrame, base: str = "ce", plus: str = "tsd") -> dict[str, Any]:
+    """For the prose: one row of :func:`tsd_pair_changes` as plain numbers (zeros and NaN when the grid did
+    not run the pair)."""
+    key = f"{method_label(base)} → {method_label(plus)}"
+    if key not in changes.index:
+        return {"datasets": 0, "higher": 0, "equal": 0, "lower": 0, "mean_change": float("nan")}
+    r = changes.loc[key]
+    return {"datasets": int(r["datasets"]), "higher": int(r["higher"]), "equal": int(r["equal"]),
+            "lower": int(r["lower"]), "mean_change": float(r["mean change"])}
+
+
+_INFLATION_COLUMNS = {"dataset": "dataset", "method": "method", "n_settings": "settings",
+                      "val_selected": "chosen on validation", "test_selected": "chosen on test",
+                      "test_mean_val_selected": "test macro AUC-PR (validation-chosen)",
+                      "test_mean_test_selected": "test macro AUC-PR (test-chosen)", "inflation": "inflation"}
 
 
 def inflation_views(infl: pd.DataFrame, methods: Sequence[str]) -> list[pd.DataFrame]:
-    """Method x dataset inflation (``selection_inflation``) and, where there was a choice, the setting
-    each protocol picked."""
-    views = [infl.pivot(index="method", columns="dataset", values="inflation").reindex(list(methods)).round(4)]
+    """Method x dataset inflation (``selection_inflation``), methods by their names, and, where there was a
+    choice, the setting each protocol picked (columns in words)."""
+    pivot = infl.pivot(index="method", columns="dataset", values="inflation").reindex(list(methods))
+    views = [pivot.rename(index=method_label)]
     choice = infl[infl["n_settings"] > 1]
-    return views + ([choice.round(4)] if len(choice) else [])
+    if len(choice):
+        choice = choice[[c for c in _INFLATION_COLUMNS if c in choice]].rename(columns=_INFLATION_COLUMNS)
+        views.append(choice.assign(method=choice["method"].map(method_label)).reset_index(drop=True))
+    return views
 
 
-def selection_note(infl: pd.DataFrame, profile: Any, paper: Any) -> str:
-    """What selecting on the test set would have added per method, or why nothing was selected (``profile``
-    and the ``paper`` profile say what each sweeps)."""
+def selection_numbers(infl: pd.DataFrame, profile: Any, paper: Any) -> dict[str, Any]:
+    """For the prose: how many (dataset, method) pairs had more than one setting to choose from, the mean
+    and largest inflation over them (0 when none had), what ``profile`` sweeps and what the ``paper``
+    profile sweeps."""
     multi = infl[infl["n_settings"] > 1]
-    if len(multi):
-        stats = multi.groupby("method")["inflation"].agg(["mean", "max"])
-        return (f"{len(multi)} (dataset, method) pair(s) had more than one setting to choose from. Mean inflation "
-                "of test macro AUC-PR from selecting on the test set: " + "; ".join(
-                    f"{m}: {r['mean']:.4f} (max {r['max']:.4f})" for m, r in stats.iterrows()) + ".")
-    return (f"Profile `{profile.name}` has {len(profile.teacher_seeds)} teacher seed(s) and {len(profile.tsd_weights)} "
-            "TSD weight(s), so every (dataset, method) has a single setting: nothing is selected and both protocols "
-            "give the same numbers. The `paper` profile sweeps the TSD weight over "
-            f"{{{', '.join(f'{w:g}' for w in paper.tsd_weights)}}} and {len(paper.teacher_seeds)} teacher seeds, "
-            "where the gap can appear.")
+    return {"choices": len(multi), "inflation_mean": float(multi["inflation"].mean()) if len(multi) else 0.0,
+            "inflation_max": float(multi["inflation"].max()) if len(multi) else 0.0,
+            "teacher_seeds": len(profile.teacher_seeds), "tsd_weights": len(profile.tsd_weights),
+            "paper_tsd_weights": _names(paper.tsd_weights), "paper_teacher_seeds": len(paper.teacher_seeds)}
 
 
-PAIR_COLUMNS = ("accuracy", "auc_pr", "agreement", "saliency_spearman")
+PAIR_COLUMNS = {"accuracy": "test accuracy", "auc_pr": "test macro AUC-PR", "agreement": "agreement with the teacher",
+                "saliency_spearman": "saliency Spearman with the teacher"}
 
 
-def pair_views(pdf: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
-    """The paper's own pair (``pdf``: its runs as a frame): mean and std per (dataset, pair, method), the
-    chosen teachers, and TSD against its base method (no comparison while a run is capped)."""
+def pair_views(pdf: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The paper's own pair (``pdf``: its runs as a frame): "mean ± std" over seeds per (dataset, pair,
+    method), the chosen teachers (dataset, pair, seed, test accuracy), and each TSD variant minus its base
+    per dataset (means over seeds; ``None`` while a run of the pair is capped: no comparison then)."""
     pdf = pdf.assign(pair=pdf["teacher"] + " → " + pdf["student"])
     cols = list(PAIR_COLUMNS)
-    table = pdf.groupby(["dataset", "pair", "method"], sort=False)[cols].agg(["mean", "std"]).round(3)
+    g = pdf.groupby(["dataset", "pair", "method"], sort=False)[cols]
+    mean, std = g.mean(), g.std()
+    table = pd.DataFrame({PAIR_COLUMNS[c]: [mean_std(m, s, significant=3) for m, s in zip(mean[c], std[c],
+                                                                                         strict=True)]
+                          for c in cols}, index=mean.index)
+    table = table.rename(index=method_label, level="method")
+    table.insert(0, "seeds", g.size().to_numpy())
     teach = pdf.groupby(["dataset", "pair"])[["teacher_seed_chosen", "teacher_accuracy"]].first()
-    teachers = "Teachers: " + "; ".join(f"{d} ({p}): seed {int(r.teacher_seed_chosen)}, test accuracy "
-                                        f"{r.teacher_accuracy:.3f}" for (d, p), r in teach.iterrows()) + "."
-    capped = capped_runs(pdf)
-    if len(capped):
-        return table, teachers, f"- No comparison: {len(capped)} runs of the pair hit the epoch cap."
-    means = pdf.groupby(["dataset", "method"])[cols].mean()
-    lines = []
+    teachers = teach.rename(columns={"teacher_seed_chosen": "teacher seed", "teacher_accuracy": "test accuracy"})
+    teachers["teacher seed"] = teachers["teacher seed"].astype(int)
+    if len(capped_runs(pdf)):
+        return table, teachers, None
+    means = pdf.groupby(["dataset", "method"])[["accuracy", "saliency_spearman"]].mean()
+    rows = []
     for d in means.index.get_level_values(0).unique():
         m = means.loc[d]
-        for base, plus in (("ce", "tsd"), ("kd", "kd+tsd")):
+        for base, plus in TSD_PAIRS:
             if base in m.index and plus in m.index:
-                acc, sp = (m.at[plus, c] - m.at[base, c] for c in ("accuracy", "saliency_spearman"))
-                lines.append(f"- {d}: {plus} vs {base}: accuracy {acc:+.3f}, saliency Spearman {sp:+.3f}.")
-    return table, teachers, "\n".join(lines)
-
-
-def experiments_summary(auc: Any, infl: pd.DataFrame, found: Sequence[Claim], *, n_seeds: int, profile: str,
-                        n_capped: int) -> str:
-    """Chapter 6's "What we saw": the claims engine's verdict on each claim for the main grid (``found``:
-    :func:`~tsd_lib.analysis.verdicts.claims` of its runs) with its test and p, then descriptions that decide
-    nothing: average ranks, each TSD variant against its base per dataset, and test-set selection."""
-    lines = ["- The claims engine's verdicts on this grid (datasets are the unit; each claim's comparisons "
-             "Holm-adjusted; the results page lists every comparison with its effect and interval):",
-             *[f"  - {line}" for line in verdict_lines(found)]]
-    r = average_ranks(auc.mean)
-    n_ranked = r.attrs["n_datasets"]
-    lines.append(f"- Average ranks in test macro AUC-PR over {n_ranked} dataset(s), a description (claim 1's verdict "
-                 "above is the test): " + " < ".join(f"{m} ({v:.2f})" for m, v in r.items()) + ".")
-    for base, tsd in TSD_PAIRS:
-        if base in auc.mean and tsd in auc.mean:
-            d = (auc.mean[tsd] - auc.mean[base]).dropna()
-            up, same, down = int((d > 1e-9).sum()), int((d.abs() <= 1e-9).sum()), int((d < -1e-9).sum())
-            lines.append(f"- {tsd} against {base}: higher on {up}, equal on {same}, lower on {down} of {len(d)} "
-                         f"datasets; mean change in test macro AUC-PR {d.mean():+.4f} (a description, not a test).")
-    multi = infl[infl["n_settings"] > 1]
-    if len(multi) and infl["inflation"].max() > 0:
-        lines.append(f"- Selection: picking settings on the test set would have raised test macro AUC-PR by up to "
-                     f"{infl['inflation'].max():.4f} (mean {multi['inflation'].mean():.4f} over the {len(multi)} "
-                     "(dataset, method) pairs with a choice); the numbers above do not include that gain.")
-    else:
-        lines.append("- Selection: no inflation in this profile (nothing to select, or validation and test picked "
-                     "the same setting).")
-    if n_capped:
-        lines.append(f"- {n_capped} runs of the main grid hit the epoch cap (see the audit): the numbers and verdicts "
-                     "above include runs that had not converged.")
-    lines.append(f"- Profile `{profile}`: {n_ranked} dataset(s), {n_seeds} student seed(s). Seeds say how consistent "
-                 "a difference is within these datasets, not whether it holds on others.")
-    return "\n".join(lines)
+                rows.append({"dataset": d, "comparison": f"{method_label(plus)} − {method_label(base)}",
+                             "test accuracy": m.at[plus, "accuracy"] - m.at[base, "accuracy"],
+                             "saliency Spearman": m.at[plus, "saliency_spearman"] - m.at[base, "saliency_spearman"]})
+    return table, teachers, pd.DataFrame(rows, columns=["dataset", "comparison", "test accuracy", "saliency Spearman"])

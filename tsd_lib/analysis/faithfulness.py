@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tsd_lib.analysis.tables import method_label
 from tsd_lib.experiment import RunStore
 from tsd_lib.experiment.faithfulness import (
     MODES,
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["FaithfulnessSection", "curve_area", "faithfulness_figure", "faithfulness_frame", "faithfulness_note",
-           "faithfulness_plot", "faithfulness_section", "faithfulness_study", "faithfulness_views",
-           "perturbation_curve", "saliency_auprc", "window_ranking"]
+__all__ = ["FaithfulnessSection", "auprc_view", "curve_area", "faithfulness_figure", "faithfulness_frame",
+           "faithfulness_numbers", "faithfulness_plot", "faithfulness_section", "faithfulness_study",
+           "faithfulness_view", "perturbation_curve", "saliency_auprc", "window_ranking"]
 
 Curves = dict[tuple[str, str, str], np.ndarray]
 RANKED_BY = {"own": "own saliency", "teacher": "teacher's saliency"}
@@ -122,35 +123,62 @@ def faithfulness_study(profile: Profile, dataset: str, methods: list[str], *, se
     return {"table": table, "curves": curves, "auprc": auprc, "n_series": next(iter(results.values()))["n_series"]}
 
 
-def faithfulness_note(table: pd.DataFrame, auprc: pd.DataFrame | None, dataset: str, reference: str = "teacher") -> str:
-    """Markdown: per student, whether the teacher's ranking removes its evidence faster than its own
-    (lower deletion area) and reveals it faster (higher insertion area); and, with planted truth, which
-    model's saliency finds the pattern best."""
-    by = table.set_index(["model", "ranked by"])
-    lines, gaps = [], {}
-    for name in dict.fromkeys(table["model"]):
-        if name == reference:
-            continue
-        own, ref = by.loc[(name, "own saliency")], by.loc[(name, f"{reference}'s saliency")]
-        d_own, i_own = own["deletion area"], own["insertion area"]
-        d_ref, i_ref = ref["deletion area"], ref["insertion area"]
-        gaps[name] = d_ref - d_own
-        better = d_ref <= d_own and i_ref >= i_own
-        lines.append(f"- **{name}** on {dataset}: deletion area {d_own:.3f} with its own ranking, {d_ref:.3f} with the "
-                     f"{reference}'s; insertion area {i_own:.3f} vs {i_ref:.3f}. The {reference}'s ranking "
-                     + ("removes and reveals this student's evidence at least as fast as its own" if better
-                        else "does not beat the student's own ranking on both curves") + ".")
-    if gaps:
-        closest = min(gaps, key=gaps.get)
-        lines.append(f"- On {dataset} the {reference}'s ranking comes closest to the student's own for **{closest}** "
-                     f"(deletion-area gap {gaps[closest]:+.3f}; " + ", ".join(f"{n} {g:+.3f}" for n, g in gaps.items())
-                     + f"): the student whose evidence the {reference}'s saliency locates best.")
-    if auprc is not None:
-        best = auprc.loc[auprc["saliency AUPRC"].idxmax()]
-        lines.append(f"- Against the planted truth of {dataset} (chance {auprc['chance'].iloc[0]:.3f}): "
-                     + ", ".join(f"{r.model} {r._2:.3f}" for r in auprc.itertuples())
-                     + f"; **{best['model']}**'s saliency finds the pattern best.")
-    return "\n".join(lines)
+def faithfulness_view(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`faithfulness_frame`'s areas for readers: one row per model (by its method's name), the deletion
+    and the insertion area with the windows ranked by the model's own saliency and by the teacher's (the
+    teacher's own row has no second ranking: "–")."""
+    wide = table.pivot(index="model", columns="ranked by", values=["deletion area", "insertion area"])
+    wide = wide.reindex(list(dict.fromkeys(table["model"])))
+    view = pd.DataFrame({f"{mode} area, {label} ranking": wide[(f"{mode} area", by)]
+                         for mode in MODES for by, label in (("own saliency", "own"), ("teacher's saliency",
+                                                                                          "teacher's"))
+                         if (f"{mode} area", by) in wide.columns})
+    view.index = pd.Index([n if n == "teacher" else method_label(n) for n in view.index], name="model")
+    return view
+
+
+def auprc_view(auprc: pd.DataFrame) -> pd.DataFrame:
+    """:func:`faithfulness_frame`'s saliency AUPRC against the planted truth for readers: one row per model
+    by its name, then the chance level (the planted share of the time steps)."""
+    names = [n if n == "teacher" else method_label(n) for n in auprc["model"]]
+    values = [*auprc["saliency AUPRC"].astype(float), float(auprc["chance"].iloc[0])]
+    return pd.DataFrame({"saliency AUPRC against the planted truth": values},
+                        index=pd.Index([*names, "chance (planted share)"], name="model"))
+
+
+def faithfulness_numbers(study: Mapping[str, Any] | None,
+                         methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd")) -> dict[str, float | str]:
+    """For the prose, from one :func:`faithfulness_study` (``None``: not studied, every value NaN or
+    ``"none"``): per student (keys with ``+`` dropped) the deletion-area gap (teacher's ranking minus its
+    own: the closer to zero, or the lower, the better the teacher's saliency locates the student's evidence)
+    and the insertion-area gap (teacher's minus own: higher is better); the student with the smallest
+    deletion-area gap and that gap; with planted truth, each model's saliency AUPRC, the chance level and
+    the model whose saliency finds the pattern best."""
+    nan = float("nan")
+    out: dict[str, float | str] = {}
+    by = study["table"].set_index(["model", "ranked by"]) if study is not None else None
+    gaps = {}
+    for m in methods:
+        k = m.replace("+", "")
+        have = by is not None and (m, "own saliency") in by.index
+        own = by.loc[(m, "own saliency")] if have else None
+        ref = by.loc[(m, "teacher's saliency")] if have else None
+        out[f"deletion_gap_{k}"] = float(ref["deletion area"] - own["deletion area"]) if have else nan
+        out[f"insertion_gap_{k}"] = float(ref["insertion area"] - own["insertion area"]) if have else nan
+        if have:
+            gaps[m] = out[f"deletion_gap_{k}"]
+    closest = min(gaps, key=gaps.get) if gaps else None
+    out["closest"] = method_label(closest) if closest else "none"
+    out["closest_gap"] = gaps[closest] if closest else nan
+    auprc = study["auprc"] if study is not None else None
+    values = dict(zip(auprc["model"], auprc["saliency AUPRC"].astype(float), strict=True)) if auprc is not None else {}
+    out["auprc_teacher"] = values.get("teacher", nan)
+    for m in methods:
+        out[f"auprc_{m.replace('+', '')}"] = values.get(m, nan)
+    out["auprc_chance"] = float(auprc["chance"].iloc[0]) if auprc is not None else nan
+    best = max(values, key=values.get) if values else None
+    out["auprc_best"] = ("teacher" if best == "teacher" else method_label(best)) if best else "none"
+    return out
 
 
 def _studied_sets(profile: Profile, dataset: str, methods: Sequence[str], seed: int,
@@ -161,46 +189,26 @@ def _studied_sets(profile: Profile, dataset: str, methods: Sequence[str], seed: 
     return {name: faithfulness_study(profile, name, methods, seed=seed, store=store) for name in sets}
 
 
-def faithfulness_views(profile: Profile, dataset: str, methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd"), *,
-                       seed: int = 0, store: RunStore | None = None) -> tuple[list[Any], str]:
-    """Chapter 7's faithfulness section on ``dataset`` and the profile's planted-pattern set: per
-    set its name, :func:`faithfulness_study` table, :func:`faithfulness_plot` and (planted truth)
-    AUPRC table, in display order; and the :func:`faithfulness_note` lines of every set."""
-    from IPython.display import Markdown
-
-    outputs, notes = [], []
-    for name, study in _studied_sets(profile, dataset, methods, seed, store).items():
-        outputs += [Markdown(f"**{name}**"), study["table"].round(3),
-                    faithfulness_plot(study["curves"], f"{name}: deletion and insertion (solid: own ranking; "
-                                                       "dashed: the teacher's)")]
-        if study["auprc"] is not None:
-            outputs.append(study["auprc"].round(3))
-        notes.append(faithfulness_note(study["table"], study["auprc"], name))
-    return outputs, "\n".join(notes)
-
-
 @dataclass
 class FaithfulnessSection:
-    """Chapter 7's faithfulness section with one numbered figure: ``outputs`` (per set its name, table and,
-    with planted truth, AUPRC table, in display order), ``figure`` (:func:`faithfulness_figure` of every set)
-    and ``notes`` (the :func:`faithfulness_note` lines)."""
+    """Chapter 7's faithfulness section with one numbered figure: ``studies`` (per set, the chapter's
+    dataset first and then the profile's planted-pattern set, its :func:`faithfulness_study`) and
+    ``figure`` (:func:`faithfulness_figure` of every set)."""
 
-    outputs: list[Any]
+    studies: dict[str, dict[str, Any]]
     figure: Figure
-    notes: str
+
+    def planted(self) -> tuple[str, dict[str, Any]] | tuple[str, None]:
+        """The first studied set with planted truth and its study, or ``("none", None)``."""
+        for name, study in self.studies.items():
+            if study["auprc"] is not None:
+                return name, study
+        return "none", None
 
 
 def faithfulness_section(profile: Profile, dataset: str, methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd"),
                          *, seed: int = 0, store: RunStore | None = None) -> FaithfulnessSection:
-    """:func:`faithfulness_views` with the curves of every set in one figure (for a caption and a number)."""
-    from IPython.display import Markdown
-
+    """:func:`faithfulness_study` of ``dataset`` and of the profile's planted-pattern set, with the curves of
+    every set in one figure (for a caption and a number)."""
     studies = _studied_sets(profile, dataset, methods, seed, store)
-    outputs = []
-    for name, study in studies.items():
-        outputs += [Markdown(f"**{name}**"), study["table"].round(3)]
-        if study["auprc"] is not None:
-            outputs.append(study["auprc"].round(3))
-    notes = [faithfulness_note(study["table"], study["auprc"], name) for name, study in studies.items()]
-    return FaithfulnessSection(outputs, faithfulness_figure({n: st["curves"] for n, st in studies.items()}),
-                               "\n".join(notes))
+    return FaithfulnessSection(studies, faithfulness_figure({n: st["curves"] for n, st in studies.items()}))

@@ -1,5 +1,6 @@
 """Chapter 3's look inside the networks: features of several models on the same series, attention
-over time (what AT matches) and pairwise distances between series (what RKD matches)."""
+over time (what AT matches, and each student's AT loss as a table) and pairwise distances between
+series (what RKD matches)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from tsd_lib.analysis.architectures import ARCH
+from tsd_lib.analysis.tables import method_label
 from tsd_lib.data import Dataset
-from tsd_lib.experiment import RunConfig
-from tsd_lib.losses import at_loss, dkd_loss, kd_loss, rkd_loss
+from tsd_lib.losses import at_loss, rkd_loss
 from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
 
 Features = Mapping[str, torch.Tensor]
@@ -125,36 +126,9 @@ def rkd_comparison(feats: Mapping[str, Features], rows: np.ndarray, methods: Seq
     return gap, corr
 
 
-def binary_dkd_note(z_student: torch.Tensor, z_teacher: torch.Tensor, y: torch.Tensor, tau: float, name: str) -> str:
-    """Why DKD equals KD on a two-class set, with both losses on the given logits."""
-    dkd = float(dkd_loss(z_student, z_teacher, y, tau=tau))
-    kd = float(kd_loss(z_student, z_teacher, tau=tau))
-    return (f"{name} has two classes, so there is a single non-target class and DKD's NCKD term is identically zero. "
-            "Worse, the binary distribution `[p_y, 1 - p_y]` of TCKD *is* the whole distribution, so with α = 1 DKD "
-            f"coincides with KD: on the test set, DKD {dkd:.6f} vs KD {kd:.6f} for a CE student's logits. DKD and KD "
-            "students below can differ only through floating-point rounding (DKD takes logarithms of probabilities, "
-            "KD uses log-softmax), which training over many epochs can amplify.")
-
-
-def ranked(values: Mapping[str, float], fmt: str = "{:.2e}") -> str:
-    """``"AT 1.20e-03, CE 4.00e-03"``: upper-cased names with their values, smallest first."""
-    return ", ".join(f"{k.upper()} {fmt.format(v)}" for k, v in sorted(values.items(), key=lambda kv: kv[1]))
-
-
-def widths_note(profile: str, config: RunConfig, d_teacher: int, d_student: int, n_seeds: int) -> str:
-    """The labels of ``config``'s teacher and student with their feature widths, and the number of student seeds."""
-    return (f"Profile `{profile}`: teacher {ARCH[config.teacher]} with feature width `D_T = {d_teacher}`, student "
-            f"{ARCH[config.student]} with `D_S = {d_student}`, {n_seeds} student seeds.")
-
-
-def at_note(at_gap: Mapping[str, float], n_series: int, seed: int) -> str:
-    """The AT loss of each method against the teacher (from :func:`at_gaps`), closest first."""
-    return (f"AT loss against the teacher on {n_series} test series (seed {seed}; lower = closer attention profile): "
-            f"{ranked(at_gap)}.")
-
-
-def rkd_note(gap: Mapping[str, float], corr: Mapping[str, float]) -> str:
-    """RKD loss and distance-matrix correlation of the RKD and CE students (from :func:`rkd_comparison`)."""
-    return (f"On these series the RKD loss against the teacher is {gap['rkd']:.3f} for the RKD student and "
-            f"{gap['ce']:.3f} for the CE student; the correlation of their distance matrices with the teacher's is "
-            f"{corr['rkd']:.3f} and {corr['ce']:.3f}.")
+def at_table(at_gap: Mapping[str, float]) -> pd.DataFrame:
+    """The AT loss of each student against the teacher (from :func:`at_gaps`), closest first, one row per
+    student by its method's name."""
+    rows = sorted(at_gap.items(), key=lambda kv: kv[1])
+    return pd.DataFrame({"AT loss against the teacher": [v for _, v in rows]},
+                        index=pd.Index([f"{method_label(m)} student" for m, _ in rows], name="student"))

@@ -1,4 +1,5 @@
-"""Chapter 7: calibration, substitution series by series, and the chapter's "What we saw"."""
+"""Chapter 7: fidelity and saliency tables for readers, calibration, substitution series by series, and
+the chapter's numbers for its hand-written prose (plain values for myst-nb's ``glue``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tsd_lib.analysis.logits import student_logits
+from tsd_lib.analysis.tables import METRIC_COLUMNS, mean_std, method_label
 from tsd_lib.experiment import RunStore, get_dataset, load_teacher
 from tsd_lib.metrics import agreement, ece, kl_teacher_student, softmax
 from tsd_lib.profiles import Profile
@@ -20,6 +22,18 @@ from tsd_lib.train import predict_logits
 
 Probas = Mapping[tuple[str, int], np.ndarray]
 KL_FLOOR = 1e-6
+
+#: Chapter 7's metric columns in words, with units (the students' metrics of :data:`METRIC_COLUMNS` and more).
+FIDELITY_COLUMNS = {**METRIC_COLUMNS, "js_teacher_student": "JS divergence, nats",
+                    "ece": "expected calibration error (ECE)", "saliency_spearman": "saliency Spearman",
+                    "saliency_cosine": "saliency cosine similarity", "saliency_topk_iou": "top-10 overlap (IoU)"}
+
+#: :func:`substitution`'s columns in words.
+SUBSTITUTION_COLUMNS = {"agreement": "agreement with the teacher",
+                        "breaks (teacher right, student wrong)": "breaks (teacher right, student wrong)",
+                        "repairs (teacher wrong, student right)": "repairs (teacher wrong, student right)",
+                        "median per-series KL": "median per-series KL, nats",
+                        "90th pct KL": "90th percentile per-series KL, nats"}
 
 
 def tsd_colors(methods: Sequence[str]) -> list[str]:
@@ -47,6 +61,15 @@ def ece_table(y: np.ndarray, p_teacher: np.ndarray, p_student: Probas) -> pd.Dat
     return table
 
 
+def ece_text(eces: pd.DataFrame) -> pd.DataFrame:
+    """:func:`ece_table` for readers: one row per model by its name, the ECE as "mean ± std" over seeds to 3
+    significant digits, and the number of seeds."""
+    names = [m if m == "teacher" else f"{method_label(m.removesuffix(' student'))} student" for m in eces.index]
+    return pd.DataFrame({"ECE (mean ± std over seeds)": [mean_std(r["mean"], r["std"], significant=3)
+                                                          for _, r in eces.iterrows()],
+                         "seeds": eces["seeds"].to_numpy()}, index=pd.Index(names, name="model"))
+
+
 def substitution(y: np.ndarray, p_teacher: np.ndarray, p_student: Probas,
                  methods: Sequence[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Per method, mean and std over seeds of agreement, breaks (teacher right, student wrong), repairs
@@ -66,10 +89,12 @@ def substitution(y: np.ndarray, p_teacher: np.ndarray, p_student: Probas,
 
 
 def substitution_text(subst: pd.DataFrame) -> pd.DataFrame:
-    """The :func:`substitution` table as "mean ± std" text, one row per student."""
+    """The :func:`substitution` table for readers: one row per student (by its method's name), columns in
+    words with units, every cell "mean ± std" over seeds to 3 significant digits."""
     cols = subst.columns.get_level_values(0).unique()
-    return pd.DataFrame({c: [f"{subst.at[m, (c, 'mean')]:.4f} ± {subst.at[m, (c, 'std')]:.4f}" for m in subst.index]
-                         for c in cols}, index=pd.Index(subst.index, name="student"))
+    return pd.DataFrame({SUBSTITUTION_COLUMNS.get(c, c): [mean_std(subst.at[m, (c, "mean")], subst.at[m, (c, "std")],
+                                                                   significant=3) for m in subst.index]
+                         for c in cols}, index=pd.Index([method_label(m) for m in subst.index], name="student"))
 
 
 def kl_cdf_plot(kl_series: Mapping[str, np.ndarray], title: str) -> Figure:
@@ -86,49 +111,47 @@ def kl_cdf_plot(kl_series: Mapping[str, np.ndarray], title: str) -> Figure:
     return fig
 
 
-def _gap(stats: pd.DataFrame, a: str, b: str, col: str, higher: bool = True) -> str:
-    ma, mb = stats.at[a, (col, "mean")], stats.at[b, (col, "mean")]
-    noise = np.nanmax([stats.at[a, (col, "std")], stats.at[b, (col, "std")]])
-    better = (ma > mb) if higher else (ma < mb)
-    word = "better" if better else ("equal" if ma == mb else "worse")
-    if np.isnan(noise):
-        tail = "single seed: no noise estimate"
-    else:
-        tail = "beyond the seed spread" if abs(ma - mb) > noise else "within the seed spread"
-    return f"{ma:.3f} vs {mb:.3f} ({word}; {tail})"
+def _key(method: str) -> str:
+    """A method as part of a glue key: ``"kd+tsd"`` -> ``"kdtsd"``."""
+    return method.replace("+", "")
 
 
-def beyond_accuracy_summary(fid: pd.DataFrame, sal: pd.DataFrame, eces: pd.DataFrame, subst: pd.DataFrame, *,
-                            dataset: str, profile: str, n_seeds: int) -> str:
-    """Chapter 7's "What we saw": fidelity and saliency of KD+TSD against KD (``fid``, ``sal`` from
-    :func:`~tsd_lib.analysis.tables.seed_stats`), calibration (:func:`ece_table`) and substitution."""
-    lines = []
-    if {"kd", "kd+tsd"} <= set(fid.index):
-        lines += [
-            f"- Across the grid, KD+TSD vs KD: agreement {_gap(fid, 'kd+tsd', 'kd', 'agreement')}, "
-            f"KL(teacher || student) {_gap(fid, 'kd+tsd', 'kd', 'kl_teacher_student', higher=False)}, "
-            f"JS {_gap(fid, 'kd+tsd', 'kd', 'js_teacher_student', higher=False)}.",
-            f"- Saliency Spearman, KD+TSD vs KD: {_gap(sal, 'kd+tsd', 'kd', 'saliency_spearman')}; "
-            f"vs CE: {_gap(sal, 'kd+tsd', 'ce', 'saliency_spearman')}.",
-        ]
-    students, t_ece = eces["mean"].drop("teacher"), eces.at["teacher", "mean"]
+def _stat(stats: pd.DataFrame, method: str, col: str, what: str = "mean") -> float:
+    if method not in stats.index or (col, what) not in stats.columns:
+        return float("nan")
+    return float(stats.at[method, (col, what)])
+
+
+def beyond_accuracy_numbers(fid: pd.DataFrame, sal: pd.DataFrame, eces: pd.DataFrame, subst: pd.DataFrame,
+                            methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd")) -> dict[str, float | str]:
+    """Chapter 7's numbers for its prose, plain floats and names (NaN for a method the profile did not run):
+    per method (keys with ``+`` dropped: ``kdtsd``) the mean and seed std over the grid of agreement, KL and
+    saliency Spearman (``fid``, ``sal``: :func:`~tsd_lib.analysis.tables.seed_stats`); on the chapter's
+    dataset its student's ECE (:func:`ece_table`), median per-series KL, agreement, breaks and repairs
+    (:func:`substitution`); the teacher's ECE, the best-calibrated student, the student closest to the
+    teacher by median per-series KL and the one that agrees most."""
+    out: dict[str, float | str] = {}
+    for m in methods:
+        k = _key(m)
+        for name, stats, col in (("agreement", fid, "agreement"), ("kl", fid, "kl_teacher_student"),
+                                 ("spearman", sal, "saliency_spearman")):
+            out[f"{name}_{k}"] = _stat(stats, m, col)
+            out[f"{name}_{k}_std"] = _stat(stats, m, col, "std")
+        row = f"{m} student"
+        out[f"ece_{k}"] = float(eces.at[row, "mean"]) if row in eces.index else float("nan")
+        for name, col in (("median_kl", "median per-series KL"), ("subst_agreement", "agreement"),
+                          ("breaks", "breaks (teacher right, student wrong)"),
+                          ("repairs", "repairs (teacher wrong, student right)")):
+            out[f"{name}_{k}"] = _stat(subst, m, col)
+    students = eces["mean"].drop("teacher")
     best = students.idxmin()
-    lines.append(f"- Calibration on {dataset}: the best-calibrated student is the **{best}** (mean ECE "
-                 f"{students[best]:.3f}), {'better' if students[best] < t_ece else 'no better'} than the teacher "
-                 f"({t_ece:.3f}); " + ", ".join(f"{m}: {v:.3f}" for m, v in students.items()) + ".")
-    agree, kl = subst[("agreement", "mean")], subst[("median per-series KL", "mean")]
-    closest = kl.idxmin()
-    lines.append(f"- Substitution on {dataset}: the student closest to the teacher by median per-series KL is "
-                 f"**{closest}** ({kl[closest]:.4f}), with top-1 agreement {agree[closest]:.3f}; the highest agreement "
-                 f"is {agree.idxmax()}'s ({agree.max():.3f}).")
-    if "kd+tsd" in agree and "kd" in agree:
-        safer = agree["kd+tsd"] >= agree["kd"] and kl["kd+tsd"] <= kl["kd"]
-        lines.append("- Conclusion for this dataset and profile: " + (
-            "the KD+TSD student is at least as safe a substitute as the KD student on both counts (agreement and KL)."
-            if safer else "the evidence does not show KD+TSD as the safer substitute here: it is not ahead of KD on "
-            "both agreement and KL."))
-    lines.append(f"- Profile `{profile}`, {n_seeds} seed(s): treat differences within one seed std as noise.")
-    return "\n".join(lines)
+    out |= {"ece_teacher": float(eces.at["teacher", "mean"]), "ece_best": float(students[best]),
+            "ece_best_student": f"{method_label(best.removesuffix(' student'))} student"}
+    kl, agree = subst[("median per-series KL", "mean")], subst[("agreement", "mean")]
+    out |= {"closest_student": method_label(kl.idxmin()), "closest_median_kl": float(kl.min()),
+            "closest_agreement": float(agree[kl.idxmin()]), "top_agreement_student": method_label(agree.idxmax()),
+            "top_agreement": float(agree.max())}
+    return out
 
 
 @dataclass

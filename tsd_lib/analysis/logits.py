@@ -1,5 +1,6 @@
-"""Chapter 2's look at logit distillation: softened targets, the tau^2 factor of the KD gradient and
-how faithfully a student follows the teacher's probabilities."""
+"""Chapter 2's look at logit distillation: softened targets (and how soft, in numbers), the tau^2 factor of
+the KD gradient, the KD term during training and how faithfully a student follows the teacher's
+probabilities."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from tsd_lib.analysis.tables import seed_table
+from tsd_lib.analysis.tables import significant, students_table
 from tsd_lib.experiment import RunConfig, RunStore, load_student, run
 from tsd_lib.losses import kd_loss
 from tsd_lib.metrics import softmax
@@ -77,13 +78,6 @@ def student_logits(config: RunConfig, X: np.ndarray, store: RunStore | None = No
     return predict_logits(load_student(config, store), X)
 
 
-def kd_check_note(by_hand: float, library: float, tau: float) -> str:
-    """The KD loss computed by hand beside ``kd_loss``'s, and their difference (floats or 0-d tensors)."""
-    by_hand, library = float(by_hand), float(library)
-    return (f"KD loss of the CE student on the test set (τ = {tau:g}): by hand **{by_hand:.6f}**, "
-            f"`kd_loss` **{library:.6f}** (difference {abs(by_hand - library):.1e}).")
-
-
 def kd_gradient_table(z_student: torch.Tensor, z_teacher: torch.Tensor,
                       taus: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)) -> pd.DataFrame:
     """Per temperature: the norm of the gradient, with respect to the student's logits, of the plain KL
@@ -95,8 +89,9 @@ def kd_gradient_table(z_student: torch.Tensor, z_teacher: torch.Tensor,
                          log_target=True)
         g_plain, = torch.autograd.grad(plain, z)
         g_kd, = torch.autograd.grad(kd_loss(z, z_teacher, tau=t), z)
-        rows.append({"τ": t, "|∇ KL|": g_plain.norm().item(), "|∇ τ² KL| (kd_loss)": g_kd.norm().item()})
-    return pd.DataFrame(rows).set_index("τ")
+        rows.append({"temperature τ": t, "gradient norm, plain KL": g_plain.norm().item(),
+                     "gradient norm, τ² KL (kd_loss)": g_kd.norm().item()})
+    return pd.DataFrame(rows).set_index("temperature τ")
 
 
 def gradient_ratios(grads: pd.DataFrame) -> tuple[float, float]:
@@ -104,21 +99,15 @@ def gradient_ratios(grads: pd.DataFrame) -> tuple[float, float]:
     return float(grads.iloc[0, 0] / grads.iloc[-1, 0]), float(grads.iloc[0, 1] / grads.iloc[-1, 1])
 
 
-def gradient_note(grads: pd.DataFrame) -> str:
-    """One sentence on :func:`gradient_ratios`."""
-    plain, scaled = gradient_ratios(grads)
-    return (f"From τ = {grads.index[0]:g} to τ = {grads.index[-1]:g} the plain gradient shrinks {plain:.0f}-fold, "
-            f"the τ²-scaled one changes by a factor of {scaled:.2f}.")
-
-
 def kd_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str],
              teacher_record: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`~tsd_lib.analysis.tables.seed_table` of the students with a ``teacher`` row below: its test
-    accuracy and AUC-PR, agreement 1 and KL 0 (the teacher against itself), "–" for other metrics."""
-    table = seed_table(frame, metrics, methods)
-    own = {"accuracy": f"{teacher_record['test_accuracy']:.3f}", "auc_pr": f"{teacher_record['test_auc_pr']:.3f}",
-           "agreement": "1", "kl_teacher_student": "0"}
-    table.loc["teacher"] = [own.get(m, "–") for m in metrics]
+    """:func:`~tsd_lib.analysis.tables.students_table` of the students (methods by name, headers in words,
+    3 significant digits) with a ``teacher`` row below: its test accuracy and AUC-PR, agreement 1 and KL 0
+    (the teacher against itself), "–" for other metrics."""
+    table = students_table(frame, metrics, methods)
+    own = {"accuracy": teacher_record["test_accuracy"], "auc_pr": teacher_record["test_auc_pr"],
+           "agreement": 1.0, "kl_teacher_student": 0.0}
+    table.loc["teacher"] = [significant(own.get(m)) for m in metrics]
     return table
 
 
@@ -148,12 +137,20 @@ def fidelity_scatter(p_teacher: np.ndarray, students: Mapping[str, np.ndarray], 
     return fig
 
 
-def kd_term_note(history: Mapping[str, Any]) -> str:
-    """The KD term of a KD student's training loss in epoch 1 and at its best epoch."""
+def kd_term(history: Mapping[str, Any]) -> dict[str, float]:
+    """The KD term of a KD student's training loss in epoch 1 (``first``) and at its best epoch (``best``),
+    and that epoch (``best_epoch``)."""
     kd = [row.get("train_kd", np.nan) for row in history["epochs"]]
-    best = history["best_epoch"]
-    return (f"The KD term of the KD student went from {kd[0]:.3f} in epoch 1 to {kd[best - 1]:.3f} at its best epoch "
-            f"({best}).")
+    best = int(history["best_epoch"])
+    return {"first": float(kd[0]), "best": float(kd[best - 1]), "best_epoch": best}
+
+
+def softening(logits: np.ndarray, tau: float) -> dict[str, float]:
+    """How much ``tau`` softens the teacher's outputs (``logits`` on the test set): the mean probability of
+    the top class at τ = 1 (``top_1``) and at ``tau`` (``top_tau``), the mean entropy at ``tau`` in nats
+    (``entropy_tau``) and the uniform distribution's, log k (``entropy_uniform``)."""
+    return {"top_1": float(softmax(logits).max(1).mean()), "top_tau": float(softmax(logits, tau=tau).max(1).mean()),
+            "entropy_tau": soft_entropy(logits, tau), "entropy_uniform": float(np.log(logits.shape[1]))}
 
 
 def fidelity_view(teacher_logits: np.ndarray, configs: Mapping[tuple[str, int], RunConfig], methods: Sequence[str],

@@ -43,8 +43,9 @@ class PaperArchive:
     replaced by its converged continuation), the coverage table and those continuations.
 
     ``by_method`` holds, per arm (``"main"``: the profile's pair; then each of its ``pairs``), the
-    records of every (dataset, method) whose runs are all archived (every setting and seed): what
-    the claims engine compares, dataset by dataset. ``defaults`` holds the main arm's runs at each
+    records of every (dataset, method) whose runs are all archived (every setting and seed) and
+    converged (a capped run counts once its continuation is): what the claims engine compares,
+    dataset by dataset. ``defaults`` holds the main arm's runs at each
     method's default setting (no tuning) on every dataset where they are all archived."""
 
     archive: Archive
@@ -119,7 +120,7 @@ def load_paper_archive(name: str = "paper", *, path: str | os.PathLike | None = 
             row["runs" if arm == "main" else f"runs ({arm} arm)"] = f"{len(have)} / {len(configs)}"
             for method in dict.fromkeys(c.method for c in configs):
                 group = [c for c in configs if c.method == method]
-                if all(c.key() in found for c in group):
+                if _settled(group, found):
                     by_method[arm] += [found[c.key()][0] for c in group]
             if arm == "main":
                 teachers = configs[0].teacher_candidates()
@@ -128,11 +129,17 @@ def load_paper_archive(name: str = "paper", *, path: str | os.PathLike | None = 
                 if row["complete"]:
                     records += [found[c.key()][0] for c in configs]
                 plain = [c for c in configs if _is_default(profile, c)]
-                if all(c.key() in found for c in plain):
+                if _settled(plain, found):
                     defaults += [found[c.key()][0] for c in plain]
         rows.append(row)
     return PaperArchive(archive, profile, records, pd.DataFrame(rows).set_index("dataset"),
                         pd.DataFrame(extended, columns=EXTENSION_COLUMNS), by_method, defaults)
+
+
+def _settled(group: list[RunConfig], found: dict[str, tuple[dict[str, Any], dict[str, Any] | None]]) -> bool:
+    """Every run of ``group`` is archived and early stopping ended it (a run the cap ended counts once its
+    continuation converged): only such groups enter a comparison."""
+    return all(c.key() in found and found[c.key()][0]["stopped_early"] for c in group)
 
 
 def _is_default(profile: Profile, config: RunConfig) -> bool:

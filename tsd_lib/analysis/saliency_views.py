@@ -62,6 +62,10 @@ class WindowShifts:
         """The start of the window with the largest shift."""
         return int(self.starts[self.shift.argmax()])
 
+    @property
+    def top_q_true(self) -> float:
+        """The model's probability of the true class on the copy with the largest shift."""
+        return float(self.q_true[self.shift.argmax()])
 
     def plot(self, series: np.ndarray, window: int, label: int, class_name: str | None = None) -> Figure:
         """:func:`window_shift_plot` of these shifts over ``series``."""
@@ -76,15 +80,6 @@ def window_shifts(starts: np.ndarray, shift: np.ndarray, logits: np.ndarray, log
     order = np.argsort(starts)
     return WindowShifts(starts[order], shift[order], softmax(logits_perturbed)[order, label],
                         float(softmax(logits)[0, label]))
-
-
-def window_shift_note(shifts: WindowShifts, n_copies: int, saliency_shape: Sequence[int]) -> str:
-    """How many copies were asked for (``n_copies``), the shape of the per-class saliency tensor, and where the
-    probability of the true class falls most."""
-    return (f"{n_copies} perturbed copies; the per-class saliency tensor has shape "
-            f"{tuple(saliency_shape)} (series × windows × classes). The largest shift is at t = "
-            f"{shifts.top_start}, where the teacher's probability of the true class falls from "
-            f"{shifts.p_true:.3f} to {shifts.q_true[shifts.shift.argmax()]:.3f}.")
 
 
 def window_shift_plot(series: np.ndarray, starts: np.ndarray, shift: np.ndarray, q_true: np.ndarray,
@@ -146,21 +141,9 @@ def late_mass(maps: np.ndarray, fraction: float = 0.2) -> float:
     return float((maps[:, -tail:].sum(1) / maps.sum(1).clip(min=1e-12)).mean())
 
 
-def late_mass_note(late: float, teacher: str, label: str) -> str:
-    """What :func:`late_mass` says about a late-window bias, for an LSTM or another teacher."""
-    head = (f"On these series the last fifth of the time steps carries {late:.0%} of the teacher's saliency mass "
-            "(a uniform map: 20%). ")
-    if teacher.startswith("lstm"):
-        bias = "such a bias is visible here" if late > 0.3 else "no strong bias of that kind is visible here"
-        return head + ("An LSTM teacher reads its decision off the last hidden state, which can favour late "
-                       f"windows; {bias}.")
-    return head + (f"The {label} teacher averages its features over all time steps, so it has no built-in "
-                   f"preference for late windows{'; yet the late windows dominate here' if late > 0.3 else ''}.")
-
-
 def baselines_plot(X: np.ndarray, by_baseline: Mapping[str, np.ndarray], name: str, index: int) -> Figure:
     """The first series of ``X`` (test series ``index`` of data set ``name``) under each baseline's map."""
-    return report.compare_saliency(X[0], {b: m[0] for b, m in by_baseline.items()},
+    return report.compare_saliency(X[0], {BASELINE_LABELS.get(b, b): m[0] for b, m in by_baseline.items()},
                                    title=f"{name} test series {index}: the same teacher, five replacement baselines")
 
 
@@ -182,36 +165,37 @@ def baseline_maps(model: nn.Module, X: np.ndarray, y: np.ndarray, data: Dataset,
                          baseline=b, generator=0) for b in BASELINES}
 
 
-#: How the chapter formats :func:`baseline_table`.
-BASELINE_FORMAT = {"Spearman vs other_class": "{:.3f}", "mean saliency": "{:.3e}",
-                   "mean saliency / other_class": "{:.3f}"}
+#: The replacement baselines of :data:`~tsd_lib.saliency.BASELINES` in words, as the chapter's table and
+#: figure name them.
+BASELINE_LABELS = {"other_class": "other-class donor (TSD)", "zero": "zeros", "mean": "series mean",
+                   "noise": "Gaussian noise", "same_class": "same-class donor"}
+
+#: :func:`baseline_table`'s columns, and how the chapter formats them (three significant digits).
+BASELINE_COLUMNS = ("Spearman with the other-class map", "mean saliency, τ²·KL (nats)",
+                    "mean saliency relative to other-class")
+BASELINE_FORMAT = dict.fromkeys(BASELINE_COLUMNS, "{:#.3g}")
 
 
-def baseline_table(by_baseline: Mapping[str, np.ndarray], reference: str = "other_class") -> pd.DataFrame:
-    """Per baseline: Spearman of its maps with the ``reference`` maps, mean saliency, and that mean
-    relative to the reference's."""
-    ref = by_baseline[reference]
-    table = pd.DataFrame([{"baseline": b, f"Spearman vs {reference}": saliency_similarity(ref, m)["spearman"],
-                           "mean saliency": float(m.mean())} for b, m in by_baseline.items()]).set_index("baseline")
-    table[f"mean saliency / {reference}"] = table["mean saliency"] / table.at[reference, "mean saliency"]
-    return table
-
-
-def baseline_note(table: pd.DataFrame, by_baseline: Mapping[str, np.ndarray]) -> str:
-    """Same-class against other-class mean saliency, and whether the zero and mean baselines coincide."""
-    same, other = table.at["same_class", "mean saliency"], table.at["other_class", "mean saliency"]
-    note = (f"Mean of the teacher's saliency: same-class {same:.3e} vs other-class {other:.3e} "
-            f"(the same-class shift is {'smaller' if same < other else 'not smaller'}). ")
-    if np.allclose(by_baseline["zero"], by_baseline["mean"], atol=1e-5):
-        note += "The zero and mean baselines give identical maps here: after z-normalisation every series has mean 0."
-    return note
+def baseline_table(by_baseline: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Per baseline (rows named by :data:`BASELINE_LABELS`, in the order of ``by_baseline``): the Spearman
+    correlation of its maps with the other-class maps, its mean saliency, and that mean relative to the
+    other-class maps' mean (columns :data:`BASELINE_COLUMNS`)."""
+    ref = by_baseline["other_class"]
+    mean = {b: float(m.mean()) for b, m in by_baseline.items()}
+    spearman, raw, relative = BASELINE_COLUMNS
+    return pd.DataFrame({spearman: [saliency_similarity(ref, m)["spearman"] for m in by_baseline.values()],
+                         raw: list(mean.values()),
+                         relative: [v / mean["other_class"] for v in mean.values()]},
+                        index=pd.Index([BASELINE_LABELS.get(b, b) for b in by_baseline], name="replacement"))
 
 
 def agreement_table(reference: np.ndarray, others: Mapping[str, np.ndarray], k: int = 10) -> pd.DataFrame:
-    """Spearman and top-``k`` overlap (IoU) of other maps with the reference (occlusion) maps."""
+    """Spearman correlation and top-``k`` overlap (intersection over union of the ``k`` most salient steps) of
+    other maps with the reference (occlusion) maps; one row per map."""
     sims = {name: saliency_similarity(reference, m, k=k) for name, m in others.items()}
-    return pd.DataFrame({"Spearman vs occlusion": {n: s["spearman"] for n, s in sims.items()},
-                         f"top-{k} overlap (IoU) vs occlusion": {n: s["topk_iou"] for n, s in sims.items()}})
+    return pd.DataFrame({"Spearman with the occlusion map": [s["spearman"] for s in sims.values()],
+                         f"top-{k} overlap with the occlusion map (IoU)": [s["topk_iou"] for s in sims.values()]},
+                        index=pd.Index(list(sims), name="saliency map"))
 
 
 def planted_examples_plot(syn: Dataset) -> Figure:
@@ -271,7 +255,7 @@ def precision_plot(precision: pd.DataFrame, chance: float, n_eval: int) -> Figur
     wide = precision.pivot(index="teacher", columns="map", values="precision")[order]
     colors = [method_color("tsd") if "TSD" in m else other_color(j + 1) for j, m in enumerate(order)]
     wide.plot.bar(ax=ax, rot=0, color=colors)
-    ax.axhline(chance, color="0.3", ls="--", lw=1, label=f"chance (L/T = {chance:.2f})")
+    ax.axhline(chance, color="0.3", ls="--", lw=1, label=f"chance ({chance:.2f}: the planted share)")
     ax.set(ylabel="saliency precision", ylim=(0, 1), title=f"Synthetic test set, first {n_eval} series")
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return fig

@@ -1,5 +1,6 @@
 """Runs over student seeds and their tables: the runs of every method and seed, "mean ± std" per method
-and its caption, and how two methods compare."""
+(for readers: method names, column headers in words, 3 significant digits), tables for readers in
+general, and which runs come from an archive."""
 
 from __future__ import annotations
 
@@ -15,10 +16,51 @@ if TYPE_CHECKING:
     from tsd_lib.profiles import Profile
 
 
-def mean_std(mean: float, std: float, decimals: int = 3) -> str:
-    """``"0.912 ± 0.015"``; the mean alone when ``std`` is missing (one seed), ``"–"`` without a mean."""
+#: The book's names of the methods, as tables and prose write them.
+METHOD_LABELS = {"ce": "CE", "kd": "KD", "fitnets": "FitNets", "at": "AT", "rkd": "RKD", "dkd": "DKD",
+                 "dt2w": "DT2W", "tsd": "TSD", "kd+tsd": "KD+TSD", "dkd+tsd": "DKD+TSD", "teacher": "teacher"}
+
+#: Column headers in words (with units) of the students' metrics, for tables readers see.
+METRIC_COLUMNS = {"accuracy": "test accuracy", "auc_pr": "test macro AUC-PR",
+                  "agreement": "agreement with the teacher", "kl_teacher_student": "KL(teacher ‖ student), nats",
+                  "train_seconds": "training time (s)"}
+
+
+def method_label(method: str) -> str:
+    """The book's name of a method (:data:`METHOD_LABELS`); a combination such as ``"kd+at"`` as ``"KD+AT"``."""
+    return METHOD_LABELS.get(method) or "+".join(METHOD_LABELS.get(m, m.upper()) for m in method.split("+"))
+
+
+def _decimals(x: float, digits: int) -> int | None:
+    """Decimals that show ``x`` to ``digits`` significant digits (None: too small for fixed point)."""
+    if x == 0 or not np.isfinite(x):
+        return digits - 1
+    decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(x)))))
+    return decimals if decimals <= 6 else None
+
+
+def significant(x: float | None, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, trailing zeros kept (``0.950``, ``0.0234``, ``12.3``,
+    ``1,234``), in scientific notation below 1e-4 (``1.20e-05``); exact zero as ``0``, missing as ``"–"``."""
+    if x is None or pd.isna(x):
+        return "–"
+    if x == 0:
+        return "0"
+    decimals = _decimals(float(x), digits)
+    return f"{x:.{digits - 1}e}" if decimals is None else f"{x:,.{decimals}f}"
+
+
+def mean_std(mean: float, std: float, decimals: int = 3, *, significant: int | None = None) -> str:
+    """``"0.912 ± 0.015"``; the mean alone when ``std`` is missing (one seed), ``"–"`` without a mean. With
+    ``significant``, the mean has that many significant digits and the std the same decimals
+    (``"0.0234 ± 0.0051"``, ``"12.3 ± 1.2"``)."""
     if pd.isna(mean):
         return "–"
+    if significant is not None:
+        decimals = _decimals(float(mean if mean != 0 or pd.isna(std) else std), significant)
+        if decimals is None:
+            e = significant - 1
+            return f"{mean:.{e}e}" if pd.isna(std) else f"{mean:.{e}e} ± {std:.{e}e}"
     if pd.isna(std):
         return f"{mean:.{decimals}f}"
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
@@ -33,15 +75,26 @@ def seed_stats(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[st
 
 
 def seed_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str], *, decimals: int = 3,
-               labels: Mapping[str, str] | None = None, seeds_column: bool = False) -> pd.DataFrame:
+               labels: Mapping[str, str] | None = None, seeds_column: bool = False,
+               significant: int | None = None) -> pd.DataFrame:
     """Method x metric table of "mean ± std" over the runs of ``frame`` (one row per run, a ``method``
-    column); ``labels`` renames metric columns, ``seeds_column`` adds the number of runs first."""
+    column); ``labels`` renames metric columns, ``seeds_column`` adds the number of runs first,
+    ``significant`` formats each cell to that many significant digits (:func:`mean_std`)."""
     stats = seed_stats(frame, metrics, methods)
-    table = pd.DataFrame({m: [mean_std(stats.at[k, (m, "mean")], stats.at[k, (m, "std")], decimals) for k in methods]
+    table = pd.DataFrame({m: [mean_std(stats.at[k, (m, "mean")], stats.at[k, (m, "std")], decimals,
+                                       significant=significant) for k in methods]
                           for m in metrics}, index=pd.Index(list(methods), name="method"))
     if seeds_column:
         table.insert(0, "seeds", frame.groupby("method").size().reindex(list(methods)).fillna(0).astype(int))
     return table.rename(columns=dict(labels or {}))
+
+
+def students_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
+    """:func:`seed_table` for readers: the methods by their names (:func:`method_label`, index ``method``),
+    metric columns in words with units (:data:`METRIC_COLUMNS`), every cell "mean ± std" over the seeds to
+    3 significant digits."""
+    table = seed_table(frame, metrics, methods, labels=METRIC_COLUMNS, significant=3)
+    return table.rename(index=method_label)
 
 
 def student_runs(profile: Profile, dataset: str, methods: Sequence[str], *, teacher_seed: int,
@@ -56,40 +109,12 @@ def student_runs(profile: Profile, dataset: str, methods: Sequence[str], *, teac
     return configs, pd.DataFrame([load(c) for c in configs.values()])
 
 
-def seeds_caption(name: str, seeds: Sequence[int], teacher: Mapping[str, Any] | None = None) -> str:
-    """The line above a seed table: ``"**D**, 2 student seeds (0, 1)"``, then the teacher's test accuracy
-    and AUC-PR (``teacher``: its record) or, without one, ``", test split:"``."""
-    head = f"**{name}**, {len(seeds)} student seeds ({', '.join(map(str, seeds))})"
-    if teacher is None:
-        return head + ", test split:"
-    return f"{head}; teacher: accuracy {teacher['test_accuracy']:.3f}, AUC-PR {teacher['test_auc_pr']:.3f}."
-
-
-def compare_means(stats: pd.DataFrame, a: str, b: str, metric: str) -> str:
-    """``"0.900 vs 0.800: higher than, a gap larger than the seed-to-seed spread"``: method ``a`` against
-    ``b`` on ``metric`` (``stats`` from :func:`seed_stats`); with one seed the spread is unknown."""
-    (ma, sa), (mb, sb) = ((stats.at[m, (metric, "mean")], stats.at[m, (metric, "std")]) for m in (a, b))
-    noise = np.nanmax([sa, sb]) if not (np.isnan(sa) and np.isnan(sb)) else np.nan
-    word = "higher than" if ma > mb else "lower than" if ma < mb else "equal to"
-    if np.isnan(noise):
-        verdict = "with a single seed we cannot tell whether that exceeds seed noise"
-    elif abs(ma - mb) > noise:
-        verdict = "a gap larger than the seed-to-seed spread"
-    else:
-        verdict = "a gap within the seed-to-seed spread"
-    return f"{ma:.3f} vs {mb:.3f}: {word}, {verdict}"
-
-
-def archived_note(source: Any, configs: Iterable[Any], profile: str) -> str | None:
-    """Which of ``configs`` ``source`` (a :class:`~tsd_lib.archive.Records`) reads from its archive because
-    ``profile`` does not train them, or None when every run is in the store (or ``source`` is the store)."""
+def archived_runs(source: Any, configs: Iterable[Any]) -> list[Any]:
+    """The ``configs`` that ``source`` (a :class:`~tsd_lib.archive.Records`) reads from its results archive,
+    because the profile does not train them; ``[]`` when every run is in the store (or ``source`` is the
+    store)."""
     configs = list(configs)
-    archived = source.from_archive(configs) if hasattr(source, "from_archive") else []
-    if not archived:
-        return None
-    return (f"{len(archived)} of these {len(configs)} runs (the feature baselines' seeds "
-            f"{', '.join(sorted({str(c.seed) for c in archived}))}) are not trained by `{profile}`. "
-            + source.archive.describe())
+    return list(source.from_archive(configs)) if hasattr(source, "from_archive") else []
 
 
 def by_method(summary: Any) -> pd.DataFrame:
@@ -105,3 +130,22 @@ def across_datasets(frame: pd.DataFrame, metrics: Sequence[str],
     :func:`seed_stats` and the per-seed frame (one row per method and seed)."""
     per_seed = frame.groupby(["method", "seed"])[list(metrics)].mean().reset_index()
     return seed_table(per_seed, metrics, methods), seed_stats(per_seed, metrics, methods), per_seed
+
+
+def readers_table(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str] | None = None, *,
+                  caption: str | None = None) -> Any:
+    """A table for readers (a pandas ``Styler``): ``frame``'s ``columns`` in order (all by default), renamed
+    when ``columns`` maps raw names to headers in words; an unnamed integer index (row numbers) hidden, a
+    named one kept; booleans as "yes"/"no"; floats to 3 significant digits (:func:`significant`, ``"–"`` when
+    missing); an optional caption."""
+    columns = dict(columns) if isinstance(columns, Mapping) else {c: c for c in (columns or frame.columns)}
+    view = frame[list(columns)].copy()
+    for c in view.columns:
+        if view[c].dtype == bool or (view[c].dtype == object and view[c].map(type).eq(bool).any()):
+            view[c] = view[c].map(lambda v: "yes" if v is True or v is np.True_ else
+                                  "no" if v is False or v is np.False_ else v)
+    floats = [columns[c] for c in view.columns if pd.api.types.is_float_dtype(view[c])]
+    styler = view.rename(columns=columns).style.format(significant, subset=floats)
+    if view.index.name is None and pd.api.types.is_integer_dtype(view.index):  # row numbers, not a meaning
+        styler = styler.hide(axis="index")
+    return styler.set_caption(caption) if caption else styler

@@ -1,5 +1,6 @@
-"""Teachers: our teachers beside the published FCN numbers, and the seed study (how often a
-teacher fails to learn, under each settings variant, and which seed validation picks)."""
+"""Teachers: our teachers beside the published FCN numbers, the chapter's teachers in one table, and the
+seed study (how often a teacher fails to learn, under each settings variant, and which seed validation
+picks), as tables for readers and numbers for the chapter's prose."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 
 from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.analysis.published import published_fcn
+from tsd_lib.analysis.tables import readers_table
 from tsd_lib.archive import study_source
 from tsd_lib.experiment import RunConfig, RunStore, choose_teacher, get_dataset, get_teacher
 from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
@@ -109,8 +111,11 @@ def matching_candidates(pair: RunConfig, studies: dict[str, dict[str, list[RunCo
     return []
 
 
-SEED_STUDY_COLUMNS = ["variant", "teacher", "teacher seed", "epochs run", "best epoch", "stopped early",
-                      "val accuracy", "val loss", "test accuracy", "at chance", "chosen"]
+#: The columns of a seed study's table, with their headers in words.
+SEED_STUDY_COLUMNS = {"variant": "variant", "teacher": "teacher", "teacher seed": "teacher seed",
+                      "epochs run": "epochs run", "best epoch": "best epoch", "stopped early": "stopped early",
+                      "val accuracy": "validation accuracy", "val loss": "validation loss",
+                      "test accuracy": "test accuracy", "at chance": "at chance", "chosen": "chosen on validation"}
 
 
 def seed_study_plot(study: pd.DataFrame, y_test: np.ndarray, title: str) -> Figure:
@@ -147,43 +152,83 @@ def _seed_study_bars(ax: Any, study: pd.DataFrame, y_test: np.ndarray, title: st
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
-def seed_study_summary(study: pd.DataFrame, title: str) -> list[str]:
-    """One markdown line per variant: seeds at chance, the accuracy range, the seed validation picks."""
-    lines = []
-    for name, g in study.groupby("variant", sort=False):
-        pick = g[g.chosen].iloc[0]
-        lines.append(f"- **{title}, {name}**: {int(g['at chance'].sum())} of {len(g)} seeds stay at chance; test "
-                     f"accuracy {g['test accuracy'].min():.3f}-{g['test accuracy'].max():.3f} (mean "
-                     f"{g['test accuracy'].mean():.3f}); validation picks seed {int(pick['teacher seed'])} (test "
-                     f"accuracy {pick['test accuracy']:.3f}, {int(pick['epochs run'])} epochs, best epoch "
-                     f"{int(pick['best epoch'])}).")
-    return lines
+#: The columns of :func:`study_overview`.
+OVERVIEW_COLUMNS = ["study", "variant", "seeds", "seeds at chance", "lowest test accuracy", "mean test accuracy",
+                    "highest test accuracy", "seed validation picks", "its test accuracy", "its epochs run",
+                    "its best epoch"]
 
 
-def training_note(histories: dict[str, dict[str, Any]]) -> str:
-    """One sentence per teacher history: epochs run, the epoch kept and what ended training."""
-    return " ".join(
-        f"The {name} teacher ran {len(h['epochs'])} epochs and kept epoch {h['best_epoch']} "
-        f"({'early stopping ended it' if h['stopped_early'] else 'the epoch cap ended it'})."
-        for name, h in histories.items())
+def study_overview(studies: dict[str, tuple[pd.DataFrame, np.ndarray]]) -> pd.DataFrame:
+    """One row per study and variant of :func:`teacher_studies`: the seeds trained, how many stayed at chance,
+    the lowest, mean and highest test accuracy, and the seed validation picks with its test accuracy, epochs
+    run and best epoch."""
+    rows = []
+    for title, (study, _) in studies.items():
+        for name, g in study.groupby("variant", sort=False):
+            pick = g[g.chosen].iloc[0]
+            rows.append({"study": title, "variant": name, "seeds": len(g), "seeds at chance": int(g["at chance"].sum()),
+                         "lowest test accuracy": float(g["test accuracy"].min()),
+                         "mean test accuracy": float(g["test accuracy"].mean()),
+                         "highest test accuracy": float(g["test accuracy"].max()),
+                         "seed validation picks": int(pick["teacher seed"]),
+                         "its test accuracy": float(pick["test accuracy"]), "its epochs run": int(pick["epochs run"]),
+                         "its best epoch": int(pick["best epoch"])})
+    return pd.DataFrame(rows, columns=OVERVIEW_COLUMNS)
 
 
-def literature_note(teachers: pd.DataFrame, source: str) -> str:
-    """FCN teachers more than 3 points below the published accuracy (or that none is), and how many
-    teachers early stopping ended (``teachers`` from :func:`teacher_table`)."""
+def _seed_choice(config: RunConfig, picks: dict[str, int]) -> str:
+    """How ``config``'s teacher seed was chosen: on validation among candidates, or fixed by the profile and
+    checked (or not) against the seed a teacher study's validation picks (``picks``, by teacher key)."""
+    if config.teacher_seeds:
+        return f"the best on validation among seeds {', '.join(map(str, config.teacher_seeds))}"
+    picked = picks.get(config.teacher_key())
+    if picked is None:
+        return "set by the profile; no study checks it"
+    if picked == config.teacher_seed:
+        return "set by the profile; the seed validation picks in section 1.7"
+    return f"set by the profile; validation picks seed {picked} in section 1.7"
+
+
+def studies_at_chance(studies: dict[str, tuple[pd.DataFrame, np.ndarray]]) -> tuple[int, int]:
+    """How many distinct teachers the studies of :func:`teacher_studies` trained, and how many of them stayed at
+    chance; a variant that two studies share (same data set, teacher, variant and seed) counts once."""
+    if not studies:
+        return 0, 0
+    every = pd.concat([study for study, _ in studies.values()], ignore_index=True)
+    unique = every.drop_duplicates(["dataset", "teacher", "variant", "teacher seed"])
+    return len(unique), int(unique["at chance"].sum())
+
+
+def chapter_teachers(config: RunConfig, record: dict[str, Any], *, pair: RunConfig | None = None,
+                     alt: tuple[RunConfig, dict[str, Any]] | None = None,
+                     picks: dict[str, int] | None = None) -> pd.DataFrame:
+    """The teachers chapter 1 trains on its data set, one row each (index: the labels of
+    :func:`teacher_histories`): the profile's (``config``, ``record``) and, with ``pair`` and its chosen ``alt``
+    (config, record), the paper's pair teacher; their seed, how that seed was chosen (among several on
+    validation, or set by the profile and checked against a teacher study's pick, ``picks``), epochs run,
+    the epoch kept, what ended training and their test scores."""
+    def row(c: RunConfig, r: dict[str, Any], how: str) -> dict[str, Any]:
+        return {"seed": int(r.get("teacher_seed", c.teacher_seed)), "how the seed was chosen": how,
+                "epochs run": r["epochs_run"], "best epoch (weights kept)": r["best_epoch"],
+                "training ended by": "early stopping" if r["stopped_early"] else "the epoch cap",
+                "test accuracy": float(r["test_accuracy"]), "test macro AUC-PR": float(r["test_auc_pr"])}
+
+    rows = {f"{ARCH[config.teacher]} (profile)": row(config, record, _seed_choice(config, picks or {}))}
+    if pair is not None and alt is not None:
+        alt_cfg, alt_record = alt
+        rows[f"{ARCH[alt_cfg.teacher]} (paper's pair, seed {alt_cfg.teacher_seed})"] = row(
+            alt_cfg, alt_record, _seed_choice(pair, picks or {}))
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("teacher")
+
+
+def literature_gaps(teachers: pd.DataFrame, margin: float = 0.03) -> dict[str, float]:
+    """What the table of :func:`teacher_table` shows against the literature: how many teachers it lists and how
+    many early stopping ended, how many FCN teachers have a published accuracy, how many of those are more
+    than ``margin`` below it, and the largest shortfall (most negative gap; NaN without a published number)."""
     fcn = teachers[(teachers.teacher == "fcn") & teachers["published FCN"].notna()]
-    far = fcn[fcn["gap to published"] < -0.03]
-    if far.empty:
-        gaps = (f"Every FCN teacher is within 3 points of the published accuracy (largest gap "
-                f"{fcn['gap to published'].min():+.3f}).")
-    else:
-        gaps = ("More than 3 points below the published accuracy: "
-                + ", ".join(f"{r.dataset} seed {r['teacher seed']} ({r['gap to published']:+.3f}"
-                            f"{'' if r['stopped early'] else ', ended by the epoch cap'})" for _, r in far.iterrows())
-                + "; section 1.7 measures the FCN teacher under both learning-rate schedules.")
-    ended = (f" Early stopping ended {int(teachers['stopped early'].sum())} of {len(teachers)} teachers"
-             + ("." if teachers["stopped early"].all() else "; the others ran into the epoch cap."))
-    return f"Published: {source}. " + gaps + ended
+    return {"n_teachers": len(teachers), "n_stopped_early": int(teachers["stopped early"].sum()),
+            "n_published": len(fcn), "n_below": int((fcn["gap to published"] < -margin).sum()),
+            "largest_shortfall": float(fcn["gap to published"].min()) if len(fcn) else math.nan}
 
 
 def literature_plot(teachers: pd.DataFrame, arch: dict[str, str]) -> Figure:
@@ -199,28 +244,39 @@ def literature_plot(teachers: pd.DataFrame, arch: dict[str, str]) -> Figure:
 
 
 def profile_study_picks(pairs: list[RunConfig], studies: dict[str, dict[str, list[RunConfig]]],
-                        store: RunStore | Archive | Records, arch: dict[str, str]) -> tuple[dict[str, int], list[str]]:
+                        store: RunStore | Archive | Records, arch: dict[str, str]
+                        ) -> tuple[dict[str, int], pd.DataFrame]:
     """For each pair teacher trained with one fixed seed (no ``teacher_seeds``) that a study also trains
-    over several seeds: the seed validation picks there (``{teacher key: seed}``) and a markdown line
-    saying whether the profile uses it."""
-    picks, lines = {}, []
+    over several seeds: the seed validation picks there (``{teacher key: seed}``) and a table, one row per
+    such teacher: its label, data set, the seed the profile uses, the seed validation picks and the
+    candidate seeds."""
+    picks, rows = {}, []
     for pair in {c.teacher_key(): c for c in pairs if not c.teacher_seeds}.values():
         candidates = matching_candidates(pair, studies)
         if not candidates:
             continue
         picked = picks[pair.teacher_key()] = choose_seed(candidates, store)
-        lines.append(
-            f"- The profile's {arch.get(pair.teacher, pair.teacher)} teacher on {pair.dataset} uses seed "
-            f"{pair.teacher_seed}: "
-            + ("the seed validation picks among " if picked == pair.teacher_seed else
-               f"**not** the seed validation picks ({picked}) among ")
-            + f"{', '.join(str(c.teacher_seed) for c in candidates)} in the study above.")
-    return picks, lines
+        rows.append({"teacher": arch.get(pair.teacher, pair.teacher), "dataset": pair.dataset,
+                     "seed the profile uses": pair.teacher_seed, "seed validation picks": picked,
+                     "candidate seeds": ", ".join(str(c.teacher_seed) for c in candidates)})
+    return picks, pd.DataFrame(rows, columns=["teacher", "dataset", "seed the profile uses", "seed validation picks",
+                                              "candidate seeds"])
 
 
-#: The columns of the chapter's table of teachers.
-TEACHER_COLUMNS = ["dataset", "teacher", "teacher seed", "chosen", "epochs run", "best epoch", "stopped early",
-                   "val accuracy", "test accuracy", "test AUC-PR", "published FCN", "gap to published"]
+#: The columns of the chapter's table of teachers, with their headers in words.
+TEACHER_COLUMNS = {"dataset": "dataset", "teacher": "teacher", "teacher seed": "teacher seed",
+                   "chosen": "chosen on validation", "epochs run": "epochs run", "best epoch": "best epoch",
+                   "stopped early": "stopped early", "val accuracy": "validation accuracy",
+                   "test accuracy": "test accuracy", "test AUC-PR": "test macro AUC-PR",
+                   "published FCN": "published FCN accuracy", "gap to published": "ours minus published"}
+
+
+def teacher_view(teachers: pd.DataFrame, columns: dict[str, str] | None = None, caption: str | None = None) -> Any:
+    """A table of teachers (:func:`teacher_table` or :func:`seed_study`) for readers: ``columns`` (default
+    :data:`TEACHER_COLUMNS`) with headers in words, architectures by their labels (:data:`ARCH`), yes/no,
+    3 significant digits (:func:`~tsd_lib.analysis.tables.readers_table`)."""
+    view = teachers.assign(teacher=teachers["teacher"].map(lambda t: ARCH.get(t, t)))
+    return readers_table(view, columns or TEACHER_COLUMNS, caption=caption)
 
 
 def profile_teacher(profile: Profile, dataset: str, store: RunStore, *, teacher_seed: int
@@ -272,37 +328,39 @@ def teacher_studies(studies: dict[str, dict[str, list[RunConfig]]], store: RunSt
     return out
 
 
-def studies_summary(studies: dict[str, tuple[pd.DataFrame, np.ndarray]], pick_lines: list[str], profile: str) -> str:
-    """Markdown: one line per study variant (:func:`seed_study_summary`), then the lines of
-    :func:`profile_study_picks`; a note when the profile has no teacher study."""
-    lines = [line for title, (study, _) in studies.items() for line in seed_study_summary(study, title)]
-    return "\n".join(lines + pick_lines) or f"*Profile `{profile}` has no teacher study.*"
-
-
 @dataclass
 class TeacherStudies:
-    """Chapter 1's teacher studies as shown: ``outputs`` in display order (markdown and tables), ``picks``, the
-    seed validation picks for each single-seed pair teacher (:func:`profile_study_picks`), and ``figure``, every
-    study's bars in one bare figure (:func:`seed_studies_plot`, numbered by the chapter)."""
+    """Chapter 1's teacher studies as shown: ``outputs`` in display order (the archive's description when they
+    come from one, then tables), ``picks``, the seed validation picks for each single-seed pair teacher
+    (:func:`profile_study_picks`), ``overview``, one row per study variant (:func:`study_overview`),
+    ``figure``, every study's bars in one bare figure (:func:`seed_studies_plot`, numbered by the chapter), and
+    how many distinct teachers the studies trained and how many stayed at chance (:func:`studies_at_chance`)."""
 
     outputs: list[Any]
     picks: dict[str, int]
+    overview: pd.DataFrame
     figure: Figure
+    n_teachers: int = 0
+    n_at_chance: int = 0
 
 
 def profile_teacher_studies(profile: Profile, store: RunStore) -> TeacherStudies:
     """``profile``'s teacher studies, read from its own store or its archive's
     (:func:`~tsd_lib.archive.study_source`): the archive's description when they come from one, then per
-    study its title and its :data:`SEED_STUDY_COLUMNS` table, and last :func:`studies_summary` (with the
-    profile's pair teachers checked against the studies); the studies' :func:`seed_studies_plot`."""
+    study its :data:`SEED_STUDY_COLUMNS` table (captioned with the study's title), the :func:`study_overview`
+    of every variant and, when the profile fixes the seed of a pair teacher that a study trains, the
+    table of :func:`profile_study_picks`; the studies' :func:`seed_studies_plot`."""
     from IPython.display import Markdown
 
     source_profile, source = study_source(profile, store)
     outputs: list[Any] = [] if source_profile is profile else [Markdown(source.archive.describe())]
     studies = teacher_studies(source_profile.teacher_study_configs(), source)
     for title, (study, _) in studies.items():
-        table = study[SEED_STUDY_COLUMNS].style.format(precision=3).hide(axis="index")
-        outputs += [Markdown(f"**{title}**"), table]
-    picks, lines = profile_study_picks(profile.pair_configs(), source_profile.teacher_study_configs(), source, ARCH)
-    outputs.append(Markdown(studies_summary(studies, lines, profile.name)))
-    return TeacherStudies(outputs, picks, seed_studies_plot(studies))
+        outputs.append(teacher_view(study, SEED_STUDY_COLUMNS, caption=f"{title}: every seed of every variant"))
+    overview = study_overview(studies)
+    if len(overview):
+        outputs.append(readers_table(overview, caption="Every variant in one row"))
+    picks, table = profile_study_picks(profile.pair_configs(), source_profile.teacher_study_configs(), source, ARCH)
+    if len(table):
+        outputs.append(readers_table(table, caption="The profile's single-seed pair teachers against the studies"))
+    return TeacherStudies(outputs, picks, overview, seed_studies_plot(studies), *studies_at_chance(studies))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
@@ -23,8 +24,6 @@ from tsd_lib.report.style import COLUMN_WIDTH
 from tsd_lib.saliency.maps import saliency_map
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from tsd_lib.profiles import Profile
 
 
@@ -44,27 +43,6 @@ def first_batch(data: Dataset, size: int = 8) -> tuple[torch.Tensor, torch.Tenso
     return X_pool[:B], y_pool[:B], X_pool, y_pool
 
 
-def copies_note(X: torch.Tensor, y: torch.Tensor, copies: torch.Tensor, starts: torch.Tensor, donors: torch.Tensor,
-                y_pool: torch.Tensor) -> str:
-    """The batch and copies' shapes, whether every donor is from another class and the starts of each series
-    are distinct."""
-    B, K = starts.shape
-    other_class = bool((y_pool[donors] != y[:, None]).all())
-    distinct = all(len(set(row.tolist())) == K for row in starts)
-    return (f"Batch `X` {tuple(X.shape)} -> copies {tuple(copies.shape)} (B*K = {B}*{K}). "
-            f"Every donor from another class: **{other_class}**; starts distinct within each series: **{distinct}**.")
-
-
-def teacher_shift_note(rounding: float, matches: bool, raw: torch.Tensor) -> str:
-    """The by-hand teacher shift against the library's: the forward-pass rounding, whether they agree, and the
-    sign of the per-class terms ``raw`` (``(B, K, k)``) and of their sums (KL divergences)."""
-    return (f"Largest difference between `perturbed_logits` and a plain forward pass: {rounding:.1e}. "
-            f"By-hand teacher shift equals `distribution_shift`: **{matches}**. Shape {tuple(raw.shape)}; "
-            f"summed over classes, the smallest window shift is {raw.sum(-1).min().item():.2g} (a KL divergence: "
-            f"never below zero beyond float rounding); "
-            f"{(raw < 0).float().mean().item():.0%} of the single per-class terms are negative.")
-
-
 def followed_heatmaps(X: torch.Tensor, starts: torch.Tensor, s_T: torch.Tensor, s_S: torch.Tensor, b: int, *,
                       window: int, class_names: Sequence[object]) -> Figure:
     """:func:`shift_heatmaps` of series ``b`` of the batch: the teacher's and the CE student's shifts."""
@@ -73,36 +51,9 @@ def followed_heatmaps(X: torch.Tensor, starts: torch.Tensor, s_T: torch.Tensor, 
                           window=window, class_names=class_names, label=f"series {b}")
 
 
-def student_shift_note(starts: torch.Tensor, raw: torch.Tensor, s_T: torch.Tensor, s_S: torch.Tensor, b: int) -> str:
-    """Series ``b``'s window with the largest teacher shift (``raw``: unnormalised terms) and the Spearman of the
-    teacher's and the student's per-window shifts (summed over classes)."""
-    top_t = int(starts[b, raw[b].sum(-1).argmax()])
-    rho = saliency_similarity(s_T[b].sum(-1), s_S[b].detach().sum(-1))["spearman"]
-    return (f"For this series the teacher's largest shift comes from replacing the window starting at t = {top_t}. "
-            f"Spearman correlation of the teacher's and the CE student's per-window shifts (summed over classes) "
-            f"on this series: {rho:.2f}.")
-
-
 def grad_norm(model: nn.Module) -> torch.Tensor:
     """The L2 norm of ``model``'s parameter gradients (those that have one)."""
     return torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None))
-
-
-def loss_note(by_hand: torch.Tensor, lib: torch.Tensor, same: bool, norm: torch.Tensor,
-              terms: Mapping[str, float]) -> str:
-    """The by-hand TSD loss against :func:`~tsd_lib.losses.tsd_loss`, the student's gradient norm and the
-    weights ``terms`` of the KD+TSD objective."""
-    return (f"TSD loss by hand: {by_hand.item():.6f}; `tsd_loss` with the same generator: {lib.item():.6f} "
-            f"(equal: **{same}**). Gradient norm on the student's parameters: {norm.item():.3g} "
-            f"(the teacher received none: it ran under `no_grad`). Weights of the profile's KD+TSD objective: "
-            + ", ".join(f"w_{k} = {v:g}" for k, v in terms.items()) + ".")
-
-
-def students_caption(dataset: str, frame: pd.DataFrame, n_seeds: int) -> str:
-    """The line above chapter 5's seed table: the split, the number of student seeds and the teacher's scores
-    (``frame``: one row per run)."""
-    return (f"**{dataset}**, test split, mean ± std over {n_seeds} student seed(s) (teacher: accuracy "
-            f"{frame['teacher_accuracy'].iloc[0]:.3f}, macro AUC-PR {frame['teacher_auc_pr'].iloc[0]:.3f}).")
 
 
 def shift_heatmaps(series: np.ndarray, starts: np.ndarray, shifts: Mapping[str, np.ndarray], window: int,
@@ -145,34 +96,37 @@ def maps_against_teacher(models: Mapping[str, nn.Module], X: np.ndarray, y: np.n
     return maps, rho
 
 
-def setting_note(data: Dataset, config: RunConfig, profile: str, student_seed: int) -> str:
-    """The chapter's data set, the profile's TSD knobs (K, L, tau) and the models it follows."""
-    return (f"**{data.name}**: {len(data.X_train)} training / {len(data.X_val)} validation / {len(data.X_test)} test "
-            f"series of length T = {data.length}, {data.n_classes} classes. Profile `{profile}`: "
-            f"K = {config.n_windows} windows of L = {config.window} steps, tau = {config.tau:g}; teacher "
-            f"`{config.teacher}`, student `{config.student}` (here the CE student, seed {student_seed}).")
+@dataclass
+class BankComparison:
+    """A :class:`~tsd_lib.losses.TSDTerm` bank against fresh draws of :func:`~tsd_lib.losses.tsd_loss` on one
+    batch: the bank's size per series, the training series it covers, its build time and memory, the loss with
+    the bank, the loss of each fresh draw and the time one fresh draw takes (teacher forward included)."""
+
+    bank_size: int
+    n_series: int
+    build_seconds: float
+    mebibytes: float
+    bank_loss: float
+    fresh: list[float]
+    fresh_seconds: float
 
 
-def bank_note(teacher: nn.Module, student: nn.Module, data: Dataset, config: RunConfig, X: torch.Tensor,
-              y: torch.Tensor, *, seed: int = 0, draws: int = 5) -> str:
-    """Build a :class:`~tsd_lib.losses.TSDTerm` bank of ``config.tsd_bank_size`` perturbations per training
-    series, and compare its loss on the batch ``X`` (the first rows of the training set) with ``draws`` fresh
-    draws of :func:`~tsd_lib.losses.tsd_loss`: sizes, build time, values and time per fresh draw."""
-    if not config.tsd_bank_size:
-        return "This profile trains with fresh perturbations (`tsd_bank_size` = 0): no bank to show."
+def bank_comparison(teacher: nn.Module, student: nn.Module, data: Dataset, config: RunConfig, X: torch.Tensor,
+                    y: torch.Tensor, *, bank_size: int, seed: int = 0, draws: int = 5) -> BankComparison:
+    """Build a :class:`~tsd_lib.losses.TSDTerm` bank of ``bank_size`` perturbations per training series (TSD's
+    knobs from ``config``) and compare its loss on the batch ``X`` (the first rows of the training set) with
+    ``draws`` fresh draws of :func:`~tsd_lib.losses.tsd_loss` (generator seeds ``0..draws-1``)."""
+    if bank_size < 1:
+        raise ValueError(f"bank_size must be positive, got {bank_size}")
     knobs = {"n_windows": config.n_windows, "window": config.window, "tau": config.tau}
-    term = TSDTerm(teacher, data.X_train, data.y_train, bank_size=config.tsd_bank_size, seed=seed, **knobs)
+    term = TSDTerm(teacher, data.X_train, data.y_train, bank_size=bank_size, seed=seed, **knobs)
     bank_loss = term(student, X, y, index=torch.arange(len(X))).item()  # the batch is rows 0..B-1 of the pool
     X_pool, y_pool = torch.as_tensor(data.X_train), torch.as_tensor(data.y_train)
     t0 = time.perf_counter()
     fresh = [tsd_loss(student, teacher, X, y, X_pool, y_pool, generator=torch.Generator().manual_seed(s),
                       **knobs).item() for s in range(draws)]
-    fresh_s = (time.perf_counter() - t0) / draws
-    return (f"Bank of {config.tsd_bank_size} perturbations x {len(data.X_train)} training series built in "
-            f"{term.precompute_seconds:.2f} s ({term.bank.nbytes() / 2**20:.2f} MiB). One banked loss on our batch: "
-            f"{bank_loss:.4f}; {'five' if draws == 5 else draws} fresh draws: {min(fresh):.4f} to {max(fresh):.4f} "
-            f"({fresh_s * 1000:.0f} ms each, teacher forward included). Different draws give different values; "
-            "what matters is that they agree on average.")
+    return BankComparison(bank_size, len(data.X_train), term.precompute_seconds, term.bank.nbytes() / 2**20,
+                          bank_loss, fresh, (time.perf_counter() - t0) / draws)
 
 
 def teacher_comparison_plots(X: np.ndarray, y: np.ndarray, maps: Mapping[str, np.ndarray],
