@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -78,12 +78,21 @@ CHAPTER_IMPORTS = ("tsd_lib.analysis", "tsd_lib.archive", "tsd_lib.book", "tsd_l
                    "tsd_lib.profiles", "tsd_lib.report", "tsd_lib.saliency", "tsd_lib.train", "tsd_lib.utils")
 
 
+_LOADED = """
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print("\\n".join(sorted({m.__file__ for n, m in list(sys.modules.items())
+                          if n.split(".")[0] == "tsd_lib" and getattr(m, "__file__", None)})))
+"""
+
+
 def chapter_library_files() -> list[Path]:
-    """The library's source files that chapters run: every module :data:`CHAPTER_IMPORTS` loads."""
-    for name in CHAPTER_IMPORTS:
-        importlib.import_module(name)
-    return sorted({Path(m.__file__) for n, m in list(sys.modules.items())
-                   if n.split(".")[0] == "tsd_lib" and getattr(m, "__file__", None)})
+    """The library's source files that chapters run: every module :data:`CHAPTER_IMPORTS` loads, found
+    in a fresh interpreter (this one may have loaded more, e.g. the CLI)."""
+    done = subprocess.run([sys.executable, "-c", _LOADED, *CHAPTER_IMPORTS], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    return [Path(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 @functools.cache
