@@ -14,7 +14,7 @@ from torch import nn
 from tsd_lib.data import Dataset, load_dataset, normalise_series
 from tsd_lib.experiment import RunConfig
 from tsd_lib.metrics import softmax
-from tsd_lib.report.style import COLUMN_WIDTH, OTHER_COLORS, other_color
+from tsd_lib.report.style import COLUMN_WIDTH, OTHER_COLORS, other_color, panel_grid
 from tsd_lib.train import predict_logits
 
 
@@ -31,13 +31,7 @@ def class_examples_plot(data: Dataset, *, max_classes: int = 6) -> Figure:
     """Five training series per class (thin lines) and the class mean (black), one panel per class, two
     panels per row."""
     shown = list(range(min(data.n_classes, max_classes)))
-    ncols, nrows = min(2, len(shown)), int(np.ceil(len(shown) / 2))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH if ncols > 1 else 4.4, 0.5 + 2.5 * nrows),
-                             sharey=True, squeeze=False, layout="constrained")
-    axes = axes.ravel()
-    for ax in axes[len(shown):]:
-        ax.remove()
-    axes = axes[:len(shown)]
+    fig, axes = panel_grid(len(shown), 2.5, sharey=True)
     for ax, c in zip(axes, shown, strict=True):
         members = data.X_train[data.y_train == c, 0]
         for series in members[:5]:
@@ -45,7 +39,7 @@ def class_examples_plot(data: Dataset, *, max_classes: int = 6) -> Figure:
         ax.plot(members.mean(axis=0), color="black", lw=2, label="class mean")
         ax.set_title(f"class {c} (label {data.class_names[c]}), n={len(members)}", fontsize=10)
         ax.set_xlabel("time step")
-    for ax in axes[::ncols]:
+    for ax in axes[::2]:  # the first panel of each row
         ax.set_ylabel("z-normalised value")
     axes[0].legend(fontsize=9, loc="best")
     fig.suptitle(f"{data.name}: five training series per class")

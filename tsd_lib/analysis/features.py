@@ -16,7 +16,7 @@ from torch import nn
 from tsd_lib.analysis.tables import method_label
 from tsd_lib.data import Dataset
 from tsd_lib.losses import at_loss, rkd_loss
-from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
+from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color, panel_grid
 
 Features = Mapping[str, torch.Tensor]
 
@@ -84,13 +84,7 @@ def distance_heatmaps(dists: Mapping[str, np.ndarray], y_rows: np.ndarray, title
     """One heat map per model, on the colour scale of the first (the teacher; up to its 98th percentile),
     with white lines at class boundaries."""
     vmax = float(np.quantile(next(iter(dists.values())), 0.98))
-    ncols, nrows = min(2, len(dists)), int(np.ceil(len(dists) / 2))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH if ncols > 1 else 4.6, 0.6 + 3.3 * nrows),
-                             squeeze=False, layout="constrained")
-    axes = axes.ravel()
-    for ax in axes[len(dists):]:
-        ax.remove()
-    axes = list(axes[:len(dists)])
+    fig, axes = panel_grid(len(dists), 3.3, single_width=4.6, head=0.6)
     edges = np.flatnonzero(np.diff(y_rows)) + 0.5
     for ax, (label, d) in zip(axes, dists.items(), strict=True):
         im = ax.imshow(d, cmap="viridis", vmin=0, vmax=vmax)

@@ -20,7 +20,7 @@ from tsd_lib.experiment import RunConfig, RunStore, load_student, run
 from tsd_lib.losses import kd_loss
 from tsd_lib.metrics import softmax
 from tsd_lib.report import learning_curves
-from tsd_lib.report.style import COLUMN_WIDTH, NEUTRAL, method_color, other_color
+from tsd_lib.report.style import COLUMN_WIDTH, NEUTRAL, method_color, other_color, panel_grid
 from tsd_lib.train import predict_logits
 
 #: The temperatures of the entropy curve (log-spaced).
@@ -117,12 +117,7 @@ def fidelity_scatter(p_teacher: np.ndarray, students: Mapping[str, np.ndarray], 
     predicts another class."""
     top = p_teacher.argmax(1)
     rows = np.arange(len(top))
-    ncols, nrows = min(2, len(students)), int(np.ceil(len(students) / 2))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH if ncols > 1 else 4.4, 0.6 + 3.7 * nrows),
-                             sharey=True, squeeze=False, layout="constrained")
-    axes = axes.ravel()
-    for ax in axes[len(students):]:
-        ax.remove()
+    fig, axes = panel_grid(len(students), 3.7, head=0.6, sharey=True)
     for j, (ax, (label, p_s)) in enumerate(zip(axes, students.items(), strict=False)):
         agree = (p_s.argmax(1) == top)[:, None]
         color = np.array([matplotlib.colors.to_rgba(method_color(label, other_color(j)), alpha=0.6)])
@@ -131,7 +126,7 @@ def fidelity_scatter(p_teacher: np.ndarray, students: Mapping[str, np.ndarray], 
                    edgecolors=np.where(agree, color, np.array([[0.0, 0.0, 0.0, 0.8]])))
         ax.plot([0, 1], [0, 1], color="0.5", ls=":")
         ax.set(xlabel="teacher probability of its class", title=label, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    for ax in axes[:len(students):ncols]:
+    for ax in axes[::2]:  # the first panel of each row
         ax.set_ylabel("student probability\nof the teacher's class")
     fig.suptitle(title, fontsize=10)
     return fig

@@ -96,6 +96,23 @@ def method_colors(names: Iterable[object]) -> list[str]:
     return [method_color(n, default=other_color(i)) for i, n in enumerate(names)]
 
 
+def panel_grid(n: int, row_height: float, *, single_width: float = 4.4, head: float = 0.5,
+               sharey: bool = False) -> tuple[Figure, list]:
+    """A figure of ``n`` panels, two per row, sized for the column (one panel: ``single_width`` inches),
+    and its ``n`` axes in reading order (unused cells removed)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ncols, nrows = min(2, n), int(np.ceil(n / 2))
+    width = COLUMN_WIDTH if ncols > 1 else single_width
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, head + row_height * nrows), sharey=sharey, squeeze=False,
+                             layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, list(axes[:n])
+
+
 def legible(fig: Figure, size: float = MIN_FONT_SIZE) -> Figure:
     """Raise every text of ``fig`` smaller than ``size`` points (tick labels, legends, annotations) to it."""
     for ax in fig.axes:
