@@ -332,3 +332,42 @@ def test_certify_marks_a_results_changing_method_stale_and_archive_retrains_it(t
     retrained = next(c for c in profile.configs() if c.method == "kd+tsd")
     assert store.has(retrained) and not store.has(next(c for c in profile.configs() if c.method == "ce"))
     assert not Archive.load(archive.path).stale
+
+
+def test_certificates_chain_method_by_method():
+    from tsd_lib.certification import archive_code, is_current
+
+    cert = {"teachers": True, "sample": [], "date": "-"}
+    manifest = {"certified": {"B": {**cert, "equals": ["A"], "methods": {"ce": True, "kd": False}},
+                              "C": {**cert, "equals": ["B"], "methods": {"ce": True, "kd": True}}}}
+    assert is_current({"code": "A", "method": "ce"}, manifest, "C")
+    assert not is_current({"code": "A", "method": "kd"}, manifest, "C")  # stale under B stays stale
+    assert is_current({"code": "B", "method": "kd"}, manifest, "C") and is_current({"code": "A"}, manifest, "C")
+    assert not is_current({"code": "C", "method": "ce"}, manifest, "B")  # a certificate is not symmetric
+    no_teachers = {"certified": {**manifest["certified"], "C": {**manifest["certified"]["C"], "teachers": False}}}
+    assert not is_current({"code": "B", "method": "ce"}, no_teachers, "C")
+    entries = [{"record": {"code": "A", "method": "ce"}}, {"record": {"code": "B", "method": "kd"}}]
+    assert archive_code(entries, manifest) == "C"  # every record current for it, the newest certificate
+    assert archive_code(entries, {}) == "A"  # a tie without certificates: the first in order
+
+
+def test_certify_again_after_a_second_change_keeps_every_record(tiny, tmp_path, other_code, archive_code,
+                                                                 monkeypatch):
+    import tsd_lib.provenance as provenance
+
+    profile, _, out = tiny
+    archive = Archive.load(_copy(out, tmp_path / "arch"))
+    assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 0
+    second = tmp_path / "second_edit.py"
+    second.write_text("EDITED_AGAIN = True\n")
+    files = provenance._result_files
+    provenance.results_digest.cache_clear()
+    monkeypatch.setattr(provenance, "_result_files", lambda: [*files(), second])
+    third = provenance.results_digest()
+    assert third != other_code and Archive.load(archive.path).stale
+    assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 0
+    archive = Archive.load(archive.path)
+    assert archive.manifest["certified"][third]["equals"] == [other_code]  # re-ran the last certified code
+    assert not archive.stale and len(archive.current_entries()) == len(archive.entries)
+    summary = make_archive(profile, RunStore(tmp_path / "fresh"), archive.path, show_progress=False)
+    assert summary.done == 0

@@ -28,7 +28,8 @@ from tsd_lib.grid import run_grid
 from tsd_lib.landing import write_finding
 from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.utils import progress, resolve_device
+from tsd_lib.runtime import resolve_device
+from tsd_lib.utils import progress
 
 NOTEBOOKS = "notebooks"
 CHAPTER_DIR = "book/chapters"

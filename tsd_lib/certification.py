@@ -11,9 +11,10 @@ number reproduced exactly::
                                        "teachers": true, "sample": [...], "date": "..."}}
 
 A record is *current* when its code is the current digest, or a digest certified equal to it for
-its method (and the teachers reproduced). ``tsd archive`` keeps current records and retrains the
-rest; chapters name the digest that made the numbers and the one that certified them. Nothing here
-trains: :func:`tsd_lib.verify.certify` does the re-runs.
+its method (and the teachers reproduced), or certified equal to such a digest: certificates chain,
+so an archive made over several refactors needs one certification per refactor, never a retrain.
+``tsd archive`` keeps current records and retrains the rest; chapters name the digest that made
+the numbers and the one that certified them. Nothing here trains: :func:`tsd_lib.verify.certify` does the re-runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from tsd_lib.provenance import results_digest
 
-__all__ = ["certification", "certified_note", "is_current"]
+__all__ = ["archive_code", "certification", "certified_note", "is_current"]
 
 
 def certification(manifest: Mapping[str, Any], digest: str | None = None) -> dict[str, Any] | None:
@@ -33,16 +34,35 @@ def certification(manifest: Mapping[str, Any], digest: str | None = None) -> dic
 
 def is_current(record: Mapping[str, Any], manifest: Mapping[str, Any], digest: str | None = None) -> bool:
     """Whether ``record`` (an archived run or teacher record) stands for what ``digest`` (default:
-    the current code) would compute: made by it, or by a digest certified equal for its method."""
-    digest = digest or results_digest()
-    code = record.get("code")
+    the current code) would compute: made by it, or by a digest certified equal for its method, or
+    by one certified equal to such a digest for its method (certificates chain)."""
+    return _current(record.get("code"), record.get("method"), manifest, digest or results_digest(), frozenset())
+
+
+def _current(code: str | None, method: str | None, manifest: Mapping[str, Any], digest: str,
+             seen: frozenset[str]) -> bool:
     if code == digest:
         return True
     cert = certification(manifest, digest)
-    if not cert or code not in cert.get("equals", ()) or not cert.get("teachers", False):
+    if not cert or digest in seen or not cert.get("teachers", False):
         return False
-    method = record.get("method")
-    return method is None or bool(cert.get("methods", {}).get(method, False))  # a teacher record has no method
+    if method is not None and not cert.get("methods", {}).get(method, False):  # a teacher record has no method
+        return False
+    return any(_current(code, method, manifest, older, seen | {digest}) for older in cert.get("equals", ()))
+
+
+def archive_code(entries: list[Mapping[str, Any]], manifest: Mapping[str, Any]) -> str | None:
+    """The code that the most records of an archive are current for (made by it, or certified; on a
+    tie, the newest certified): the code a certification of the archive re-runs as its baseline."""
+    certified = manifest.get("certified") or {}
+    codes = {e["record"].get("code") for e in entries} | set(certified)
+
+    def depth(code: str, seen: frozenset[str] = frozenset()) -> int:  # links of certificates behind a code
+        older = [c for c in (certified.get(code) or {}).get("equals", ()) if c not in seen]
+        return max((1 + depth(c, seen | {code}) for c in older), default=0)
+
+    rank = {c: (sum(is_current(e["record"], manifest, c) for e in entries), depth(c)) for c in codes if c}
+    return max(sorted(rank), key=rank.__getitem__, default=None)
 
 
 def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | None = None, *,
