@@ -300,3 +300,25 @@ def test_only_code_chapters_run_keys_their_fingerprint():
     names = {str(p.relative_to(REPO / "tsd_lib")) for p in chapter_library_files()}
     assert {"analysis/verdicts.py", "report/figures.py", "experiment/runner.py", "losses/tsd.py"} <= names
     assert not [n for n in names if n.startswith(("grading/", "cli/"))]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package 'chromium')")
+def test_a_figure_squeezed_below_legible_text_is_reported(tmp_path):
+    """A figure wider than the column, shrunk so its smallest text would fall under 9 px, is named;
+    one shown at its own size is not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name, width in (("wide.png", 20.0), ("fits.png", 6.0)):
+        fig, ax = plt.subplots(figsize=(width, 2))
+        ax.plot([0, 1], [0, 1])
+        fig.savefig(tmp_path / name, dpi=100)
+        plt.close(fig)
+    (tmp_path / "page.html").write_text('<html><body><article style="width:780px">'
+                                        '<img src="wide.png" style="max-width:100%"><img src="fits.png" '
+                                        'style="max-width:100%"></article></body></html>')
+    with offline_browser("file://") as (page, _):
+        report = inspect_page(page, (tmp_path / "page.html").as_uri(), "page.html")
+    assert len(report.problems) == 1 and "wide.png (2000 px shown at 780)" in report.problems[0], report.problems
