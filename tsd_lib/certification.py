@@ -13,18 +13,19 @@ number reproduced exactly::
 A record is *current* when its code is the current digest, or a digest certified equal to it for
 its method (and the teachers reproduced), or certified equal to such a digest: certificates chain,
 so an archive made over several refactors needs one certification per refactor, never a retrain.
-``tsd archive`` keeps current records and retrains the rest; chapters name the digest that made
-the numbers and the one that certified them. Nothing here trains: :func:`tsd_lib.verify.certify` does the re-runs.
+``tsd archive`` keeps current records and retrains the rest; chapters count the records the current
+code made, those it was certified equal to and the stale ones (:func:`currency`). Nothing here
+trains: :func:`tsd_lib.verify.certify` does the re-runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tsd_lib.provenance import results_digest
 
-__all__ = ["archive_code", "certification", "certified_note", "is_current"]
+__all__ = ["archive_code", "certification", "currency", "is_current"]
 
 
 def certification(manifest: Mapping[str, Any], digest: str | None = None) -> dict[str, Any] | None:
@@ -65,24 +66,16 @@ def archive_code(entries: list[Mapping[str, Any]], manifest: Mapping[str, Any]) 
     return max(sorted(rank), key=rank.__getitem__, default=None)
 
 
-def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | None = None, *,
-                   stale: bool = True) -> str:
-    """One sentence for a chapter: which code made the records and which code certified them (``stale``:
-    whether records of the methods that differed are still in the archive, or have been retrained)."""
+def currency(records: Iterable[Mapping[str, Any]], manifest: Mapping[str, Any], digest: str | None = None
+             ) -> dict[str, Any]:
+    """For a chapter: the current ``code`` (default: this code's digest), the ``earlier`` codes that made some
+    of ``records`` ("none" without any) and, of ``records``, how many the current code made (``own``), how many
+    earlier code certified equal to it made (``certified``) and how many it does not stand for (``stale``),
+    with their methods (``stale_methods``, "none" without any)."""
     digest = digest or results_digest()
-    made = ", ".join(sorted(codes)) or "-"
-    cert = certification(manifest, digest)
-    if codes == {digest}:
-        return f"made by the current results code ({digest})"
-    if not cert:
-        return f"made by results code {made}; the current code ({digest}) has not been certified to reproduce them"
-    methods = cert.get("methods", {})
-    same = sorted(m for m, ok in methods.items() if ok and cert.get("teachers"))
-    differed = sorted(set(methods) - set(same))
-    head = (f"made by results code {made}; `tsd verify --certify` re-ran {len(cert.get('sample', []))} sampled runs "
-            f"(teachers included) by that code and by the current code {digest} on {cert.get('date', '?')}")
-    if not same:
-        return head + ": they differ, so the current code has not been certified to reproduce these numbers"
-    tail = ("" if not differed else f"; {', '.join(differed)} differed, so those runs are stale until retrained"
-            if stale else f"; {', '.join(differed)} differed and have been retrained by the current code")
-    return head + f" and found {'every' if not differed else ', '.join(same) + ':'} method identical{tail}"
+    records = list(records)
+    stale = [r for r in records if not is_current(r, manifest, digest)]
+    own = sum(r.get("code") == digest for r in records)
+    return {"code": digest, "earlier": ", ".join(sorted({str(r.get("code")) for r in records} - {digest})) or "none",
+            "own": own, "certified": len(records) - len(stale) - own, "stale": len(stale),
+            "stale_methods": ", ".join(sorted({r.get("method") or "teachers" for r in stale})) or "none"}
