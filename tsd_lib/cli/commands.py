@@ -368,6 +368,15 @@ def cmd_site_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_pdf(args: argparse.Namespace) -> int:
+    from tsd_lib.book_pdf import build_pdf
+
+    out = Path(args.out)
+    pages, seconds = build_pdf(Path(args.html), out, toc=Path(args.toc))
+    print(f"wrote {out}: {pages} pages, {out.stat().st_size / 2**20:.1f} MiB in {seconds:.0f} s")
+    return 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from tsd_lib.grading import grade_command
 
