@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 export TSD_RUNS ?= $(CURDIR)/runs
 
-.PHONY: book test install lint bench lock clean screenshots
+.PHONY: book test install lint bench lock clean screenshots pdf
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ book: $(STAMP)
 # Walk the built site offline in headless Chromium (every page) and refresh docs/*.png.
 screenshots: $(STAMP)
 	$(VENV)/bin/tsd site-check --screenshots docs
+
+# The whole book as one PDF, in _toc.yml order, printed offline by headless Chromium from the
+# site `make book` built (run that first).
+pdf: $(STAMP)
+	$(VENV)/bin/tsd pdf --html _build/html --out _build/pdf/tsd-book.pdf
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

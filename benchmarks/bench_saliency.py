@@ -37,8 +37,9 @@ from captum.attr import Occlusion  # noqa: E402
 
 from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.models import build_model  # noqa: E402
+from tsd_lib.runtime import set_seed  # noqa: E402
 from tsd_lib.saliency.maps import saliency_map  # noqa: E402
-from tsd_lib.utils import atomic_write_json, set_seed  # noqa: E402
+from tsd_lib.utils import atomic_write_json  # noqa: E402
 
 N_SERIES = 32
 WINDOW = 10

@@ -43,9 +43,9 @@ from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
 from tsd_lib.models import build_model  # noqa: E402
 from tsd_lib.profiles import load_profile  # noqa: E402
+from tsd_lib.runtime import set_seed  # noqa: E402
 from tsd_lib.saliency.perturb import TeacherBank  # noqa: E402
 from tsd_lib.train import TrainConfig, fit  # noqa: E402
-from tsd_lib.utils import set_seed  # noqa: E402
 
 # One thread by default (see bench_tsd.py: on a shared 2-core machine 2 OpenMP threads spin-wait).
 THREADS = int(os.environ.get("TSD_BENCH_THREADS", "1"))

@@ -51,8 +51,8 @@ from tsd_lib.data import load_dataset  # noqa: E402
 from tsd_lib.losses.objective import Objective  # noqa: E402
 from tsd_lib.losses.tsd import TSDTerm  # noqa: E402
 from tsd_lib.models import build_model  # noqa: E402
+from tsd_lib.runtime import set_seed  # noqa: E402
 from tsd_lib.train import TrainConfig, fit  # noqa: E402
-from tsd_lib.utils import set_seed  # noqa: E402
 
 # One thread by default: on a shared 2-core machine, 2 OpenMP threads spin-wait whenever the
 # other core is busy and epoch times then vary 5x; one thread gives stable CPU times.

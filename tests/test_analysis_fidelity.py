@@ -125,14 +125,15 @@ def test_profiles_and_cost_tables():
     records = [{"method": "ce", "train_seconds": 10.0, "epochs_run": 10, "wall_seconds": 60.0, "device_used": "cpu"},
                {"method": "ce", "train_seconds": 30.0, "epochs_run": 10, "wall_seconds": 60.0, "device_used": "cpu"},
                {"method": "tsd", "train_seconds": 6.0, "epochs_run": 0, "wall_seconds": 60.0, "device_used": "cpu"}]
-    per_method, cost, note = cost_tables(records, profiles)
+    per_method, cost, numbers = cost_tables(records, profiles)
     assert per_method.to_dict() == {"ce": 2.0, "tsd": 6.0} and per_method.name == "median s / epoch (this machine)"
     hours = cost["upper bound (cpu), hours"]
     assert hours["small"] == pytest.approx((2.0 + 6.0) * 100 / 3600)
     assert hours["big"] == pytest.approx((2.0 + 4.0 + 4.0) * 500 / 3600)  # kd never ran: the median, 4 s/epoch
-    assert note == ("The 3 runs in this store took 3.0 minutes of wall time in all (teachers, training and "
-                    "evaluation), on `cpu`.")
-    assert cost_tables([], profiles) is None
+    assert numbers == {"runs": 3, "minutes": 3.0, "device": "cpu"}
+    per_method, cost, numbers = cost_tables(iter([]), profiles)  # an empty store: empty tables, zero runs
+    assert per_method.empty and cost["upper bound (none), hours"].isna().all()
+    assert numbers == {"runs": 0, "minutes": 0.0, "device": "none"}
 
 
 def test_predictions_on_test_train_missing_runs_and_read_every_seed(tmp_path):

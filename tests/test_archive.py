@@ -53,6 +53,10 @@ def test_export_holds_every_record_with_its_config(tiny):
     assert manifest["runs"] == 2 and manifest["teachers"] == 2 and manifest["missing"] == 0
     assert "tsd archive --profile tiny.yaml" in (out / "README.md").read_text()
     assert not archive.stale
+    facts = archive.facts()  # what a chapter glues: every record made by the current code
+    assert (facts["profile"], facts["runs"], facts["teachers"], facts["earlier"]) == ("tiny", 2, 2, "none")
+    assert (facts["own"], facts["certified"], facts["stale"], facts["stale_methods"]) == (4, 0, 0, "none")
+    assert all(type(v) in (int, str) for v in facts.values())
     missing = profile.base_config("ItalyPowerDemand", method="kd", seed=5)
     assert not archive.has(missing)
     with pytest.raises(FileNotFoundError, match="not in the archive"):
@@ -68,7 +72,10 @@ def test_records_are_found_after_the_code_changed_and_marked_stale(tiny, monkeyp
     assert config.key() != before  # a run store would retrain it ...
     archive = Archive.load(out)
     assert archive.has(config) and archive.stale  # ... the archive still shows it, marked as made by other code
-    assert "has not been certified" in archive.describe()
+    facts = archive.facts()
+    assert facts["code"] == "0000000000000000" and facts["earlier"] == archive.load_record(config)["code"]
+    assert (facts["own"], facts["certified"], facts["stale"]) == (0, 0, 4)  # nothing certified: all stale
+    assert facts["stale_methods"] == "ce, kd+tsd, teachers"
 
 
 def test_export_again_is_identical(tiny, tmp_path):
@@ -218,7 +225,7 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
     assert set(results["wtl"]["baseline"]) == {"ce"} and results["wtl"]["n_datasets"].tolist() == [1]
     full = load_profile(tmp_path / "p.yaml")
     full.datasets = ["ItalyPowerDemand", "ECGFiveDays", "Synthetic"]  # Synthetic: no UCR size, left out
-    table, note = coverage_and_cost(paper, full)
+    table, numbers = coverage_and_cost(paper, full)
     assert list(table.index) == ["ItalyPowerDemand", "ECGFiveDays"]
     assert table.loc["ItalyPowerDemand", "complete"] and np.isnan(table.loc["ItalyPowerDemand", "CPU hours (expected)"])
     # ECGFiveDays: 23 series x 100 steps (resampled from 136) vs ItalyPowerDemand's 67 x 24, same runs and epochs
@@ -226,7 +233,10 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
     measured = frame["train_seconds"].sum() / 3600
     assert 0 < table.loc["ECGFiveDays", "CPU hours (expected)"] <= table.loc["ECGFiveDays", "CPU hours (upper bound)"]
     assert table.loc["ECGFiveDays", "CPU hours (upper bound)"] > measured * (23 * 100) / (67 * 24) * 0.5
-    assert "1 of the paper's 2 datasets are archived completely" in note
+    assert {k: numbers[k] for k in ("complete", "datasets", "rest", "length")} == \
+        {"complete": 1, "datasets": 2, "rest": 1, "length": 100}
+    assert numbers["hours"] == pytest.approx(table.loc["ECGFiveDays", "CPU hours (expected)"])
+    assert numbers["hours_bound"] == pytest.approx(table.loc["ECGFiveDays", "CPU hours (upper bound)"])
     faith = faithfulness_table(paper)
     assert list(faith.index) == ["teacher", "ce", "tsd"] and faith.loc["ce"].between(0, 1).all()
     assert faith.loc["teacher"].isna().tolist() == [False, True, False, True]  # the teacher has only its own ranking
@@ -234,7 +244,7 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
 
 
 def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
-    from tsd_lib.analysis.paper_archive import extensions_note, load_paper_archive
+    from tsd_lib.analysis.paper_archive import extension_numbers, load_paper_archive
 
     spec = {"name": "capped", "datasets": ["ItalyPowerDemand"], "methods": ["ce"], "seeds": [0],
             "teacher": "fcn_small", "student": "fcn_small", "epochs": 2, "patience": 50, "teacher_epochs": 2,
@@ -260,7 +270,9 @@ def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
     assert record["epochs"] == 2 and record["extended_to"] == 8 and paper.n_capped == 1
     row = paper.extensions.iloc[0]
     assert (row["cap"], row["continued to"], row["stopped early"]) == (2, 8, False)
-    assert "still capped" in extensions_note(paper)
+    assert extension_numbers(paper) == {"capped": 1, "methods": "ce", "continued": 1, "waiting": 0, "settled": 0,
+                                        "longest": 8, "max_change": pytest.approx(abs(row["change"])),
+                                        "mean_change": pytest.approx(row["change"]), "still_capped": 1}
 
 
 @pytest.fixture
@@ -304,7 +316,9 @@ def test_certify_a_results_preserving_change(tiny, tmp_path, other_code, archive
     archive = Archive.load(archive.path)
     cert = archive.manifest["certified"][other_code]
     assert cert["methods"] == {"ce": True, "kd+tsd": True} and cert["teachers"]
-    assert not archive.stale and "found every method identical" in archive.describe()
+    assert not archive.stale
+    assert {k: archive.facts()[k] for k in ("code", "own", "certified", "stale")} == \
+        {"code": other_code, "own": 0, "certified": 4, "stale": 0}
     store = RunStore(tmp_path / "fresh")  # a fresh machine: nothing is retrained, nothing is lost
     summary = make_archive(profile, store, archive.path, show_progress=False)
     assert summary.done == 0 and not list((tmp_path / "fresh").glob("runs/*"))
@@ -325,10 +339,51 @@ def test_certify_marks_a_results_changing_method_stale_and_archive_retrains_it(t
     assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 1
     archive = Archive.load(archive.path)
     assert archive.manifest["certified"][other_code]["methods"] == {"ce": True, "kd+tsd": False}
-    assert archive.stale and "kd+tsd differed" in archive.describe()
+    assert archive.stale
+    assert {k: archive.facts()[k] for k in ("own", "certified", "stale", "stale_methods")} == \
+        {"own": 0, "certified": 3, "stale": 1, "stale_methods": "kd+tsd"}
     store = RunStore(tmp_path / "fresh")
     summary = make_archive(profile, store, archive.path, show_progress=False)
     assert summary.done == 1  # kd+tsd retrained; ce carried over
     retrained = next(c for c in profile.configs() if c.method == "kd+tsd")
     assert store.has(retrained) and not store.has(next(c for c in profile.configs() if c.method == "ce"))
     assert not Archive.load(archive.path).stale
+
+
+def test_certificates_chain_method_by_method():
+    from tsd_lib.certification import archive_code, is_current
+
+    cert = {"teachers": True, "sample": [], "date": "-"}
+    manifest = {"certified": {"B": {**cert, "equals": ["A"], "methods": {"ce": True, "kd": False}},
+                              "C": {**cert, "equals": ["B"], "methods": {"ce": True, "kd": True}}}}
+    assert is_current({"code": "A", "method": "ce"}, manifest, "C")
+    assert not is_current({"code": "A", "method": "kd"}, manifest, "C")  # stale under B stays stale
+    assert is_current({"code": "B", "method": "kd"}, manifest, "C") and is_current({"code": "A"}, manifest, "C")
+    assert not is_current({"code": "C", "method": "ce"}, manifest, "B")  # a certificate is not symmetric
+    no_teachers = {"certified": {**manifest["certified"], "C": {**manifest["certified"]["C"], "teachers": False}}}
+    assert not is_current({"code": "B", "method": "ce"}, no_teachers, "C")
+    entries = [{"record": {"code": "A", "method": "ce"}}, {"record": {"code": "B", "method": "kd"}}]
+    assert archive_code(entries, manifest) == "C"  # every record current for it, the newest certificate
+    assert archive_code(entries, {}) == "A"  # a tie without certificates: the first in order
+
+
+def test_certify_again_after_a_second_change_keeps_every_record(tiny, tmp_path, other_code, archive_code,
+                                                                 monkeypatch):
+    import tsd_lib.provenance as provenance
+
+    profile, _, out = tiny
+    archive = Archive.load(_copy(out, tmp_path / "arch"))
+    assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 0
+    second = tmp_path / "second_edit.py"
+    second.write_text("EDITED_AGAIN = True\n")
+    files = provenance._result_files
+    provenance.results_digest.cache_clear()
+    monkeypatch.setattr(provenance, "_result_files", lambda: [*files(), second])
+    third = provenance.results_digest()
+    assert third != other_code and Archive.load(archive.path).stale
+    assert main(["verify", "--archive", str(archive.path), "--certify", "--baseline", str(archive_code)]) == 0
+    archive = Archive.load(archive.path)
+    assert archive.manifest["certified"][third]["equals"] == [other_code]  # re-ran the last certified code
+    assert not archive.stale and len(archive.current_entries()) == len(archive.entries)
+    summary = make_archive(profile, RunStore(tmp_path / "fresh"), archive.path, show_progress=False)
+    assert summary.done == 0

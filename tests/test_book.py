@@ -18,7 +18,7 @@ from tsd_lib.book import (
     CHAPTER_DIR,
     chapter_fingerprint,
     chapter_stems,
-    provenance,
+    provenance_facts,
     reproduce,
     select_chapters,
 )
@@ -90,9 +90,35 @@ def test_book_has_no_launch_buttons_or_unchecked_repository_links():
     assert not re.search(r"mybinder|colab\.research|github\.com|gitlab", (REPO / "_config.yml").read_text())
 
 
-def test_chapter_provenance_has_no_launch_links():
-    text = provenance("quick", chapter="05_tsd")
-    assert not re.search(r"https?://|mybinder|colab", text), text
+def _code(path: Path) -> str:
+    return "\n\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_chapter_provenance_is_written_by_hand_with_glued_facts():
+    """Every chapter states its provenance in a hand-written markdown line: each fact of
+    :func:`provenance_facts` (the seeds where the chapter has them) is glued by the chapter's code and quoted
+    there, beside the chapter's source notebook; no launch link."""
+    facts = provenance_facts("quick", seeds=[0, 1])
+    assert facts["profile"] == "quick" and facts["seeds"] == "0, 1" and facts["device"].startswith(("cpu", "cuda"))
+    assert all(type(v) is str for v in facts.values()) and "seeds" not in provenance_facts("quick")
+    for stem in chapter_stems(REPO):
+        path, prefix = REPO / "notebooks" / f"{stem}.ipynb", f"ch{int(stem[:2])}_prov_"
+        line = next(text for text in _markdown(path).split("\n\n") if text.startswith("**Provenance.**"))
+        quoted = set(re.findall(r"\{glue:text\}`" + prefix + r"(\w+)`", line))
+        assert quoted == set(facts) - ({"seeds"} if stem == "10_reproducing" else set()), stem
+        assert f"`notebooks/{stem}.ipynb`" in line and not re.search(r"https?://|mybinder|colab", line), stem
+        assert "provenance_facts(profile" in _code(path) and f'glue(f"{prefix}{{name}}", value' in _code(path), stem
+
+
+@pytest.mark.parametrize("stem", chapter_stems(REPO))
+def test_chapter_text_is_written_by_hand(stem):
+    """A chapter's prose is its markdown, numbers glued into it: no code cell shows text built in code or by
+    the library (``display(Markdown(...))``, a ``Markdown`` object in a display), and the library the
+    chapters call returns no ``Markdown``."""
+    code = _code(REPO / "notebooks" / f"{stem}.ipynb")
+    assert "Markdown" not in code, [line for line in code.splitlines() if "Markdown" in line]
+    for module in (REPO / "tsd_lib" / "analysis").glob("*.py"):
+        assert "IPython.display import Markdown" not in module.read_text(), module.name
 
 
 def test_reproducing_page_says_how_to_run_a_chapter_locally():
@@ -300,3 +326,25 @@ def test_only_code_chapters_run_keys_their_fingerprint():
     names = {str(p.relative_to(REPO / "tsd_lib")) for p in chapter_library_files()}
     assert {"analysis/verdicts.py", "report/figures.py", "experiment/runner.py", "losses/tsd.py"} <= names
     assert not [n for n in names if n.startswith(("grading/", "cli/"))]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package 'chromium')")
+def test_a_figure_squeezed_below_legible_text_is_reported(tmp_path):
+    """A figure wider than the column, shrunk so its smallest text would fall under 9 px, is named;
+    one shown at its own size is not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name, width in (("wide.png", 20.0), ("fits.png", 6.0)):
+        fig, ax = plt.subplots(figsize=(width, 2))
+        ax.plot([0, 1], [0, 1])
+        fig.savefig(tmp_path / name, dpi=100)
+        plt.close(fig)
+    (tmp_path / "page.html").write_text('<html><body><article style="width:780px">'
+                                        '<img src="wide.png" style="max-width:100%"><img src="fits.png" '
+                                        'style="max-width:100%"></article></body></html>')
+    with offline_browser("file://") as (page, _):
+        report = inspect_page(page, (tmp_path / "page.html").as_uri(), "page.html")
+    assert len(report.problems) == 1 and "wide.png (2000 px shown at 780)" in report.problems[0], report.problems

@@ -84,7 +84,7 @@ def test_unknown_dataset_is_a_clean_error(capsys):
     (["distill", "--dataset", "GunPoint", "--weights", "[1, 2]"], "--weights must be a JSON object"),
     (["distill", "--dataset", "GunPoint", "--weights", "{tsd: 1"], "--weights is not valid JSON"),
     (["distill", "--dataset", "GunPoint", "--saliency-eval-series", "-5"], "--saliency-eval-series must be >= 1"),
-    (["distill", "--dataset", "GunPoint", "--device", "tpu"], "--device must be auto, cpu, cuda"),
+    (["distill", "--dataset", "GunPoint", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
     (["train", "--dataset", "GunPoint", "--epochs", "0"], "--epochs must be >= 1"),
 ])
 def test_bad_options_fail_fast_without_a_traceback(argv, message, capsys, monkeypatch):

@@ -10,8 +10,8 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from tsd_lib.data import make_synthetic
 from tsd_lib.estimator import DistilledClassifier
 from tsd_lib.models import build_model
+from tsd_lib.runtime import set_seed
 from tsd_lib.train import fit
-from tsd_lib.utils import set_seed
 
 TINY = dict(teacher="fcn_small", student="fcn_small", epochs=3, teacher_epochs=6, n_windows=3, tsd_bank_size=6,
             patience=3)

@@ -46,3 +46,29 @@ def test_result_modules_exist_and_leave_the_store_out():
     listed = {str(p.relative_to(PACKAGE)) for p in _result_files()}
     assert {"experiment/config.py", "experiment/teachers.py", "experiment/runner.py"} <= listed
     assert "experiment/store.py" not in listed  # file handling and locks change no number
+
+
+def test_results_modules_import_no_other_code_that_could_change_numbers():
+    """Every ``tsd_lib`` module a results module imports is a results module itself, or one of the few
+    that only store, name or time things: editing a progress bar never stales a run, and no code
+    behind a number escapes the digest."""
+    import ast
+
+    from tsd_lib.provenance import PACKAGE, _result_files
+
+    no_numbers = {"utils", "provenance", "paths", "experiment.store", "experiment"}
+    results = {".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+               for p in _result_files()}
+    outside = set()
+    for path in _result_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                if name.startswith("tsd_lib."):
+                    module = name.removeprefix("tsd_lib.")
+                    if module not in no_numbers and not any(module == r or module.startswith(r + ".")
+                                                            for r in results):
+                        outside.add(f"{path.name} imports {name}")
+    assert not outside, sorted(outside)
+    assert "utils.py" not in RESULTS_MODULES and "runtime.py" in RESULTS_MODULES

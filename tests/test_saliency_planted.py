@@ -6,9 +6,9 @@ import numpy as np
 
 from tsd_lib.metrics import saliency_precision
 from tsd_lib.models import build_model
+from tsd_lib.runtime import set_seed
 from tsd_lib.saliency.maps import saliency_map
 from tsd_lib.train import evaluate, fit
-from tsd_lib.utils import set_seed
 
 
 def test_teacher_saliency_finds_the_planted_pattern(synthetic):

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsd_lib.models import SMOKE_SETTINGS, build_model
+from tsd_lib.runtime import set_seed
 from tsd_lib.train import TrainConfig, TrainingDivergedError, evaluate, fit
-from tsd_lib.utils import set_seed
 
 
 def _smoke(name: str, data) -> nn.Module:

@@ -218,10 +218,19 @@ def tiny_runs(tmp_path, shift=0.1):
             "methods": ["ce", "tsd"], "seeds": [0, 1], "tsd_weights": [0.1, 1.0], "teacher": "fcn_small",
             "student": "fcn_small", "epochs": 2}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    from tsd_lib.experiment import data_fingerprint
+
+    def fingerprint(c):  # the data the records stand for, where it loads here
+        try:
+            return data_fingerprint(c)
+        except ValueError:
+            return None
+
     out = []
     for i, c in enumerate(load_profile(tmp_path / "p.yaml").configs()):
         v = 0.6 + 0.01 * (i % 5) + (shift + (c.weights or {}).get("tsd", 0) / 100 if c.method == "tsd" else 0)
-        out.append((c, {**c.to_dict(), "key": c.key(), "code": "test", "stopped_early": True, "epochs_run": 2,
+        out.append((c, {**c.to_dict(), "key": c.key(), "code": "test", "data_fingerprint": fingerprint(c),
+                        "stopped_early": True, "epochs_run": 2,
                         "best_epoch": 1, "auc_pr": v, "val_auc_pr": v, "val_loss": 1 - v, "agreement": v,
                         "kl_teacher_student": 1 - v}))
     return out

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tsd_lib.certification import certified_note, is_current
+from tsd_lib.certification import currency, is_current
 from tsd_lib.experiment import RunConfig, RunStore
 from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.profiles import Profile, load_profile
@@ -216,19 +216,18 @@ class Archive:
         """A digest of the archive's files (a chapter that reads it re-executes when it changes)."""
         return files_digest(self.path)
 
-    def describe(self) -> str:
-        """One markdown paragraph: what the archive holds, where it was made, whether it is current."""
-        m = self.manifest
-        where = m.get("machine", {})
-        hw = f"{where.get('cpu', '?')}, {where.get('cores', '?')} cores" + (
-            f", GPU {where['gpu']}" if where.get("gpu") else "")
-        state = certified_note(m, self.codes, stale=self.stale)
-        if self.stale:
-            state += (f"; **some of these numbers may differ from what the code gives today**: rerun "
-                      f"`tsd verify --certify` or `tsd archive --profile {self.profile}`")
-        return (f"From the committed results archive `results/{self.path.name}/` ({len(self._runs)} runs, "
-                f"{len(self._teachers)} teachers; produced by `tsd archive --profile {self.profile}` on {hw}, "
-                f"last updated {m.get('updated', '?')}): {state}.")
+    def facts(self) -> dict[str, Any]:
+        """What the archive holds and which code made it, as plain values for a chapter's ``glue``: its
+        ``profile``, ``runs`` and ``teachers``, the ``machine`` and the date it was last ``updated``, and how
+        the current code stands to its records (:func:`~tsd_lib.certification.currency`: ``code``,
+        ``earlier``, ``own``, ``certified``, ``stale``, ``stale_methods``; the next ``tsd archive`` retrains
+        the stale ones)."""
+        where = self.manifest.get("machine", {})
+        machine = f"{where.get('cpu', 'an unrecorded CPU')} ({where.get('cores', '?')} cores)" + (
+            f" with GPU {where['gpu']}" if where.get("gpu") else "")
+        return {"profile": self.profile, "runs": len(self._runs), "teachers": len(self._teachers),
+                "machine": machine, "updated": str(self.manifest.get("updated", "an unrecorded date"))[:10],
+                **currency((e["record"] for e in self.entries), self.manifest)}
 
 
 class Records:

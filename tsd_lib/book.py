@@ -28,7 +28,8 @@ from tsd_lib.grid import run_grid
 from tsd_lib.landing import write_finding
 from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.utils import progress, resolve_device
+from tsd_lib.runtime import resolve_device
+from tsd_lib.utils import progress
 
 NOTEBOOKS = "notebooks"
 CHAPTER_DIR = "book/chapters"
@@ -249,18 +250,15 @@ def _execute_chapters(stems: list[str], profile: Profile, store: RunStore, root:
     return [f.result() for _, _, f in outcomes]
 
 
-def provenance(profile: str, seeds: list[int] | None = None, *, chapter: str | None = None,
-               device: str = "auto") -> str:
-    """A markdown block that opens every chapter: profile, library version, device, seeds, source notebook."""
+def provenance_facts(profile: str, seeds: list[int] | None = None, *, device: str = "auto") -> dict[str, str]:
+    """What a chapter's provenance line states, as plain strings for ``glue``: ``profile``, ``tsd_lib`` and
+    ``torch`` (versions), ``device`` (type and name) and, when given, the student ``seeds``."""
     import torch
 
     dev = resolve_device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
-    lines = [
-        f"**Provenance.** profile `{profile}` · `tsd_lib` {__version__} · torch {torch.__version__} · "
-        f"device {dev.type} ({name})" + (f" · seeds {', '.join(map(str, seeds))}" if seeds else ""),
-    ]
-    if chapter:
-        lines.append(f"Source notebook: `{NOTEBOOKS}/{chapter}.ipynb` (to run it yourself, see *Reproducing this "
-                     "book*).")
-    return "\n\n".join(lines)
+    facts = {"profile": profile, "tsd_lib": __version__, "torch": str(torch.__version__),
+             "device": f"{dev.type} ({name})"}
+    if seeds:
+        facts["seeds"] = ", ".join(map(str, seeds))
+    return facts

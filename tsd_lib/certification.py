@@ -11,19 +11,21 @@ number reproduced exactly::
                                        "teachers": true, "sample": [...], "date": "..."}}
 
 A record is *current* when its code is the current digest, or a digest certified equal to it for
-its method (and the teachers reproduced). ``tsd archive`` keeps current records and retrains the
-rest; chapters name the digest that made the numbers and the one that certified them. Nothing here
+its method (and the teachers reproduced), or certified equal to such a digest: certificates chain,
+so an archive made over several refactors needs one certification per refactor, never a retrain.
+``tsd archive`` keeps current records and retrains the rest; chapters count the records the current
+code made, those it was certified equal to and the stale ones (:func:`currency`). Nothing here
 trains: :func:`tsd_lib.verify.certify` does the re-runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tsd_lib.provenance import results_digest
 
-__all__ = ["certification", "certified_note", "is_current"]
+__all__ = ["archive_code", "certification", "currency", "is_current"]
 
 
 def certification(manifest: Mapping[str, Any], digest: str | None = None) -> dict[str, Any] | None:
@@ -33,36 +35,47 @@ def certification(manifest: Mapping[str, Any], digest: str | None = None) -> dic
 
 def is_current(record: Mapping[str, Any], manifest: Mapping[str, Any], digest: str | None = None) -> bool:
     """Whether ``record`` (an archived run or teacher record) stands for what ``digest`` (default:
-    the current code) would compute: made by it, or by a digest certified equal for its method."""
-    digest = digest or results_digest()
-    code = record.get("code")
+    the current code) would compute: made by it, or by a digest certified equal for its method, or
+    by one certified equal to such a digest for its method (certificates chain)."""
+    return _current(record.get("code"), record.get("method"), manifest, digest or results_digest(), frozenset())
+
+
+def _current(code: str | None, method: str | None, manifest: Mapping[str, Any], digest: str,
+             seen: frozenset[str]) -> bool:
     if code == digest:
         return True
     cert = certification(manifest, digest)
-    if not cert or code not in cert.get("equals", ()) or not cert.get("teachers", False):
+    if not cert or digest in seen or not cert.get("teachers", False):
         return False
-    method = record.get("method")
-    return method is None or bool(cert.get("methods", {}).get(method, False))  # a teacher record has no method
+    if method is not None and not cert.get("methods", {}).get(method, False):  # a teacher record has no method
+        return False
+    return any(_current(code, method, manifest, older, seen | {digest}) for older in cert.get("equals", ()))
 
 
-def certified_note(manifest: Mapping[str, Any], codes: set[str], digest: str | None = None, *,
-                   stale: bool = True) -> str:
-    """One sentence for a chapter: which code made the records and which code certified them (``stale``:
-    whether records of the methods that differed are still in the archive, or have been retrained)."""
+def archive_code(entries: list[Mapping[str, Any]], manifest: Mapping[str, Any]) -> str | None:
+    """The code that the most records of an archive are current for (made by it, or certified; on a
+    tie, the newest certified): the code a certification of the archive re-runs as its baseline."""
+    certified = manifest.get("certified") or {}
+    codes = {e["record"].get("code") for e in entries} | set(certified)
+
+    def depth(code: str, seen: frozenset[str] = frozenset()) -> int:  # links of certificates behind a code
+        older = [c for c in (certified.get(code) or {}).get("equals", ()) if c not in seen]
+        return max((1 + depth(c, seen | {code}) for c in older), default=0)
+
+    rank = {c: (sum(is_current(e["record"], manifest, c) for e in entries), depth(c)) for c in codes if c}
+    return max(sorted(rank), key=rank.__getitem__, default=None)
+
+
+def currency(records: Iterable[Mapping[str, Any]], manifest: Mapping[str, Any], digest: str | None = None
+             ) -> dict[str, Any]:
+    """For a chapter: the current ``code`` (default: this code's digest), the ``earlier`` codes that made some
+    of ``records`` ("none" without any) and, of ``records``, how many the current code made (``own``), how many
+    earlier code certified equal to it made (``certified``) and how many it does not stand for (``stale``),
+    with their methods (``stale_methods``, "none" without any)."""
     digest = digest or results_digest()
-    made = ", ".join(sorted(codes)) or "-"
-    cert = certification(manifest, digest)
-    if codes == {digest}:
-        return f"made by the current results code ({digest})"
-    if not cert:
-        return f"made by results code {made}; the current code ({digest}) has not been certified to reproduce them"
-    methods = cert.get("methods", {})
-    same = sorted(m for m, ok in methods.items() if ok and cert.get("teachers"))
-    differed = sorted(set(methods) - set(same))
-    head = (f"made by results code {made}; `tsd verify --certify` re-ran {len(cert.get('sample', []))} sampled runs "
-            f"(teachers included) by that code and by the current code {digest} on {cert.get('date', '?')}")
-    if not same:
-        return head + ": they differ, so the current code has not been certified to reproduce these numbers"
-    tail = ("" if not differed else f"; {', '.join(differed)} differed, so those runs are stale until retrained"
-            if stale else f"; {', '.join(differed)} differed and have been retrained by the current code")
-    return head + f" and found {'every' if not differed else ', '.join(same) + ':'} method identical{tail}"
+    records = list(records)
+    stale = [r for r in records if not is_current(r, manifest, digest)]
+    own = sum(r.get("code") == digest for r in records)
+    return {"code": digest, "earlier": ", ".join(sorted({str(r.get("code")) for r in records} - {digest})) or "none",
+            "own": own, "certified": len(records) - len(stale) - own, "stale": len(stale),
+            "stale_methods": ", ".join(sorted({r.get("method") or "teachers" for r in stale})) or "none"}

@@ -75,7 +75,9 @@ def preserved_environ() -> Iterator[None]:
 @contextmanager
 def local_cluster(n_workers: int) -> Iterator[LocalCluster]:
     """A LocalCluster of single-threaded worker processes, started with :data:`DASK_WORKER_CONFIG`
-    and without changing this process's environment."""
+    and without changing this process's environment. Its scheduler and nannies run in this process;
+    Dask ends each worker process as soon as this one dies, however it dies (a thread in the worker
+    watches a pipe from it), so a killed grid leaves no worker behind."""
     with preserved_environ(), dask.config.set(DASK_WORKER_CONFIG):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster:

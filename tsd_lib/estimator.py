@@ -26,30 +26,11 @@ from tsd_lib.experiment import RunConfig, default_protocol
 from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import softmax
 from tsd_lib.models import build_model
+from tsd_lib.runtime import check_device, set_seed
 from tsd_lib.train import History, TrainConfig, fit, predict_logits
-from tsd_lib.utils import set_seed
 
 #: The protocol's defaults (:class:`~tsd_lib.experiment.RunConfig`): the estimator trains as a run does.
 _RUN = {f.name: f.default for f in fields(RunConfig)}
-
-
-def check_device(device: Any) -> None:
-    """``ValueError`` unless ``device`` is ``"auto"``, ``"cpu"``, an available ``"cuda"``/``"cuda:N"``
-    (or ``"mps"``) or a ``torch.device``."""
-    import torch
-
-    if isinstance(device, torch.device) or device in ("auto", "cpu"):
-        return
-    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}: PyTorch sees no CUDA GPU here; use device='cpu' (or 'auto')")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ValueError(f"device={device!r}: there are {torch.cuda.device_count()} CUDA device(s)")
-        return
-    if device == "mps" and torch.backends.mps.is_available():
-        return
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 class DistilledClassifier(ClassifierMixin, BaseEstimator):

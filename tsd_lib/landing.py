@@ -116,8 +116,8 @@ def write_finding(profile: Profile, store: RunStore, out_dir: Path, site_dir: st
     """Write ``finding.md`` (and ``finding.png``) into ``out_dir`` from the profile's runs;
     ``site_dir`` is where ``out_dir`` sits in the book (for the figure's path)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = {c.key() for c in profile.main_configs()}
-    records = [r for r in store.records() if r.get("key") in keys]
+    configs = profile.main_configs()
+    records = store.current_records(configs)
     lines = ["## What this build found", ""]
     if profile.name in NOT_RESULTS:
         lines += [":::{warning}", f"Built with the `{profile.name}` profile: **smoke profile: not results**. "
@@ -127,8 +127,8 @@ def write_finding(profile: Profile, store: RunStore, out_dir: Path, site_dir: st
     if "ce" not in methods or not any("tsd" in m.split("+") for m in methods):
         lines.append(f"Profile `{profile.name}` has no CE and TSD students to compare (methods: "
                      f"{', '.join(profile.methods)}).")
-    elif len(records) < len(keys):
-        lines.append(f"The store holds {len(records)} of the profile's {len(keys)} main-grid runs; run "
+    elif len(records) < len(configs):
+        lines.append(f"The store holds {len(records)} of the profile's {len(configs)} main-grid runs; run "
                      f"`tsd reproduce --profile {profile.name}` to complete them.")
     else:
         chosen = select(records_to_frame(records), "auc_pr", by="val")

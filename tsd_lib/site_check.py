@@ -2,7 +2,8 @@
 
 Every page is checked for typeset math (MathJax output and no raw ``\\(`` / ``\\[`` left), loaded
 images, code that is not cut off (no ``pre`` wider than its box, folded cells opened first) and
-internal links that resolve; no page may ask for anything outside the site. :func:`screenshots`
+internal links that resolve, figures shown large enough for their smallest text to stay at least
+:data:`MIN_TEXT_PX` pixels; no page may ask for anything outside the site. :func:`screenshots`
 writes the landing page and a chapter as PNGs. Needs the ``dev`` extra (Playwright) and a
 Chromium (Debian: ``apt-get install chromium``).
 """
@@ -20,14 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from tsd_lib.report.style import MIN_FONT_SIZE
+
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static", "_panels_static"}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LANDING, CHAPTER = "book/intro.html", "book/chapters/06_experiments.html"
 SHOT_SIZE = {"landing.png": (1280, 1700), "chapter.png": (1280, 900)}  # the landing shot reaches its figure
 
+#: Figures are drawn at :data:`FIGURE_DPI` with text of at least ``MIN_FONT_SIZE`` points
+#: (:mod:`tsd_lib.report.style`); shown below :data:`MIN_SCALE` of their size, that text would be
+#: narrower than :data:`MIN_TEXT_PX` pixels. Images narrower than :data:`MIN_FIGURE_PX` are icons.
+FIGURE_DPI, MIN_TEXT_PX, MIN_FIGURE_PX = 100, 9.0, 200
+MIN_SCALE = MIN_TEXT_PX / (MIN_FONT_SIZE * FIGURE_DPI / 72)
+
 # Runs in the page: open folded cells, wait for MathJax, then report what a reader would see.
-_INSPECT = r"""async () => {
+_INSPECT = r"""async ([MIN_SCALE, MIN_FIGURE_PX]) => {
   document.querySelectorAll('details').forEach(d => { d.open = true; });
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const root = document.querySelector('article') || document.body;
@@ -48,6 +57,10 @@ _INSPECT = r"""async () => {
     broken_images: [...document.querySelectorAll('img')]
       .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     images: root.querySelectorAll('img').length,
+    shrunk_figures: [...root.querySelectorAll('img')]
+      .filter(i => i.naturalWidth >= MIN_FIGURE_PX && i.getClientRects().length
+                   && i.clientWidth < i.naturalWidth * MIN_SCALE)
+      .map(i => `${(i.getAttribute('src') || '').split('/').pop()} (${i.naturalWidth} px shown at ${i.clientWidth})`),
     clipped_code: [...root.querySelectorAll('pre')]
       .filter(p => p.getClientRects().length && p.scrollWidth > p.clientWidth + 1)
       .map(p => p.textContent.split('\n')[0].slice(0, 80)),
@@ -164,7 +177,7 @@ def inspect_page(page: object, url: str, name: str, *, redirects: bool = False) 
     if redirects:
         page.wait_for_url(lambda u: u != url)
         page.wait_for_load_state("load")
-    seen = page.evaluate(_INSPECT)
+    seen = page.evaluate(_INSPECT, [MIN_SCALE, MIN_FIGURE_PX])
     report.math, report.images, report.text = seen["math"], seen["images"], seen["text"]
     report.rows, report.links = seen["rows"], seen["links"]
     if seen["math"] and (seen["untypeset"] or not seen["typeset"]):
@@ -172,6 +185,8 @@ def inspect_page(page: object, url: str, name: str, *, redirects: bool = False) 
     report.problems += [f"{name}: raw TeX left in the text: {t!r}" for t in seen["raw"]]
     report.problems += [f"{name}: image not loaded: {src}" for src in seen["broken_images"]]
     report.problems += [f"{name}: code cut off: {line!r}" for line in seen["clipped_code"]]
+    report.problems += [f"{name}: figure shrunk below legible text ({MIN_TEXT_PX:g} px): {fig}"
+                        for fig in seen["shrunk_figures"]]
     return report
 
 

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsd_lib.data import Dataset
-from tsd_lib.utils import progress, resolve_device, set_seed
+from tsd_lib.runtime import resolve_device, set_seed
+from tsd_lib.utils import progress
 
 Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 

@@ -1,11 +1,13 @@
-"""Small helpers shared by every layer: seeding, devices, progress bars, atomic writes."""
+"""Small helpers shared by every layer: progress bars, atomic writes, strict JSON, library versions.
+
+None of them changes a number, so this module is outside :data:`tsd_lib.provenance.RESULTS_MODULES`
+(seeding and devices, which do, are in :mod:`tsd_lib.runtime`)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import random
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,24 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so runs are repeatable."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Return a torch device; ``"auto"`` picks CUDA when available, else CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def progress_enabled(flag: bool | None = None) -> bool:

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from tsd_lib.archive import Archive, sample_entries
+from tsd_lib.certification import archive_code, is_current
 from tsd_lib.experiment import RunConfig, RunStore, run
 from tsd_lib.grid import RUN_THREADS
 from tsd_lib.paths import PROJECT_ROOT
@@ -114,10 +115,13 @@ CERTIFY_TEACHER = ("test_accuracy", "test_auc_pr", "epochs_run", "best_epoch", "
 def certify_sample(archive: Archive, *, datasets: list[str] | None = None, n_datasets: int = 3,
                    seed: int = 0) -> list[dict[str, Any]]:
     """One archived run per method on each of ``n_datasets`` datasets (``datasets``, else chosen at
-    random with ``seed`` among those holding every method); first runs of a chain, not continuations."""
+    random with ``seed`` among those holding every method); first runs of a chain, not continuations,
+    among the records current for :func:`~tsd_lib.certification.archive_code` (made by it or certified)."""
     import random
 
-    runs = [e for e in archive.entries if e["kind"] == "run" and "extends" not in e]
+    code = archive_code(archive.entries, archive.manifest)
+    runs = [e for e in archive.entries if e["kind"] == "run" and "extends" not in e
+            and is_current(e["record"], archive.manifest, code)]
     methods = sorted({e["config"]["method"] for e in runs})
     by_dataset = {d: [e for e in runs if e["config"]["dataset"] == d] for d in sorted({e["config"]["dataset"]
                                                                                       for e in runs})}
@@ -174,12 +178,10 @@ def certify(archive: Archive, *, datasets: list[str] | None = None, seed: int = 
     from tsd_lib.archive_making import write_certificate
 
     entries = certify_sample(archive, datasets=datasets, seed=seed)
-    codes = sorted({e["record"]["code"] for e in entries})
-    if len(codes) != 1:
-        raise ValueError(f"the sampled records were made by several codes ({', '.join(codes)}): certify each "
-                         "archive made by one code")
+    codes = [archive_code(archive.entries, archive.manifest)]
     names = {e["config"]["dataset"] for e in entries}
-    teachers = [e for e in archive.entries if e["kind"] == "teacher" and e["config"]["dataset"] in names]
+    teachers = [e for e in archive.entries if e["kind"] == "teacher" and e["config"]["dataset"] in names
+                and is_current(e["record"], archive.manifest, codes[0])]
     with tempfile.TemporaryDirectory(prefix="tsd-certify-") as tmp, _baseline_tree(baseline, codes[0], tmp) as old:
         before = _run_with(old, entries, teachers, data_dir, Path(store or tmp) / "archive-code")
         threads = torch.get_num_threads()
@@ -240,11 +242,12 @@ def _run_with(tree: Path, entries: list[dict], teachers: list[dict], data_dir: s
 @contextlib.contextmanager
 def _baseline_tree(baseline: str | os.PathLike | None, code: str, tmp: str) -> Iterator[Path]:
     """A folder holding the ``tsd_lib`` whose results digest is ``code``: ``baseline`` (a folder, or a
-    git revision of this repository), else the newest commit touching the results modules with it."""
+    git revision of this repository), else the newest commit touching ``tsd_lib`` with it (the list of
+    results modules itself changes between commits)."""
     if baseline is not None and Path(baseline).is_dir():
         yield Path(baseline)
         return
-    revs = [str(baseline)] if baseline is not None else _git("log", "--format=%H", "--", *_results_paths())
+    revs = [str(baseline)] if baseline is not None else _git("log", "--format=%H", "--", "tsd_lib")
     for rev in revs:
         tree = Path(tmp) / f"code-{rev[:12]}"
         tree.mkdir()
@@ -265,12 +268,6 @@ def _digest_of(tree: Path) -> str:
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree,
                           check=False)
     return done.stdout.strip()
-
-
-def _results_paths() -> list[str]:
-    from tsd_lib.provenance import RESULTS_MODULES
-
-    return [f"tsd_lib/{m}" for m in RESULTS_MODULES]
 
 
 def _git(*args: str) -> list[str]:

@@ -25,15 +25,16 @@ def profiles_table(profiles: Iterable[Any] | None = None) -> pd.DataFrame:
 
 
 def cost_tables(records: Iterable[Mapping[str, Any]],
-                profiles: Iterable[Any] | None = None) -> tuple[pd.Series, pd.DataFrame, str] | None:
+                profiles: Iterable[Any] | None = None) -> tuple[pd.Series, pd.DataFrame, dict[str, Any]]:
     """From stored runs: median seconds per epoch per method, each profile's upper-bound cost in hours
-    (every run at its epoch cap; a method never run costs the median) and the store's wall time; None
-    when there are no records."""
-    frame = pd.DataFrame(list(records))
-    if frame.empty:
-        return None
+    (every run at its epoch cap; a method never run costs the median; NaN without any run) and, for the
+    prose, how many ``runs`` the store holds, their wall time in ``minutes`` and the ``device`` most of them
+    used ("none" without any run)."""
+    records = list(records)
+    frame = pd.DataFrame(records) if records else pd.DataFrame(columns=["method", "train_seconds", "epochs_run",
+                                                                         "wall_seconds"], dtype=float)
     per_method = (frame["train_seconds"] / frame["epochs_run"].clip(lower=1)).groupby(frame["method"]).median()
-    device = frame["device_used"].mode().iloc[0] if "device_used" in frame else "cpu"
+    device = frame["device_used"].mode().iloc[0] if "device_used" in frame and len(frame) else "none"
     column = f"upper bound ({device}), hours"
     rows = []
     for p in _profiles(profiles):
@@ -41,7 +42,6 @@ def cost_tables(records: Iterable[Mapping[str, Any]],
         sec = sum(per_method.get(c.method, per_method.median()) * c.epochs for c in configs)
         rows.append({"profile": p.name, "runs": len(configs), "epochs per run (max)": p.run.get("epochs", 500),
                      column: sec / 3600})
-    total = frame["wall_seconds"].sum() / 60 if "wall_seconds" in frame else float("nan")
-    note = (f"The {len(frame)} runs in this store took {total:.1f} minutes of wall time in all "
-            f"(teachers, training and evaluation), on `{device}`.")
-    return per_method.rename("median s / epoch (this machine)"), pd.DataFrame(rows).set_index("profile"), note
+    minutes = float(frame["wall_seconds"].sum() / 60) if "wall_seconds" in frame else float("nan")
+    return (per_method.rename("median s / epoch (this machine)"), pd.DataFrame(rows).set_index("profile"),
+            {"runs": len(frame), "minutes": minutes, "device": device})

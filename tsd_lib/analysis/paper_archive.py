@@ -237,41 +237,41 @@ def old_dt2w_numbers(table: pd.DataFrame) -> dict[str, Any]:
             "label": "dt2w (old adapter)" if len(old) else "dt2w"}
 
 
-def extensions_note(paper: PaperArchive) -> str:
-    """Markdown: how many runs the epoch cap ended, what continuing them changed, and whether any
-    verdict still rests on a capped run."""
+def extension_numbers(paper: PaperArchive) -> dict[str, Any]:
+    """For the page's prose, from ``paper.extensions``: how many archived runs the epoch cap ended while they
+    still improved (``capped``) and their ``methods`` ("none" without any), how many of them have been
+    continued past the cap (``continued``) or wait for it (``waiting``), how many continued runs early
+    stopping then ended (``settled``), the longest continuation in epochs (``longest``), the largest and the
+    mean change continuing made to their test macro AUC-PR (``max_change``, ``mean_change``; 0 without a
+    continued run), and the runs behind the complete datasets' tables still capped (``still_capped``)."""
     ext = paper.extensions
-    if ext.empty:
-        return "Early stopping ended every archived run within the profile's epoch cap."
     continued = ext[ext["continued to"] > ext["cap"]]
-    text = (f"The {ext['cap'].iloc[0]}-epoch cap ended {len(ext)} archived run(s) while they still improved "
-            f"({', '.join(sorted(set(ext['method'])))}). `tsd archive` continues such a run with its cap doubled "
-            f"(the same seed replays its first epochs) until early stopping ends it, up to "
-            f"{paper.profile.extend_to or 'no more than the cap:'} epochs, and the tables use the last continuation. ")
-    if len(continued):
-        change, settled = continued["change"], continued[continued["stopped early"]]
-        text += (f"{len(continued)} were continued, and early stopping ended {len(settled)} of them"
-                 + (f", after {int(settled['continued to'].max())} epochs at most" if len(settled) else "")
-                 + f"; continuing changed their test macro AUC-PR by {change.abs().max():.4f} at most "
-                   f"(mean {change.mean():+.4f}). ")
-    if len(continued) < len(ext):
-        text += f"{len(ext) - len(continued)} are not continued yet. "
-    return text + ("No verdict rests on a capped run." if not paper.n_capped else
-                   f"**{paper.n_capped} run(s) behind the tables are still capped, so their verdicts are undecided.**")
+    change = continued["change"].astype(float)
+    return {"capped": len(ext), "methods": ", ".join(sorted(set(ext["method"]))) or "none",
+            "continued": len(continued), "waiting": len(ext) - len(continued),
+            "settled": int(continued["stopped early"].sum()),
+            "longest": int(continued["continued to"].max()) if len(continued) else 0,
+            "max_change": float(change.abs().max()) if len(change) else 0.0,
+            "mean_change": float(change.mean()) if len(change) else 0.0, "still_capped": paper.n_capped}
 
 
-def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple[pd.DataFrame, str]:
+def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The paper's datasets (``full``, default the ``paper`` profile's 30; sets without known sizes are
     left out): archived or not, and for the rest the CPU
     hours their runs and teachers would take, scaled from the archive's measured seconds per epoch
     per (training series x time step) of each method, at the archive's median epochs per method
-    (expected) and at every run's cap (upper bound)."""
+    (expected) and at every run's cap (upper bound); and for the prose, how many of them are archived
+    completely (``complete`` of ``datasets``), the hours the ``rest`` would take (``hours``, ``hours_bound``:
+    sums of the two columns, NaN before any run is archived), the archive's ``cpu`` and the series ``length``."""
     full = full or load_profile("paper")
     frame = pd.DataFrame(paper.archive.records())
     teachers = pd.DataFrame(paper.archive.teacher_records())
-    if frame.empty or not frame["dataset"].isin(list(UCR_SIZES)).any():
-        return pd.DataFrame(), "No run is archived yet, so no per-epoch cost has been measured."
     length, stretch = paper.profile.run.get("length", 100), paper.profile.run.get("stretch", False)
+    cpu = paper.archive.manifest.get("machine", {}).get("cpu", "the archive's machine")
+    if frame.empty or not frame["dataset"].isin(list(UCR_SIZES)).any():
+        n = sum(d in UCR_SIZES for d in full.datasets)
+        return pd.DataFrame(), {"complete": 0, "datasets": n, "rest": n, "hours": np.nan, "hours_bound": np.nan,
+                                "cpu": cpu, "length": length}
     for table in (frame, teachers):
         table["units"] = [work_units(d, length, stretch) * e for d, e in zip(table["dataset"], table["epochs_run"],
                                                                             strict=True)]
@@ -300,10 +300,6 @@ def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple
                      "CPU hours (upper bound)": np.nan if dataset in paper.complete else bound / 3600})
     table = pd.DataFrame(rows).set_index("dataset")
     rest = table[~table["complete"]]
-    cpu = paper.archive.manifest.get("machine", {}).get("cpu", "the archive's machine")
-    note = (f"{int(table['complete'].sum())} of the paper's {len(table)} datasets are archived completely. The other "
-            f"{len(rest)} would take about **{rest['CPU hours (expected)'].sum():.0f} CPU hours** on one core of {cpu} "
-            f"(at most {rest['CPU hours (upper bound)'].sum():.0f} if every run went to its cap), scaled from the "
-            "seconds per epoch per training series and time step measured on the archived runs (series are "
-            f"resampled to {length} steps); no GPU cost has been measured. With `--n-jobs`, divide by the cores.")
-    return table, note
+    return table, {"complete": int(table["complete"].sum()), "datasets": len(table), "rest": len(rest),
+                   "hours": float(rest["CPU hours (expected)"].sum()),
+                   "hours_bound": float(rest["CPU hours (upper bound)"].sum()), "cpu": cpu, "length": length}

@@ -330,11 +330,11 @@ def teacher_studies(studies: dict[str, dict[str, list[RunConfig]]], store: RunSt
 
 @dataclass
 class TeacherStudies:
-    """Chapter 1's teacher studies as shown: ``outputs`` in display order (the archive's description when they
-    come from one, then tables), ``picks``, the seed validation picks for each single-seed pair teacher
-    (:func:`profile_study_picks`), ``overview``, one row per study variant (:func:`study_overview`),
-    ``figure``, every study's bars in one bare figure (:func:`seed_studies_plot`, numbered by the chapter), and
-    how many distinct teachers the studies trained and how many stayed at chance (:func:`studies_at_chance`)."""
+    """Chapter 1's teacher studies as shown: ``outputs``, the tables in display order, ``picks``, the seed
+    validation picks for each single-seed pair teacher (:func:`profile_study_picks`), ``overview``, one row per
+    study variant (:func:`study_overview`), ``figure``, every study's bars in one bare figure
+    (:func:`seed_studies_plot`, numbered by the chapter), and how many distinct teachers the studies trained
+    and how many stayed at chance (:func:`studies_at_chance`)."""
 
     outputs: list[Any]
     picks: dict[str, int]
@@ -346,14 +346,11 @@ class TeacherStudies:
 
 def profile_teacher_studies(profile: Profile, store: RunStore) -> TeacherStudies:
     """``profile``'s teacher studies, read from its own store or its archive's
-    (:func:`~tsd_lib.archive.study_source`): the archive's description when they come from one, then per
-    study its :data:`SEED_STUDY_COLUMNS` table (captioned with the study's title), the :func:`study_overview`
-    of every variant and, when the profile fixes the seed of a pair teacher that a study trains, the
-    table of :func:`profile_study_picks`; the studies' :func:`seed_studies_plot`."""
-    from IPython.display import Markdown
-
+    (:func:`~tsd_lib.archive.study_source`): per study its :data:`SEED_STUDY_COLUMNS` table (captioned with the
+    study's title), the :func:`study_overview` of every variant and, when the profile fixes the seed of a pair
+    teacher that a study trains, the table of :func:`profile_study_picks`; the studies' :func:`seed_studies_plot`."""
     source_profile, source = study_source(profile, store)
-    outputs: list[Any] = [] if source_profile is profile else [Markdown(source.archive.describe())]
+    outputs: list[Any] = []
     studies = teacher_studies(source_profile.teacher_study_configs(), source)
     for title, (study, _) in studies.items():
         outputs.append(teacher_view(study, SEED_STUDY_COLUMNS, caption=f"{title}: every seed of every variant"))

@@ -20,6 +20,7 @@ from tsd_lib.cli.commands import (
     cmd_distill,
     cmd_grade,
     cmd_grid,
+    cmd_pdf,
     cmd_report,
     cmd_reproduce,
     cmd_site_check,
@@ -196,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", default="_build/html", help="the built site (default _build/html)")
     p.add_argument("--screenshots", default=None, help="also write landing.png and chapter.png into this folder")
     p.set_defaults(func=cmd_site_check)
+
+    p = sub.add_parser("pdf", help="the whole book as one PDF, printed by headless Chromium from the built site")
+    p.add_argument("--html", default="_build/html", help="the built site (default _build/html; `make book`)")
+    p.add_argument("--toc", default="_toc.yml", help="the table of contents giving the pages and their order")
+    p.add_argument("--out", default="_build/pdf/tsd-book.pdf", help="the PDF to write")
+    p.set_defaults(func=cmd_pdf)
 
     p = sub.add_parser("grade", help="grade assignment notebooks (run in a separate, time/memory-limited process)")
     p.add_argument("path", help="a submitted notebook, or a folder of them")

@@ -48,7 +48,9 @@ def check_args(args: argparse.Namespace) -> None:
     _check_weights(getattr(args, "weights", None))
     device = getattr(args, "device", None)
     if device is not None:
-        _check_device(device)
+        from tsd_lib.runtime import check_device  # imports torch: only when a command takes --device
+
+        check_device(device, option="--device")
     _cap_n_jobs(args)
     store = getattr(args, "store", None)
     if store and Path(store).exists() and not Path(store).is_dir():
@@ -141,18 +143,3 @@ def _check_grade(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
 
 
-def _check_device(device: str) -> None:
-    import torch
-
-    if device in ("auto", "cpu"):
-        return
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ValueError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
-        return
-    if device == "mps" and torch.backends.mps.is_available():
-        return
-    raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")

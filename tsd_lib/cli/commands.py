@@ -84,8 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tsd_lib.experiment import default_protocol, save_model
     from tsd_lib.metrics import classification_metrics, softmax
     from tsd_lib.models import build_model
+    from tsd_lib.runtime import resolve_device, set_seed
     from tsd_lib.train import TrainConfig, fit, predict_logits
-    from tsd_lib.utils import atomic_write_json, resolve_device, set_seed, versions
+    from tsd_lib.utils import atomic_write_json, versions
 
     data = load_dataset(
         args.dataset, length=args.length or None, split_seed=args.split_seed, data_dir=args.data_dir, stretch=False
@@ -221,7 +222,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, data_dir=args.data_dir)
     store = RunStore(args.store)
     keys = {c.key() for c in profile.main_configs()}
-    records = [r for r in store.records() if r.get("key") in keys]
+    records = store.current_records(profile.main_configs())
     missing = keys - {r.get("key") for r in records}
     if missing:
         damaged = [p for p in store.damaged() if p.parent.name in missing]
@@ -304,7 +305,7 @@ def _claims_records(args: argparse.Namespace) -> tuple[list[dict], str]:
         profile = load_profile(args.profile)
         store = RunStore(args.store)
         keys = {c.key() for c in profile.main_configs() + profile.pair_configs()}
-        records = [r for r in store.records() if r.get("key") in keys]
+        records = store.current_records(profile.main_configs() + profile.pair_configs())
         if not records:
             raise ValueError(f"no runs of profile {profile.name} in {store.root}; "
                              f"run `tsd grid --profile {args.profile}`")
@@ -365,6 +366,15 @@ def cmd_site_check(args: argparse.Namespace) -> int:
     for path in screenshots(html, Path(args.screenshots)) if args.screenshots else []:
         print(f"wrote {path}")
     return 1 if problems else 0
+
+
+def cmd_pdf(args: argparse.Namespace) -> int:
+    from tsd_lib.book_pdf import build_pdf
+
+    out = Path(args.out)
+    pages, seconds = build_pdf(Path(args.html), out, toc=Path(args.toc))
+    print(f"wrote {out}: {pages} pages, {out.stat().st_size / 2**20:.1f} MiB in {seconds:.0f} s")
+    return 0
 
 
 def cmd_grade(args: argparse.Namespace) -> int:

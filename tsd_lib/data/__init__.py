@@ -24,11 +24,19 @@ from tsd_lib.data.arrays import (
     validate_arrays,
 )
 from tsd_lib.data.synthetic import make_synthetic
-from tsd_lib.data.ucr import available_datasets, canonical_dataset_name, dataset_info, load_dataset
+from tsd_lib.data.ucr import (
+    ShadowedDatasetWarning,
+    available_datasets,
+    canonical_dataset_name,
+    dataset_info,
+    load_dataset,
+    source_stamp,
+)
 
 __all__ = [
     "MIN_SERIES_LENGTH",
     "NORMALISATIONS",
+    "ShadowedDatasetWarning",
     "Dataset",
     "DatasetNotAvailableError",
     "available_datasets",
@@ -43,6 +51,7 @@ __all__ = [
     "normalise_series",
     "resample",
     "shorten",
+    "source_stamp",
     "stratified_split",
     "validate_arrays",
 ]

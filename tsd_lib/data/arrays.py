@@ -7,6 +7,7 @@ Validation of user arrays, label encoding, resampling (:func:`resample`) and sho
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -74,6 +75,17 @@ class Dataset:
             "n_classes": self.n_classes,
             "class_names": list(self.class_names),
         }
+
+    def fingerprint(self) -> str:
+        """16 hex digits of the SHA-256 of every split (shapes, dtypes, values) and the class
+        names: what a run computed on this data is tied to (the run store retrains on a change)."""
+        h = hashlib.sha256(repr(list(self.class_names)).encode())
+        for which in ("train", "val", "test"):
+            for a in self.split(which):
+                a = np.ascontiguousarray(a)
+                h.update(f"{which}{a.dtype.str}{a.shape}".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
         s = self.summary()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,40 @@ def _resolve(name: str, data_dir: str | os.PathLike | None) -> tuple[str, Path, 
             if fold_name(cand) in wanted:
                 return cand, folder, source
     return None
+
+
+class ShadowedDatasetWarning(UserWarning):
+    """A ``data_dir`` set has the name of a set shipped with aeon and is loaded in its place."""
+
+
+def _warn_if_shadowing(canon: str, folder: Path, source: str) -> None:
+    shipped = [n for n in _shipped() if fold_name(n) == fold_name(canon)]
+    if source == "data_dir" and shipped:
+        warnings.warn(f"{canon}: the files in {folder} are loaded in place of the {shipped[0]} shipped with aeon "
+                      "(runs are tied to the data they were trained on, so neither is served for the other)",
+                      ShadowedDatasetWarning, stacklevel=3)
+
+
+def source_stamp(name: str, data_dir: str | os.PathLike | None = None) -> tuple[Any, ...]:
+    """Which files :func:`load_dataset` would read for ``name`` (source, folder, canonical name) and
+    their sizes and modification times; ``()`` when no offline source holds it. It changes when the
+    files change or another source takes their place (a ``data_dir`` set shadowing a shipped one)."""
+    if not isinstance(name, str) or not name.strip():
+        return ()
+    roots = [Path(data_dir).expanduser() if data_dir is not None else None, _aeon_cache_root()]
+    hit = _resolve_while(name.strip(), data_dir, tuple(r.stat().st_mtime_ns if r and r.is_dir() else None
+                                                       for r in roots))
+    if hit is None:
+        return ()
+    canon, folder, source = hit
+    files = sorted(p for p in folder.glob(f"{canon}_T*.ts*") if p.is_file())
+    return (source, str(folder), canon, tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve_while(name: str, data_dir: str | os.PathLike | None, _roots: tuple) -> tuple[str, Path, str] | None:
+    """:func:`_resolve`, again only when a searched folder's modification time changes (a set added or removed)."""
+    return _resolve(name, data_dir)
 
 
 def canonical_dataset_name(name: str, data_dir: str | os.PathLike | None = None) -> str:
@@ -289,7 +324,8 @@ def load_dataset(
 
     hit = _resolve(name, data_dir)
     if hit is not None:
-        canon, folder, _ = hit
+        canon, folder, source = hit
+        _warn_if_shadowing(canon, folder, source)
         X_tr, y_tr, X_te, y_te = _load_raw(canon, folder, equal_length_needed=length is None)
     else:
         canon = archive_name(name) or name

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from tsd_lib.experiment.config import RunConfig
+from tsd_lib.experiment.datasets import get_dataset
 from tsd_lib.experiment.runner import load_student
 from tsd_lib.experiment.store import RunStore
 from tsd_lib.experiment.teachers import (
     choose_teacher,
-    get_dataset,
     saliency_eval_series,
     saliency_maps,
     teacher_saliency,

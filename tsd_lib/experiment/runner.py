@@ -16,11 +16,11 @@ from torch import nn
 
 from tsd_lib.data import Dataset
 from tsd_lib.experiment.config import RunConfig
+from tsd_lib.experiment.datasets import get_dataset
 from tsd_lib.experiment.store import RunStore
 from tsd_lib.experiment.teachers import (
     choose_teacher,
     convergence,
-    get_dataset,
     load_stored_model,
     saliency_maps,
     save_model,
@@ -32,9 +32,10 @@ from tsd_lib.losses import Objective
 from tsd_lib.metrics import classification_metrics, fidelity_metrics, saliency_similarity, softmax
 from tsd_lib.models import build_model
 from tsd_lib.provenance import results_digest
+from tsd_lib.runtime import resolve_device, set_seed
 from tsd_lib.saliency.perturb import BANK_BASELINES
 from tsd_lib.train import History, fit, predict_logits
-from tsd_lib.utils import atomic_write_json, json_safe, resolve_device, set_seed, versions
+from tsd_lib.utils import atomic_write_json, json_safe, versions
 
 
 def run(config: RunConfig, store: RunStore | str | os.PathLike | None = None, *,
@@ -64,7 +65,7 @@ def _train_run(config: RunConfig, store: RunStore, progress: bool | None) -> dic
         term.bank = teacher_bank(teacher, tconfig, data, store)
     history = fit(student, data, objective, config.train_config(progress=progress))
     record = evaluate_run(config, data, student, teacher, store, history, progress=progress, teacher_config=tconfig)
-    record.update(teacher_accuracy=teacher_record["test_accuracy"],
+    record.update(data_fingerprint=data.fingerprint(), teacher_accuracy=teacher_record["test_accuracy"],
                   teacher_auc_pr=teacher_record["test_auc_pr"], teacher_seed_chosen=tconfig.teacher_seed,
                   wall_seconds=time.perf_counter() - start)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tsd_lib.experiment.config import RunConfig
+from tsd_lib.experiment.datasets import data_fingerprint
 from tsd_lib.utils import atomic_write_json
 
 T = TypeVar("T")
@@ -79,6 +80,26 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first[:150]}{'...' if len(first) > 150 or len(lines) > 1 else ''}"
 
 
+_WARNED: set[tuple] = set()
+
+
+def same_data(record: dict[str, Any], fingerprint: str, what: str) -> bool:
+    """Whether ``record`` was computed on the data whose fingerprint is ``fingerprint``
+    (:mod:`tsd_lib.experiment.datasets`); when not, a :class:`StoreWarning` says so (once per
+    record and change) and the caller retrains it. A record without a fingerprint predates them:
+    it is retrained too."""
+    stored = record.get("data_fingerprint")
+    if stored == fingerprint:
+        return True
+    if (what, stored, fingerprint) not in _WARNED:
+        _WARNED.add((what, stored, fingerprint))
+        why = ("was stored before records carried their data's fingerprint" if stored is None else
+               f"was computed on other data (fingerprint {stored}, now {fingerprint}: its files changed, or "
+               "a data_dir set replaces the shipped one)")
+        warnings.warn(f"{what} {why}: it is not used (running it again retrains it)", StoreWarning, stacklevel=3)
+    return False
+
+
 def _damage_reason(path: Path) -> str | None:
     try:
         obj = json.loads(path.read_text())
@@ -105,12 +126,31 @@ class RunStore:
         return self.root / "teachers" / config.teacher_key()
 
     def has(self, config: RunConfig) -> bool:
-        """True when the run's record is complete (a damaged record is not)."""
-        return _damage_reason_or_missing(self.run_dir(config) / "record.json") is None
+        """True when the run's record is complete (a damaged record is not) and was computed on
+        the data the config loads now (:func:`same_data`; data that cannot be loaded here leaves
+        nothing to compare with, and the record stands)."""
+        return self._current(self.run_dir(config), config, f"run {config.key()} of {config.dataset}")
 
     def has_teacher(self, config: RunConfig) -> bool:
-        """True when the teacher's record is complete (its weights are checked when loaded)."""
-        return _damage_reason_or_missing(self.teacher_dir(config) / "record.json") is None
+        """True when the teacher's record is complete and computed on the data the config loads now
+        (its weights are checked when loaded)."""
+        return self._current(self.teacher_dir(config), config, f"teacher {config.teacher_key()} of {config.dataset}")
+
+    def _current(self, folder: Path, config: RunConfig, what: str) -> bool:
+        path = folder / "record.json"
+        if not path.exists():
+            return False
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(record, dict):
+            return False
+        try:
+            fingerprint = data_fingerprint(config)
+        except ValueError:  # the data cannot be loaded here (DatasetNotAvailableError included): nothing newer
+            return True  # to compare with; training it would fail on the data with a clear message
+        return same_data(record, fingerprint, what)
 
     def _load(self, path: Path) -> dict[str, Any]:
         obj = read_json(path, fix="delete it, or rerun `tsd grid` to retrain it")
@@ -160,6 +200,10 @@ class RunStore:
                 out.append(record)
         return out
 
+    def current_records(self, configs: list[RunConfig]) -> list[dict[str, Any]]:
+        """The records of ``configs`` the store holds for the data they load now (:meth:`has`)."""
+        return [self.load_record(c) for c in configs if self.has(c)]
+
     def damaged(self) -> list[Path]:
         """The run and teacher records that exist but cannot be read (truncated, not JSON)."""
         return [p for folder in ("runs", "teachers") for p in sorted((self.root / folder).glob("*/record.json"))
@@ -197,7 +241,3 @@ def check_writable(folder: Path, inside: list[Path] | None = None, *, what: str 
         if not os.access(path, os.W_OK | os.X_OK):
             raise StoreError(f"{what} {folder} is not writable ({path}: permission denied); "
                              f"fix its permissions or pass {option} with a writable folder")
-
-
-def _damage_reason_or_missing(path: Path) -> str | None:
-    return "missing" if not path.exists() else _damage_reason(path)

@@ -18,38 +18,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from tsd_lib.data import Dataset, load_dataset, make_synthetic
-from tsd_lib.experiment.config import SYNTHETIC_PREFIX, RunConfig, digest
-from tsd_lib.experiment.store import RunStore, StoreError, StoreWarning, error_line, load_or_none, read_json
+from tsd_lib.data import Dataset
+from tsd_lib.experiment.config import RunConfig, digest
+from tsd_lib.experiment.store import (
+    RunStore,
+    StoreError,
+    StoreWarning,
+    error_line,
+    load_or_none,
+    read_json,
+    same_data,
+)
 from tsd_lib.metrics import classification_metrics, softmax
 from tsd_lib.models import build_model
+from tsd_lib.runtime import resolve_device, set_seed
 from tsd_lib.saliency.maps import saliency_map
 from tsd_lib.saliency.perturb import TeacherBank
 from tsd_lib.train import History, fit, predict_logits
-from tsd_lib.utils import (
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    json_safe,
-    resolve_device,
-    set_seed,
-    versions,
-)
+from tsd_lib.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, json_safe, versions
 
 SALIENCY_SEED = 0  # one fixed generator seed: teacher and student see identical perturbations
 BANK_SEED = 0  # the teacher bank is built once per teacher and shared by every student
 _BANK_FORMAT = TeacherBank.FORMAT  # a cached bank of another layout is not loaded
-SYNTHETIC_SIZE = (100, 100)  # train and test series of the planted-pattern set used in runs
-
-
-def get_dataset(config: RunConfig) -> Dataset:
-    """The config's dataset; names starting with ``synthetic`` build the planted-pattern set."""
-    if config.dataset.lower().startswith(SYNTHETIC_PREFIX):
-        data, _ = make_synthetic(n_train=SYNTHETIC_SIZE[0], n_test=SYNTHETIC_SIZE[1], length=config.length or 100,
-                                 split_seed=config.split_seed, val_fraction=config.val_fraction)
-        return data
-    return load_dataset(config.dataset, length=config.length, val_fraction=config.val_fraction,
-                        split_seed=config.split_seed, data_dir=config.data_dir, stretch=config.stretch)
 
 
 def save_model(path: Path, name: str, model: nn.Module, data: Dataset) -> None:
@@ -78,10 +68,11 @@ def load_stored_model(path: Path, what: str) -> nn.Module:
                          "and rerun `tsd grid` to retrain it") from None
 
 
-def _stored_teacher(folder: Path) -> tuple[nn.Module, dict[str, Any]] | None:
-    """The stored teacher and its record, or None when missing or damaged (then retrained)."""
+def _stored_teacher(folder: Path, data: Dataset) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The stored teacher and its record, or None when missing, damaged or trained on other data
+    than ``data`` (then retrained)."""
     record = read_json(folder / "record.json", what="teacher record", fix="retraining the teacher")
-    if record is None:
+    if record is None or not same_data(record, data.fingerprint(), f"teacher {folder.name} of {data.name}"):
         return None
     teacher = load_or_none(folder / "model.pt", load_model, "teacher model")
     if teacher is None:
@@ -99,12 +90,12 @@ def get_teacher(
     """Load the config's teacher from the store, training and storing it when missing or damaged.
     One process trains a teacher at a time; another waits for it and loads the result."""
     folder = store.teacher_dir(config)
-    stored = _stored_teacher(folder)
+    stored = _stored_teacher(folder, data)
     if stored is not None:
         return stored
     store.check_writable()
     with store.lock(f"teacher-{config.teacher_key()}"):
-        stored = _stored_teacher(folder)  # trained meanwhile by another process
+        stored = _stored_teacher(folder, data)  # trained meanwhile by another process
         if stored is not None:
             return stored
         return _train_teacher(config, data, store, progress)
@@ -121,6 +112,7 @@ def _train_teacher(config: RunConfig, data: Dataset, store: RunStore,
     proba_test = teacher_test_proba(teacher, config, data, store)
     record = json_safe({
         **config.teacher_fields(), "teacher_key": config.teacher_key(), "weights_digest": weights_digest(teacher),
+        "data_fingerprint": data.fingerprint(),
         **{f"val_{k}": v for k, v in classification_metrics(data.y_val, proba_val).items()},
         **{f"test_{k}": v for k, v in classification_metrics(data.y_test, proba_test).items()},
         **convergence(history), "train_seconds": history.seconds, "versions": versions(),
@@ -185,14 +177,19 @@ def teacher_saliency(
     key = digest({"window": config.window, "tau": config.tau, "n": config.saliency_eval_series,
                   "seed": SALIENCY_SEED})
     rows = len(saliency_eval_series(config, data)[0])
-    return _cached_array(store.teacher_dir(config) / f"saliency-{key}-{weights_digest(teacher)}.npy",
+    return _cached_array(store.teacher_dir(config) / f"saliency-{key}-{_tied(teacher, data)}.npy",
                          lambda: saliency_maps(teacher, config, data, progress), rows)
 
 
 def teacher_test_proba(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> np.ndarray:
     """The teacher's test-set probabilities, computed once per teacher and cached."""
-    return _cached_array(store.teacher_dir(config) / f"test-proba-{weights_digest(teacher)}.npy",
+    return _cached_array(store.teacher_dir(config) / f"test-proba-{_tied(teacher, data)}.npy",
                          lambda: softmax(predict_logits(teacher, data.X_test, device=config.device)), len(data.X_test))
+
+
+def _tied(teacher: nn.Module, data: Dataset) -> str:
+    """The part of a cached file's name that ties it to one teacher's weights and one dataset's data."""
+    return f"{weights_digest(teacher)}-{data.fingerprint()}"
 
 
 def _load_array(path: Path, rows: int) -> np.ndarray:
@@ -217,7 +214,7 @@ def teacher_bank(teacher: nn.Module, config: RunConfig, data: Dataset, store: Ru
     """The teacher's TSD bank for ``config`` (built once per teacher and setting, then loaded)."""
     key = digest({"window": config.window, "bank_size": config.tsd_bank_size, "baseline": config.tsd_baseline,
                   "n_windows": config.n_windows, "format": _BANK_FORMAT, "seed": BANK_SEED})
-    path = store.teacher_dir(config) / f"bank-{key}-{weights_digest(teacher)}.pt"
+    path = store.teacher_dir(config) / f"bank-{key}-{_tied(teacher, data)}.pt"
 
     def load(p: Path) -> TeacherBank:
         state = torch.load(p, map_location="cpu", weights_only=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tsd_lib.utils import resolve_device
+from tsd_lib.runtime import resolve_device
 
 __all__ = ["gradient_map", "integrated_gradients_map"]
 

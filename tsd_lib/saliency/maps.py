@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from tsd_lib.runtime import resolve_device
 from tsd_lib.saliency._engines import count_batches, generic_engine, pick_engine
 from tsd_lib.saliency.shift import kl_terms
 from tsd_lib.saliency.windows import BASELINES, baseline_windows
 from tsd_lib.utils import progress as progress_bar
-from tsd_lib.utils import progress_enabled, resolve_device
+from tsd_lib.utils import progress_enabled
 
 __all__ = ["SCORES", "saliency_map", "window_scores", "window_starts", "windows_to_map"]
 
