@@ -13,7 +13,7 @@ from tsd_lib.analysis import choose_seed, matching_candidates
 from tsd_lib.archive import Archive, Records, archive_dir, extension_chain, study_source
 from tsd_lib.archive_making import export_archive, extensions_to_train, make_archive
 from tsd_lib.cli import main
-from tsd_lib.experiment import RunStore
+from tsd_lib.experiment import RunConfig, RunStore, StoreWarning, data_fingerprint
 from tsd_lib.grid import run_grid
 from tsd_lib.profiles import load_profile
 from tsd_lib.report import records_to_frame
@@ -387,3 +387,20 @@ def test_certify_again_after_a_second_change_keeps_every_record(tiny, tmp_path, 
     assert not archive.stale and len(archive.current_entries()) == len(archive.entries)
     summary = make_archive(profile, RunStore(tmp_path / "fresh"), archive.path, show_progress=False)
     assert summary.done == 0
+
+
+def test_an_archived_record_of_other_data_is_retrained(tiny, tmp_path):
+    """tsd archive keeps an archived record only while its config loads the data it was computed on."""
+    profile, _, out = tiny
+    arch = _copy(out, tmp_path / "arch")
+    (path,) = arch.glob("*.jsonl")
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    ce = next(e for e in entries if e["kind"] == "run" and e["config"]["method"] == "ce")
+    ce["record"]["data_fingerprint"] = "0" * 16  # computed on other data
+    path.write_text("\n".join(json.dumps(e, sort_keys=True) for e in entries) + "\n")
+    store = RunStore(tmp_path / "fresh")
+    with pytest.warns(StoreWarning, match=f"archived run {ce['key']} of ItalyPowerDemand was computed on other data"):
+        summary = make_archive(profile, store, arch, show_progress=False)
+    assert summary.done == 1 and store.has(RunConfig.from_dict(ce["config"]))
+    (again,) = [e for e in Archive.load(arch).entries if e["key"] == ce["key"]]
+    assert again["record"]["data_fingerprint"] == data_fingerprint(RunConfig.from_dict(ce["config"]))

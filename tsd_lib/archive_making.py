@@ -34,8 +34,9 @@ from tsd_lib.archive import (
     run_signature,
     teacher_signature,
 )
-from tsd_lib.experiment import RunConfig, RunStore
+from tsd_lib.experiment import RunConfig, RunStore, data_fingerprint
 from tsd_lib.experiment.faithfulness import load_faithfulness
+from tsd_lib.experiment.store import same_data
 from tsd_lib.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.profiles import Profile
 from tsd_lib.utils import atomic_write_bytes, versions
@@ -161,9 +162,9 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     total = GridSummary()
     configs, teachers = profile.configs(), profile_teachers(profile)
     archived = Archive(Path(out)) if (Path(out) / MANIFEST).exists() else None
-    kept = {run_signature(RunConfig.from_dict(e["config"])): e["record"]
-            for e in (archived.current_entries() if archived else []) if e["kind"] == "run"}
-    current = set(kept) | {_entry_signature(e) for e in (archived.current_entries() if archived else [])}
+    entries = [e for e in (archived.current_entries() if archived else []) if _same_data(e, profile.data_dir)]
+    kept = {run_signature(RunConfig.from_dict(e["config"])): e["record"] for e in entries if e["kind"] == "run"}
+    current = set(kept) | {_entry_signature(e) for e in entries}
     known = _Known(store, kept)
     for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
         todo = [c for c in configs if c.dataset == dataset and run_signature(c) not in current]
@@ -186,6 +187,17 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
         total.errors += faith.errors
         export_archive(profile, store, out, command=command)
     return total
+
+
+def _same_data(entry: dict[str, Any], data_dir: str | None) -> bool:
+    """Whether an archived record was computed on the data its config loads here (``data_dir``: the
+    profile's); a record of other data is retrained, one whose data cannot be loaded here is kept."""
+    config = RunConfig.from_dict({**entry["config"], "data_dir": data_dir})
+    try:
+        fingerprint = data_fingerprint(config)
+    except ValueError:
+        return True
+    return same_data(entry["record"], fingerprint, f"archived {entry['kind']} {entry['key']} of {config.dataset}")
 
 
 def write_certificate(archive: Archive, entry: dict[str, Any]) -> dict[str, Any]:
