@@ -135,3 +135,18 @@ def test_every_committed_record_carries_its_data_fingerprint():
     assert lines, "no committed archive records"
     missing = [(e["config"]["dataset"], e["key"]) for e in lines if not e["record"].get("data_fingerprint")]
     assert not missing, f"{len(missing)} archived records lack data_fingerprint, e.g. {missing[:3]}"
+
+
+def test_every_committed_key_recomputes_unchanged_from_its_config_and_code():
+    """The fingerprint lives in the record, not the key: each archived key is the hash of its config's
+    fields under the code that made it, as before records carried fingerprints."""
+    from tsd_lib.experiment import digest
+
+    entries = [json.loads(line) for path in sorted(RESULTS.glob("*/*.jsonl")) for line in path.read_text().splitlines()]
+    wrong = []
+    for e in entries:
+        config = RunConfig.from_dict(e["config"])
+        fields = config.hashed_fields() if e["kind"] == "run" else config.teacher_fields()
+        if digest({**fields, "code": e["record"]["code"]}) != e["key"]:
+            wrong.append((e["config"]["dataset"], e["kind"], e["key"]))
+    assert entries and not wrong, f"{len(wrong)} of {len(entries)} keys changed, e.g. {wrong[:3]}"
