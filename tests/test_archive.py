@@ -404,3 +404,19 @@ def test_an_archived_record_of_other_data_is_retrained(tiny, tmp_path):
     assert summary.done == 1 and store.has(RunConfig.from_dict(ce["config"]))
     (again,) = [e for e in Archive.load(arch).entries if e["key"] == ce["key"]]
     assert again["record"]["data_fingerprint"] == data_fingerprint(RunConfig.from_dict(ce["config"]))
+
+
+def test_the_certify_sample_covers_each_method_on_as_many_datasets_as_hold_it():
+    from types import SimpleNamespace
+
+    from tsd_lib.verify import certify_sample
+
+    def entry(dataset, method, seed):
+        return {"kind": "run", "key": f"{dataset}-{method}-{seed}", "record": {"code": "A", "method": method},
+                "config": {"dataset": dataset, "method": method, "seed": seed}}
+
+    entries = [entry("D1", m, s) for m in ("ce", "fitnets") for s in (0, 1)]
+    entries += [entry(d, "ce", s) for d in ("D2", "D3", "D4") for s in (0, 1)]
+    sample = certify_sample(SimpleNamespace(entries=entries, manifest={}, path="-"))
+    picked = {(e["config"]["dataset"], e["config"]["method"]) for e in sample}
+    assert ("D1", "fitnets") in picked and len({d for d, m in picked if m == "ce"}) == 3 and len(sample) == 4

@@ -115,7 +115,8 @@ CERTIFY_TEACHER = ("test_accuracy", "test_auc_pr", "epochs_run", "best_epoch", "
 def certify_sample(archive: Archive, *, datasets: list[str] | None = None, n_datasets: int = 3,
                    seed: int = 0) -> list[dict[str, Any]]:
     """One archived run per method on each of ``n_datasets`` datasets (``datasets``, else chosen at
-    random with ``seed`` among those holding every method); first runs of a chain, not continuations,
+    random with ``seed`` among those holding the most methods, every method where enough datasets
+    do: a method archived on fewer datasets is sampled where it is); first runs of a chain, not continuations,
     among the records current for :func:`~tsd_lib.certification.archive_code` (made by it or certified)."""
     import random
 
@@ -125,9 +126,10 @@ def certify_sample(archive: Archive, *, datasets: list[str] | None = None, n_dat
     methods = sorted({e["config"]["method"] for e in runs})
     by_dataset = {d: [e for e in runs if e["config"]["dataset"] == d] for d in sorted({e["config"]["dataset"]
                                                                                       for e in runs})}
-    if datasets is None:
-        full = [d for d, es in by_dataset.items() if {e["config"]["method"] for e in es} == set(methods)]
-        datasets = sorted(random.Random(seed).sample(full, min(n_datasets, len(full))))
+    if datasets is None:  # datasets holding every method first, then those holding the most
+        rng = random.Random(seed)
+        order = sorted(by_dataset, key=lambda d: (-len({e["config"]["method"] for e in by_dataset[d]}), rng.random()))
+        datasets = sorted(order[:n_datasets])
     unknown = [d for d in datasets if d not in by_dataset]
     if unknown:
         raise ValueError(f"no archived runs of {', '.join(unknown)} in {archive.path}; "
