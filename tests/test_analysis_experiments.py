@@ -311,6 +311,10 @@ def test_headline_and_saliency_tables_per_method():
     assert list(table.columns)[1:] == ["macro AP (average precision; headline)",
                                        "macro AUC-PRC (trapezoidal, the authors')"]
     assert table.iloc[:, 2].sub(table.iloc[:, 1]).round(6).eq(-0.01).all()
+    partly = df.copy()
+    partly.loc[(partly["method"] == "kd") & (partly["dataset"] == partly["dataset"].iloc[0]), "auc_pr_trapezoid"] = None
+    mixed = headline_table(partly)  # records older than the trapezoidal metric: no mean over the rest
+    assert mixed.iloc[:, 2].isna().tolist() == [False, True, False, False] and mixed.iloc[:, 1].notna().all()
     plain = headline_table(df.drop(columns="auc_pr_trapezoid"))
     assert list(plain.columns) == ["datasets", "macro AP (average precision; headline)"]
     sal = method_means(df, SALIENCY)

@@ -162,11 +162,14 @@ def verdicts_side_by_side(named: Mapping[str, Sequence[Claim]]) -> pd.DataFrame:
 def method_means(df: pd.DataFrame, columns: Mapping[str, str], by: str = "val") -> pd.DataFrame:
     """Per method, the mean over datasets of the seed means of each of ``columns`` ({column: label}; those
     the records hold), at the setting ``by`` selects (:func:`~tsd_lib.report.select` on macro AUC-PR), with
-    the number of datasets."""
+    the number of datasets. A mean is NaN unless every record of the method holds the column (older
+    records lack the trapezoidal AUC-PRC: a mean over the newer ones alone would compare other datasets)."""
     chosen = select(df, "auc_pr", by=by)
     cols = [c for c in columns if c in chosen and chosen[c].notna().any()]
-    per = chosen.groupby(["dataset", "method"])[cols].mean().groupby("method")
-    out = per.mean().rename(columns=dict(columns))
+    seeds = chosen.groupby(["dataset", "method"])[cols]
+    means = seeds.mean().where(seeds.count().eq(seeds.size(), axis=0))  # a mean of every record, or none
+    per = means.groupby("method")
+    out = per.mean().where(per.count().eq(per.size(), axis=0)).rename(columns=dict(columns))
     out.insert(0, "datasets", per.size())
     return out.reindex(order_methods(out.index))
 
