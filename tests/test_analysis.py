@@ -186,3 +186,18 @@ def test_resampling_cost_averages_each_variant_over_the_archived_seeds():
     assert table.loc["BeetleFly", "resampled to 100"] == pytest.approx(0.75)
     assert table.loc["BeetleFly", "resampled to 100: seeds"] == 2 and table.loc["BeetleFly", "full length: seeds"] == 0
     assert np.isnan(table.loc["BeetleFly", "full length"]) and table.loc["BeetleFly", "published FCN"] == 0.91
+
+
+def test_resampling_numbers_count_the_sets_each_variant_wins():
+    import pandas as pd
+
+    from tsd_lib.analysis.teacher_quality import resampling_numbers
+
+    table = pd.DataFrame({"resampled to 100": [0.8, 0.6, 0.7, 0.5], "resampled to 100: seeds": [3, 3, 2, 3],
+                          "full length": [0.8, 0.7, 0.65, np.nan], "full length: seeds": [3, 3, 3, 0],
+                          "published FCN": [0.9] * 4}, index=pd.Index(list("ABCD"), name="dataset"))
+    numbers = resampling_numbers(table)
+    assert numbers == pytest.approx({"sets": 4, "compared": 3, "full_better": 1, "equal": 1, "full_worse": 1,
+                                     "largest_gain": 10.0, "largest_loss": 5.0, "seeds": 0})
+    assert all(type(v) in (int, float) for v in numbers.values())  # glue needs plain numbers
+    assert resampling_numbers(pd.DataFrame())["compared"] == 0

@@ -12,6 +12,7 @@ import pytest
 
 from tsd_lib.analysis import (
     DT2W_PER_BATCH_CODES,
+    HEADLINE,
     SALIENCY,
     across_datasets,
     budget_frame,
@@ -310,6 +311,10 @@ def test_headline_and_saliency_tables_per_method():
     assert list(table.columns)[1:] == ["macro AP (average precision; headline)",
                                        "macro AUC-PRC (trapezoidal, the authors')"]
     assert table.iloc[:, 2].sub(table.iloc[:, 1]).round(6).eq(-0.01).all()
+    partly = df.copy()
+    partly.loc[(partly["method"] == "kd") & (partly["dataset"] == partly["dataset"].iloc[0]), "auc_pr_trapezoid"] = None
+    mixed = headline_table(partly)  # records older than the trapezoidal metric: no mean over the rest
+    assert mixed.iloc[:, 2].isna().tolist() == [False, True, False, False] and mixed.iloc[:, 1].notna().all()
     plain = headline_table(df.drop(columns="auc_pr_trapezoid"))
     assert list(plain.columns) == ["datasets", "macro AP (average precision; headline)"]
     sal = method_means(df, SALIENCY)
@@ -342,11 +347,73 @@ def test_old_dt2w_flags_the_per_batch_adapter(monkeypatch):
     numbers = old_dt2w_numbers(table)
     fixed_gap = numbers.pop("fixed_gap")
     assert numbers == {"records": 3, "old": 2, "codes": next(iter(DT2W_PER_BATCH_CODES)), "worst": "A",
-                       "worst_dt2w": 0.5, "worst_ce": 0.9, "fixed": 1, "label": "dt2w (old adapter)"}
+                       "worst_dt2w": 0.5, "worst_ce": 0.9, "fixed": 1, "label": "DT2W (old adapter)"}
     assert np.isnan(fixed_gap)  # B's DT2W is current, but no CE default to compare with
     fixed = old_dt2w_numbers(table.iloc[1:])
     assert fixed["old"] == 0 and fixed["worst"] == "none" and np.isnan(fixed["worst_dt2w"])
-    assert fixed["label"] == "dt2w"
+    assert fixed["label"] == "DT2W"
     paper.archive.records = lambda: []
     assert old_dt2w(paper).empty and old_dt2w_numbers(old_dt2w(paper))["codes"] == "none"
     assert [r["key"] for r in shown_records(paper)] == ["c0", "a0"]  # the claim records, then the defaults, once
+
+
+def test_comparisons_table_is_the_short_view_and_every_comparison_the_full_one(engine_claims):
+    from tsd_lib.analysis.claims import COMPARISON_COLUMNS, comparisons_table, every_comparison
+
+    full = claims_table(engine_claims)
+    short = comparisons_table(engine_claims)
+    assert list(short.columns) == COMPARISON_COLUMNS and len(short) == int((full["datasets"] > 0).sum())
+    row = short[(short["claim"] == "3") & (short["comparison"] == "tsd vs ce")].iloc[0]
+    estimate = full.loc[(full["claim"] == "3") & (full["comparison"] == "tsd vs ce"), "estimate [95% CI]"].iloc[0]
+    assert row["effect [95% CI]"] == f"median change: {estimate}"  # "(tsd − ce)" is the comparison's own
+    assert short["decides"].tolist() == full.loc[full["datasets"] > 0, "decides the claim"].tolist()
+    both = every_comparison({"t -> s": engine_claims, "u -> s": engine_claims[:2]})
+    assert list(both.columns) == ["arm", *full.columns]
+    assert both["arm"].tolist() == ["t → s"] * len(full) + ["u → s"] * 2
+    assert every_comparison({}).empty and comparisons_table([]).empty
+
+
+def test_ranks_and_means_and_the_per_dataset_tables():
+    from tsd_lib.analysis.claims import RANK_COLUMN, per_dataset_table, ranks_and_means
+
+    df = records_to_frame(_engine_runs(3, 0.1))
+    table = ranks_and_means(df, labels={"kd": "KD (renamed)"})
+    assert table.index.name == "method" and list(table.index)[0] == "KD+TSD"  # best rank first, names for readers
+    assert "KD (renamed)" in table.index and table.attrs["n_ranked"] == 3
+    assert list(table.columns) == [RANK_COLUMN, "datasets", *HEADLINE.values()]
+    assert table[RANK_COLUMN].is_monotonic_increasing and table["datasets"].tolist() == [3] * 4
+    one = per_dataset_table(df)
+    assert one.index.name == "dataset" and list(one.index) == ["D0", "D1", "D2"]
+    assert list(one.columns) == ["CE", "KD", "TSD", "KD+TSD"]
+    assert all(" ± " in cell for cell in one.to_numpy().ravel())  # mean ± std over the two seeds
+    arms = per_dataset_table({"t -> s": df, "u -> s": df[df["dataset"] != "D2"]})
+    assert arms.columns.names == ["arm", "method"] and list(arms.columns.levels[0]) == ["t → s", "u → s"]
+    assert arms.loc["D2", ("u → s", "CE")] == "–" and arms.loc["D2", ("t → s", "CE")] == one.loc["D2", "CE"]
+    assert per_dataset_table({}).empty
+
+
+def test_ties_view_and_numbers():
+    from tsd_lib.analysis.claims import ties_numbers, ties_view
+
+    ties = pd.DataFrame({"dataset": ["A", "B"], "method": ["kd+tsd", "dt2w"], "settings": [5, 3],
+                         "tied at best validation": [1, 3], "selected": ["tsd_weight=1", "dt2w weight=0.1"],
+                         "test of selected": [0.9, 0.8], "test, worst setting": [0.85, 0.7],
+                         "test, best setting": [0.95, 0.8], "arm": ["t -> s", "t -> s"]})
+    view = ties_view(ties, labels={"dt2w": "DT2W (old adapter)"})
+    assert list(view.columns)[:3] == ["arm", "dataset", "method"] and view["arm"].tolist() == ["t → s"] * 2
+    assert view["method"].tolist() == ["KD+TSD", "DT2W (old adapter)"]
+    assert "settings tied at the best validation score" in view and "test macro AP, chosen setting" in view
+    assert ties_numbers(ties) == {"tuned": 2, "tied": 1} and ties_numbers(pd.DataFrame()) == {"tuned": 0, "tied": 0}
+
+
+def test_scroll_box_keeps_the_caption_above_a_box_that_scrolls_sideways():
+    from tsd_lib.analysis.claims import scroll_box
+    from tsd_lib.analysis.tables import readers_table
+
+    styler = readers_table(pd.DataFrame({"CE": ["0.912 ± 0.015"]}, index=pd.Index(["A"], name="dataset")),
+                           caption="Macro AP per dataset")
+    html = scroll_box(styler)._repr_html_()
+    assert html.index("Macro AP per dataset") < html.index('<div style="overflow-x: auto')
+    assert "<caption>" not in html and "white-space: nowrap" in html and "0.912 ± 0.015" in html
+    assert "white-space" not in scroll_box(readers_table(pd.DataFrame({"x": [1]})), nowrap=False)._repr_html_()
+    assert styler.caption == "Macro AP per dataset"  # the styler keeps its caption

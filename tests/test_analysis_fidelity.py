@@ -153,3 +153,27 @@ def test_predictions_on_test_train_missing_runs_and_read_every_seed(tmp_path):
     assert pred.p_teacher.shape == (len(pred.y), 2) and np.allclose(pred.p_teacher.sum(1), 1, atol=1e-5)
     assert not np.allclose(pred.p_student["ce", 0], pred.p_student["ce", 1])  # two seeds, two students
     assert all(store.has(profile.base_config("ItalyPowerDemand", method=m, seed=s)) for m, s in pred.p_student)
+
+
+def test_the_reproducing_pages_facts(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from tsd_lib.analysis.costs import grid_benchmark, grid_time, lock_pin, python_versions
+
+    profile = SimpleNamespace(configs=lambda: [SimpleNamespace(key=lambda k=k: k) for k in ("a", "b", "c")])
+    records = [{"key": "a", "wall_seconds": 60.0}, {"key": "b", "wall_seconds": 120.0},
+               {"key": "x", "wall_seconds": 1e4}]
+    assert grid_time(profile, records) == {"runs": 2, "configs": 3, "minutes": 3.0}
+    assert np.isnan(grid_time(profile, [])["minutes"])
+    (tmp_path / "lock.txt").write_text("numpy==2.3.5\ntorch==2.13.0\n")
+    assert lock_pin("torch", tmp_path / "lock.txt") == "2.13.0"
+    assert lock_pin("numpy", tmp_path / "none.txt").count(".") >= 1  # no lock: the installed version
+    assert lock_pin() == lock_pin("torch")  # the repository's lock
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nrequires-python = ">=3.11,<3.13"\n')
+    assert python_versions(tmp_path / "pyproject.toml") == "3.11 or 3.12"
+    (tmp_path / "bench.json").write_text(json.dumps({"dask_over_local": 1.02, "dask_stock_cluster_over_local": 0.91,
+                                                     "cpu_count": 2, "passes": {"local": [{"n_jobs": 2}]}}))
+    assert grid_benchmark(tmp_path / "bench.json") == {"dask_over_local": 1.02, "stock_over_local": 0.91,
+                                                       "workers": 2, "cores": 2}
+    assert np.isnan(grid_benchmark(tmp_path / "none.json")["dask_over_local"])

@@ -196,6 +196,7 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
         faithfulness_table,
         load_paper_archive,
         paper_results,
+        weights_view,
     )
     from tsd_lib.grid import measure_faithfulness
 
@@ -221,6 +222,9 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
     assert list(results["summary"].mean.columns) == ["ce", "tsd"]
     assert list(results["weights"].columns) == ["tsd weight", "teacher seed"]
     assert results["weights"].loc["ItalyPowerDemand"].tolist() in ([0.1, 0], [10.0, 0])
+    weights = weights_view(results["weights"])
+    assert list(weights.columns) == ["TSD weight chosen, TSD", "teacher seed"] and weights.index.name == "dataset"
+    assert weights.loc["ItalyPowerDemand"].tolist() in (["0.1", "0"], ["10", "0"])  # as the profile writes them
     assert (results["inflation"]["inflation"] >= 0).all()
     assert set(results["wtl"]["baseline"]) == {"ce"} and results["wtl"]["n_datasets"].tolist() == [1]
     full = load_profile(tmp_path / "p.yaml")

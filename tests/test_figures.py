@@ -285,3 +285,17 @@ def test_a_chapter_glues_a_figure_without_showing_it(monkeypatch):
     fig = report.metric_bars(pd.DataFrame({"method": ["kd", "ce"], "accuracy": [0.8, 0.7]}), ["accuracy"])
     assert report.glue_figure("fig-x", fig) is None  # a cell's last line: nothing to show again
     assert glued == [("fig-x", fig, False)] and fig.number not in plt.get_fignums()  # closed: not shown twice
+
+
+def test_the_critical_difference_diagram_draws_each_method_in_its_colour():
+    from tsd_lib.report.figures import method_critical_difference
+
+    rng = np.random.default_rng(3)
+    means = pd.DataFrame(rng.uniform(size=(6, 4)), columns=["ce", "kd", "tsd", "dt2w"])
+    fig = method_critical_difference(means, labels=lambda m: {"dt2w": "DT2W (old adapter)"}.get(m, m.upper()))
+    texts = {t.get_text(): _rgb(t.get_color()) for ax in fig.axes for t in ax.texts}
+    for label, method in (("CE", "ce"), ("KD", "kd"), ("TSD", "tsd"), ("DT2W (old adapter)", "dt2w")):
+        assert texts[label] == _rgb(METHOD_COLORS[method]), label
+    assert fig.get_size_inches()[0] <= COLUMN_WIDTH and not fig.axes[0].get_title()
+    few = method_critical_difference(means.iloc[:1])  # one dataset: the placeholder that says why
+    assert "needs >= 2 datasets" in " ".join(t.get_text() for ax in few.axes for t in ax.texts)

@@ -1,12 +1,20 @@
-"""The reproducing page: what each profile runs, and what it costs on the machine that built the book."""
+"""The reproducing page: what each profile runs, what it costs on the machine that built the book, and the
+facts its instructions quote (the grid's time, the torch pin, the Python versions, the grid benchmark)."""
 
 from __future__ import annotations
 
+import json
+import re
+import tomllib
 from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.profiles import available_profiles, load_profile
 
 
@@ -45,3 +53,54 @@ def cost_tables(records: Iterable[Mapping[str, Any]],
     minutes = float(frame["wall_seconds"].sum() / 60) if "wall_seconds" in frame else float("nan")
     return (per_method.rename("median s / epoch (this machine)"), pd.DataFrame(rows).set_index("profile"),
             {"runs": len(frame), "minutes": minutes, "device": device})
+
+
+def grid_time(profile: Any, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """For the prose: of the ``profile``'s grid (``profile.configs()``, what ``tsd reproduce`` trains first),
+    how many runs the ``records`` hold (``runs`` of ``configs``) and their recorded wall time in ``minutes``
+    (training, the teacher a run trained first, evaluation; summed over runs, NaN without any)."""
+    keys = {c.key() for c in profile.configs()}
+    mine = [r for r in records if r.get("key") in keys]
+    seconds = [float(r["wall_seconds"]) for r in mine if r.get("wall_seconds") is not None]
+    return {"runs": len(mine), "configs": len(keys), "minutes": sum(seconds) / 60 if seconds else float("nan")}
+
+
+def lock_pin(package: str = "torch", lock: str | Path = PROJECT_ROOT / "requirements-lock.txt") -> str:
+    """The version ``lock`` pins ``package`` to (``package==X`` line); without a lock or a pin there, the
+    installed version without its local label (``2.13.0+cpu`` -> ``2.13.0``); "unknown" without either."""
+    lock = Path(lock)
+    if lock.exists():
+        found = re.search(rf"^{re.escape(package)}==([^\s;#]+)", lock.read_text(), re.M | re.I)
+        if found:
+            return found.group(1)
+    try:
+        return version(package).split("+")[0]
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def python_versions(pyproject: str | Path = PROJECT_ROOT / "pyproject.toml") -> str:
+    """The Python minor versions ``requires-python`` admits, "3.11 or 3.12" (from 3.8 to 3.19; "any"
+    without a bound)."""
+    from packaging.specifiers import SpecifierSet
+
+    spec = tomllib.loads(Path(pyproject).read_text())["project"].get("requires-python", "")
+    found = [f"3.{m}" for m in range(8, 20) if SpecifierSet(spec).contains(f"3.{m}")] if spec else []
+    if not found:
+        return "any"
+    return found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}"
+
+
+def grid_benchmark(path: str | Path = PROJECT_ROOT / "benchmarks" / "results" / "bench_grid.json") -> dict[str, Any]:
+    """For the prose, from ``benchmarks/bench_grid.py``'s last result: the runs per hour of the grid's own
+    Dask cluster (``dask_over_local``) and of a stock Dask cluster with the grid's worker plugin
+    (``stock_over_local``), each relative to joblib's, the ``workers`` per backend and the machine's
+    ``cores``; NaN (and 0) without a result."""
+    path = Path(path)
+    if not path.exists():
+        return {"dask_over_local": np.nan, "stock_over_local": np.nan, "workers": 0, "cores": 0}
+    result = json.loads(path.read_text())
+    workers = {p.get("n_jobs") for p in result.get("passes", {}).get("local", [])}
+    return {"dask_over_local": float(result.get("dask_over_local", np.nan)),
+            "stock_over_local": float(result.get("dask_stock_cluster_over_local", np.nan)),
+            "workers": int(max(workers)) if workers else 0, "cores": int(result.get("cpu_count") or 0)}

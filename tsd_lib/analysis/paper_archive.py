@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
+from tsd_lib.analysis.tables import method_label
 from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
 from tsd_lib.archive import Archive, archive_dir, extension_chain
 from tsd_lib.certification import is_current
@@ -187,6 +188,18 @@ def faithfulness_table(paper: PaperArchive) -> pd.DataFrame:
     return pd.concat([pd.DataFrame([own], index=["teacher"]), table])[list(FAITH_COLUMNS.values())]
 
 
+def weights_view(weights: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paper_results`' ``weights`` for readers: one column per TSD method, "TSD weight chosen, KD+TSD",
+    the weights as written in the profile (``0.1``, ``100``; "–" where validation chose none), then the
+    teacher seed chosen before any student trained; index ``dataset``."""
+    def name(column: str) -> str:
+        return column if column == "teacher seed" else f"TSD weight chosen, {method_label(column[:-len(' weight')])}"
+
+    view = weights.map(lambda v: "–" if pd.isna(v) else f"{v:g}").rename(columns=name)
+    view.index.name, view.columns.name = "dataset", None
+    return view
+
+
 def shown_records(paper: PaperArchive) -> list[dict[str, Any]]:
     """Every distinct record the results page reads: the claims engine's (each arm's whole (dataset,
     method) groups) and the default-setting runs."""
@@ -222,7 +235,7 @@ def old_dt2w_numbers(table: pd.DataFrame) -> dict[str, Any]:
     the codes that made those, the dataset where the old DT2W falls furthest below CE at the default setting
     with both accuracies ("none" and NaN without one), the datasets whose DT2W runs the current adapter
     made (``fixed``) and their largest CE-minus-DT2W accuracy gap at the default setting (``fixed_gap``),
-    and the label DT2W's column should carry."""
+    and the name DT2W's column and row should carry in the page's tables and figures."""
     old = table[table["made by the per-batch adapter"] > 0]
     fixed = table[(table["made by the per-batch adapter"] == 0) & (table["not current"] == 0)]
     fixed_gap = (fixed["CE accuracy (default)"] - fixed["DT2W accuracy (default)"]).dropna()
@@ -234,7 +247,7 @@ def old_dt2w_numbers(table: pd.DataFrame) -> dict[str, Any]:
             "worst_dt2w": np.nan if worst is None else float(worst["DT2W accuracy (default)"]),
             "worst_ce": np.nan if worst is None else float(worst["CE accuracy (default)"]),
             "fixed": len(fixed), "fixed_gap": float(fixed_gap.max()) if len(fixed_gap) else np.nan,
-            "label": "dt2w (old adapter)" if len(old) else "dt2w"}
+            "label": "DT2W (old adapter)" if len(old) else "DT2W"}
 
 
 def extension_numbers(paper: PaperArchive) -> dict[str, Any]:

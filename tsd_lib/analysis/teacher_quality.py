@@ -61,3 +61,22 @@ def resampling_cost(studies: Mapping[str, Mapping[str, list[Any]]], records: Any
         row["published FCN"] = np.nan if fcn is None else fcn
         rows.append(row)
     return pd.DataFrame(rows).set_index("dataset") if rows else pd.DataFrame()
+
+
+def resampling_numbers(table: pd.DataFrame, full: str = "full length", tol: float = 1e-9) -> dict[str, Any]:
+    """For the prose, from :func:`resampling_cost`: the study's ``sets``, on how many of them the ``full``
+    variant's mean test accuracy is above (``full_better``), equal to (``equal``) or below (``full_worse``)
+    the other variant's (the protocol's), where both have a seed archived, and the largest difference either
+    way in accuracy points (``largest_gain``: full minus the other; ``largest_loss``: the other minus full;
+    0 where none), and the fewest seeds behind a mean (``seeds``; 0 before any)."""
+    if table.empty or full not in table:
+        return {"sets": len(table), "compared": 0, "full_better": 0, "equal": 0, "full_worse": 0,
+                "largest_gain": 0.0, "largest_loss": 0.0, "seeds": 0}
+    other = next(c for c in table.columns if c != full and not c.endswith(": seeds") and c != "published FCN")
+    diff = (table[full] - table[other]).dropna()
+    seeds = table[[f"{other}: seeds", f"{full}: seeds"]].min(axis=1)
+    return {"sets": len(table), "compared": len(diff), "full_better": int((diff > tol).sum()),
+            "equal": int((diff.abs() <= tol).sum()), "full_worse": int((diff < -tol).sum()),
+            "largest_gain": float(100 * max(diff.max(), 0.0)) if len(diff) else 0.0,
+            "largest_loss": float(100 * max(-diff.min(), 0.0)) if len(diff) else 0.0,
+            "seeds": int(seeds.min()) if len(seeds) else 0}

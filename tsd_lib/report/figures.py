@@ -15,7 +15,7 @@ a figure with :func:`glue_figure` and a ``{glue:figure}`` block.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,39 @@ def critical_difference(
         return _save(_placeholder(f"Critical-difference diagram failed: {exc}", title or ""), path)
     ax.set_title(title or f"Average ranks over {n_data} datasets (alpha={alpha}, Wilcoxon-Holm cliques)",
                  fontsize=9, pad=4)
+    return _save(fig, path)
+
+
+def method_critical_difference(
+    mean_frame: pd.DataFrame, path: str | Path | None = None, *, labels: Callable[[str], str] | None = None,
+    higher_is_better: bool = True, alpha: float = 0.1, title: str | None = None,
+) -> Figure:
+    """:func:`critical_difference` with each method's line, rank and name in its one colour
+    (:func:`~tsd_lib.report.style.method_color`; a column that names no method gets an other colour),
+    the methods shown as ``labels`` names them (a function of the column name, e.g. the book's method
+    names), and no title unless given (a chapter's caption says what it shows)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = _complete(mean_frame)
+    if full.shape[0] < 2 or full.shape[1] < 2:
+        return critical_difference(mean_frame, path, higher_is_better=higher_is_better, alpha=alpha, title=title)
+    names = [str(labels(c)) if labels else str(c) for c in full.columns]
+    colours = {n: method_color(c, default=other_color(i)) for i, (c, n) in enumerate(zip(full.columns, names,
+                                                                                        strict=True))}
+    try:
+        from aeon.visualisation import plot_critical_difference
+
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            fig, ax = plot_critical_difference(
+                full.to_numpy(dtype=float), names, highlight=colours, lower_better=not higher_is_better,
+                alpha=alpha, width=7, textspace=1.6,
+            )
+        _close(fig)
+    except Exception as exc:  # noqa: BLE001 - a report must not die on a plotting corner case
+        return _save(_placeholder(f"Critical-difference diagram failed: {exc}", title or ""), path)
+    if title:
+        ax.set_title(title, fontsize=9, pad=4)
     return _save(fig, path)
 
 
