@@ -120,7 +120,7 @@ def _score(config):
 
 def test_ablation_tables_and_sensitivity_follow_the_runs(tmp_path):
     from tsd_lib.analysis import ablation_runs, ablation_stats, ablation_table, bank_vs_fresh
-    from tsd_lib.analysis.ablations import ablation_setting, sensitivity_numbers, sensitivity_table
+    from tsd_lib.analysis.ablations import ablation_setting, paired_changes, sensitivity_numbers, sensitivity_table
 
     profile = _ablation_profile(tmp_path)
     runs = ablation_runs(profile, _FakeSource(profile, _score))
@@ -146,6 +146,16 @@ def test_ablation_tables_and_sensitivity_follow_the_runs(tmp_path):
     assert numbers["sensitive_axes"] == "window length L" and numbers["window_spread"] == pytest.approx(0.3)
     assert numbers["window_noise"] == pytest.approx(np.std([0.59, 0.61], ddof=1))
     assert np.isnan(numbers["tau_spread"]) and numbers["tau_best"] == "not varied"
+    assert numbers["window_beyond"] == "exceeds" and numbers["window_finding"] == "counts"
+    assert numbers["tsd_bank_size_beyond"] == "stays within" and numbers["tsd_bank_size_finding"] == "does not count"
+    assert numbers["tau_beyond"] == "cannot be compared with" and numbers["tau_finding"] == "does not count"
+    paired = paired_changes(runs, "window", 20)
+    assert paired["changes"] == "+0.200, +0.200" and paired["largest"] == pytest.approx(0.2)
+    assert paired["largest_seed"] == 0 and paired["rest"] == pytest.approx(0.2)
+    assert paired["low_seed"] == 0 and paired["low_base"] == pytest.approx(0.69) and paired["other_bases"] == "0.710"
+    assert paired_changes(runs, "window", 5)["changes"] == "−0.100, −0.100"
+    with pytest.raises(ValueError, match="no ablation run at window = 7"):
+        paired_changes(runs, "window", 7)
     bank, cost, beyond = bank_vs_fresh(stats, runs, banked=200)
     assert bank.loc["test macro AUC-PR", "difference (bank − fresh)"] == pytest.approx(0.0)
     assert bank["difference beyond the seed std"].eq("no").all() and beyond == "none"

@@ -162,3 +162,8 @@ def test_before_after_maps_load_both_students_of_the_seed(synthetic, monkeypatch
     assert loaded == ["ce-1", "tsd-1"] and len(figs) == 2
     assert list(rho) == ["CE student (before)", "KD+TSD student (after)"]
     assert np.allclose(rho["CE student (before)"], 1.0)  # the same model as the teacher
+    loaded.clear()
+    configs |= {("tsd", 1): "ce+tsd-1"}
+    _, rho = before_after_maps(teacher, configs, syn, seed=1, window=8, tau=2.0, n_show=1, after=["tsd", "kd+tsd"])
+    assert loaded == ["ce-1", "ce+tsd-1", "tsd-1"]
+    assert list(rho) == ["CE student (before)", "TSD student (after)", "KD+TSD student (after)"]

@@ -11,6 +11,7 @@ import torch
 from tsd_lib.analysis import (
     BASELINE_LABELS,
     SYNTHETIC_MAPS,
+    against_reference,
     agreement_table,
     at_gaps,
     at_table,
@@ -34,6 +35,7 @@ from tsd_lib.analysis import (
     late_mass,
     maps_against_teacher,
     maps_plot,
+    mean_gap,
     median_margin_index,
     mid_series,
     planted_examples_plot,
@@ -41,6 +43,7 @@ from tsd_lib.analysis import (
     precision_table,
     relative_distances,
     rkd_comparison,
+    seed_stats,
     shared_loss_curves,
     shift_heatmaps,
     soft_entropy,
@@ -50,6 +53,8 @@ from tsd_lib.analysis import (
     synthetic_teachers,
     teacher_comparison_plots,
     temperature_plot,
+    temperature_runs,
+    temperature_table,
     temperature_view,
     window_shift_plot,
 )
@@ -139,6 +144,60 @@ def test_kd_table_and_softening():
     assert list(table.index) == ["CE", "KD", "teacher"] and table.loc["KD", "test accuracy"] == "0.900"
     assert list(table.columns) == ["test accuracy", "agreement with the teacher", "training time (s)"]
     assert table.loc["teacher"].tolist() == ["0.950", "1.00", "–"]  # agreement with itself; no training time
+
+
+def test_mean_gap_reads_a_difference_against_the_seed_spread():
+    frame = pd.DataFrame({"method": ["ce"] * 3 + ["kd"] * 3 + ["tsd"] * 3,
+                          "accuracy": [0.70, 0.72, 0.74, 0.40, 0.50, 0.60, 0.71, 0.73, 0.75]})
+    stats = seed_stats(frame, ["accuracy"], ["ce", "kd", "tsd"])
+    below = mean_gap(stats, "kd", "ce", "accuracy")
+    assert below["side"] == "below" and below["gap"] == pytest.approx(-0.22) and below["size"] == pytest.approx(0.22)
+    assert below["spread"] == pytest.approx(0.1) and below["reading"] == "larger than"  # KD's std, the larger
+    close = mean_gap(stats, "tsd", "ce", "accuracy")
+    assert close["side"] == "above" and close["reading"] == "within" and close["spread"] == pytest.approx(0.02)
+    assert mean_gap(stats, "ce", "ce", "accuracy")["side"] == "level with"
+    shown = seed_stats(pd.DataFrame({"method": ["a", "a", "b", "b"], "accuracy": [0.7714, 0.7714, 0.7257, 0.7257]}),
+                       ["accuracy"], ["a", "b"])
+    assert mean_gap(shown, "a", "b", "accuracy")["size"] == pytest.approx(0.0457)
+    assert mean_gap(shown, "a", "b", "accuracy", decimals=3)["size"] == pytest.approx(0.045)  # 0.771 - 0.726
+    one = seed_stats(frame.groupby("method").head(1), ["accuracy"], ["ce", "kd"])
+    assert mean_gap(one, "kd", "ce", "accuracy")["reading"] == "not comparable with"
+
+
+def test_against_reference_names_the_methods_beyond_the_seed_spread():
+    frame = pd.DataFrame({"method": ["ce"] * 3 + ["kd"] * 3 + ["tsd"] * 3 + ["at"] * 3,
+                          "accuracy": [0.70, 0.72, 0.74, 0.40, 0.50, 0.60, 0.71, 0.73, 0.75, 0.80, 0.81, 0.82]})
+    out = against_reference(seed_stats(frame, ["accuracy"], ["ce", "kd", "tsd", "at"]), ["ce", "kd", "tsd", "at"],
+                            "ce", "accuracy")
+    assert out == {"n": 3, "above": "TSD, AT", "n_above": 2, "above_beyond": "AT", "n_above_beyond": 1,
+                   "below_beyond": "KD", "n_below_beyond": 1}
+    none = against_reference(seed_stats(frame, ["accuracy"], ["ce", "tsd"]), ["ce", "tsd"], "ce", "accuracy")
+    assert none["above_beyond"] == "none" and none["below_beyond"] == "none" and none["n"] == 1
+
+
+def test_temperature_runs_and_table(monkeypatch):
+    from tsd_lib.profiles import Profile
+
+    profile = Profile(name="p", datasets=["D"], methods=["ce", "kd"], seeds=[0, 1], run={"tau": 8.0},
+                      grids={"kd": {"tau": [1.0, 8.0]}})
+    scores = {(1.0, 0): 0.8, (1.0, 1): 0.7, (8.0, 0): 0.5, (8.0, 1): 0.4}
+    monkeypatch.setattr("tsd_lib.analysis.logits.run", lambda c: {
+        "method": c.method, "seed": c.seed, "accuracy": scores[c.loss_settings()["kd"]["tau"], c.seed],
+        "val_auc_pr": 0.9 if c.loss_settings()["kd"]["tau"] == 1.0 else 0.6})
+    runs = temperature_runs(profile, "D", teacher_seed=0)
+    assert sorted(runs["tau"].unique()) == [1.0, 8.0] and len(runs) == 4
+    with pytest.raises(ValueError, match="trains no 'dkd' students"):
+        temperature_runs(profile, "D", "dkd", teacher_seed=0)
+    ce = pd.DataFrame({"method": ["ce", "ce"], "accuracy": [0.76, 0.78]})
+    table, n = temperature_table(runs, ce, profile_tau=8.0)
+    assert list(table.index) == ["1", "8"] and table.index.name == "τ"
+    assert table.loc["1", "test accuracy"] == "0.750 ± 0.071" and table.loc["8", "note"] == "the profile's"
+    assert table.loc["1", "note"] == "validation's pick" and list(table.columns)[1] == "validation macro AUC-PR"
+    assert n["n_taus"] == 2 and n["n_below"] == 2 and n["reference"] == pytest.approx(0.77)
+    assert n["val_tau"] == 1.0 and n["val_mean"] == pytest.approx(0.75) and n["profile_mean"] == pytest.approx(0.45)
+    assert n["best_tau"] == 1.0 and n["best_mean"] == pytest.approx(0.75) and n["profile_tau"] == 8.0
+    assert n["val_side"] == "below" and n["val_size"] == pytest.approx(0.02) and n["val_reading"] == "within"
+    assert n["val_spread"] == pytest.approx(0.071)  # as quoted: np.std([0.8, 0.7], ddof=1) to 3 decimals
 
 
 def test_fidelity_view_has_a_panel_per_student_of_one_seed(monkeypatch):

@@ -165,25 +165,54 @@ def sensitivity_table(stats: dict[str, pd.DataFrame], metric: str = "auc_pr") ->
 
 def sensitivity_numbers(stats: dict[str, pd.DataFrame], metric: str = "auc_pr") -> dict[str, Any]:
     """For the prose, per known axis (:data:`AXIS_LABELS`; NaN and ``"not varied"`` for one the profile does not
-    vary): the spread of the per-value means of ``metric``, the mean seed std and the best value; and the axes
-    whose spread exceeds the seed std, in words (``"none"``; ``"none (one seed: no spread to compare
-    with)"``)."""
+    vary): the spread of the per-value means of ``metric``, the mean seed std and the best value, and in words
+    whether the spread exceeds the seed std (``{axis}_beyond``: ``"exceeds"``, ``"stays within"``, or
+    ``"cannot be compared with"`` for one seed or an axis not varied) and so whether the best value counts as a
+    finding (``{axis}_finding``: ``"counts"`` or ``"does not count"``); and the axes whose spread exceeds the
+    seed std, in words (``"none"``; ``"none (one seed: no spread to compare with)"``)."""
     out: dict[str, Any] = {}
     sensitive, one_seed = [], False
     for axis in AXIS_LABELS:
         agg = stats.get(axis)
         if agg is None or len(agg) < 2:
-            out |= {f"{axis}_spread": float("nan"), f"{axis}_noise": float("nan"), f"{axis}_best": "not varied"}
+            out |= {f"{axis}_spread": float("nan"), f"{axis}_noise": float("nan"), f"{axis}_best": "not varied",
+                    f"{axis}_beyond": "cannot be compared with", f"{axis}_finding": "does not count"}
             continue
         s = sensitivity(agg, metric)
         out |= {f"{axis}_spread": s["spread"], f"{axis}_noise": float("nan") if s["noise"] is None else s["noise"],
-                f"{axis}_best": _value(s["best"])}
+                f"{axis}_best": _value(s["best"]),
+                f"{axis}_beyond": {None: "cannot be compared with", True: "exceeds", False: "stays within"}[
+                    s["sensitive"]],
+                f"{axis}_finding": "counts" if s["sensitive"] else "does not count"}
         one_seed |= s["noise"] is None
         if s["sensitive"]:
             sensitive.append(AXIS_LABELS[axis])
     out["sensitive_axes"] = ", ".join(sensitive) or ("none (one seed: no spread to compare with)" if one_seed
                                                      else "none")
     return out
+
+
+def paired_changes(runs: pd.DataFrame, axis: str, value: Any, metric: str = "auc_pr") -> dict[str, Any]:
+    """Each seed's run at ``value`` of ``axis`` against the base run of the same seed (``runs`` from
+    :func:`ablation_runs`), for the prose: the changes of ``metric`` in seed order, signed, as text
+    (``changes``), the seed with the largest change in size and that change (``largest_seed``, ``largest``),
+    the largest change in size among the other seeds (``rest``, NaN with one seed), and the seed whose base run
+    scored lowest with that score (``low_seed``, ``low_base``) beside the other base runs' scores as text
+    (``other_bases``, ``"–"`` with one seed)."""
+    part = runs[runs["axis"] == axis]
+    base = part[part["base"]].set_index("seed")[metric].sort_index()
+    at = part[~part["base"] & (part["value"] == value)].set_index("seed")[metric].reindex(base.index)
+    if at.isna().all():
+        raise ValueError(f"no ablation run at {axis} = {value!r}")
+    change = (at - base).dropna()
+    largest = int(change.abs().idxmax())
+    rest = change.drop(largest).abs()
+    low = int(base.idxmin())
+    return {"changes": ", ".join(f"{c:+.3f}".replace("-", "−") for c in change),
+            "largest_seed": largest, "largest": float(change[largest]),
+            "rest": float(rest.max()) if len(rest) else float("nan"),
+            "low_seed": low, "low_base": float(base[low]),
+            "other_bases": ", ".join(f"{b:.3f}" for b in base.drop(low)) or "–"}
 
 
 def bank_vs_fresh(stats: dict[str, pd.DataFrame], runs: pd.DataFrame,

@@ -5,7 +5,7 @@ probabilities."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -15,13 +15,16 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from tsd_lib.analysis.tables import significant, students_table
+from tsd_lib.analysis.tables import gap_words, mean_std, significant, students_table
 from tsd_lib.experiment import RunConfig, RunStore, load_student, run
 from tsd_lib.losses import kd_loss
 from tsd_lib.metrics import softmax
 from tsd_lib.report import learning_curves
 from tsd_lib.report.style import COLUMN_WIDTH, NEUTRAL, method_color, other_color, panel_grid
 from tsd_lib.train import predict_logits
+
+if TYPE_CHECKING:
+    from tsd_lib.profiles import Profile
 
 #: The temperatures of the entropy curve (log-spaced).
 ENTROPY_GRID = np.geomspace(0.5, 64, 40)
@@ -163,3 +166,48 @@ def shared_loss_curves(histories: Mapping[str, Mapping[str, Any]], name: str, se
     history (``{"CE": history, "KD": history}``)."""
     return learning_curves(histories, keys=("train_ce", "val_loss"),
                            title=f"{name}: {' vs '.join(histories)} student, seed {seed} (vertical lines: best epoch)")
+
+
+def temperature_runs(profile: Profile, dataset: str, method: str = "kd", *, teacher_seed: int) -> pd.DataFrame:
+    """The records of ``method``'s students on ``dataset`` at every temperature the profile's main grid trains
+    (its ``grids`` entry, or the profile's own τ), one row per run with its temperature in a ``tau`` column
+    (a missing run is trained first)."""
+    configs = [c for c in profile.main_configs()
+               if c.dataset == dataset and c.method == method and c.teacher_seed == teacher_seed]
+    if not configs:
+        raise ValueError(f"the profile {profile.name!r} trains no {method!r} students on {dataset!r}")
+    return pd.DataFrame([{**run(c), "tau": float(c.loss_settings()[method]["tau"])} for c in configs])
+
+
+def temperature_table(runs: pd.DataFrame, reference: pd.DataFrame, *, profile_tau: float,
+                      metric: str = "accuracy", select_on: str = "val_auc_pr") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A distilled method at each temperature (``runs``, from :func:`temperature_runs`) against the students of
+    ``reference`` (one method's runs, CE say): a table for readers, one row per τ (test ``metric`` and
+    ``select_on`` as "mean ± std" over seeds, the profile's τ and the one validation picks marked), and the
+    numbers a chapter quotes: how many temperatures there are (``n_taus``) and at how many the mean test
+    ``metric`` lies below the reference's (``n_below``), the reference's mean (``reference``), the profile's
+    τ and its mean (``profile_tau``, ``profile_mean``), the τ with the best mean ``select_on`` (``val_tau``,
+    the way chapter 6 selects a setting) and its mean test ``metric`` (``val_mean``), and the best mean test
+    ``metric`` over the temperatures (``best_mean``) with its τ (``best_tau``); and the validation pick against
+    the reference as :func:`~tsd_lib.analysis.tables.mean_gap` reads it, to 3 decimals (``val_gap``,
+    ``val_size``, ``val_side``, ``val_spread``, ``val_reading``)."""
+    agg = runs.groupby("tau")[[metric, select_on]].agg(["mean", "std"]).sort_index()
+    ref, ref_std = float(reference[metric].mean()), float(reference[metric].std())
+    val_tau = float(agg[(select_on, "mean")].idxmax())
+    means = agg[(metric, "mean")]
+    mark = {t: ", ".join(w for w, on in (("the profile's", t == profile_tau), ("validation's pick", t == val_tau))
+                         if on) for t in agg.index}
+    table = pd.DataFrame({
+        f"test {metric.replace('_', ' ')}": [mean_std(agg.at[t, (metric, "mean")], agg.at[t, (metric, "std")],
+                                                      significant=3) for t in agg.index],
+        select_on.replace("val_", "validation ").replace("auc_pr", "macro AUC-PR"):
+            [mean_std(agg.at[t, (select_on, "mean")], agg.at[t, (select_on, "std")], significant=3)
+             for t in agg.index],
+        "note": [mark[t] for t in agg.index]}, index=pd.Index([f"{t:g}" for t in agg.index], name="τ"))
+    numbers = {"n_taus": len(agg), "n_below": int((means < ref).sum()), "reference": ref,
+               "profile_tau": float(profile_tau),
+               "profile_mean": float(means.get(profile_tau, np.nan)), "val_tau": val_tau,
+               "val_mean": float(means[val_tau]), "best_tau": float(means.idxmax()), "best_mean": float(means.max())}
+    gap = gap_words(means[val_tau], ref, [agg.at[val_tau, (metric, "std")], ref_std], decimals=3)  # as quoted
+    numbers |= {f"val_{k}": v for k, v in gap.items()}
+    return table, numbers

@@ -149,3 +149,45 @@ def readers_table(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str
     if view.index.name is None and pd.api.types.is_integer_dtype(view.index):  # row numbers, not a meaning
         styler = styler.hide(axis="index")
     return styler.set_caption(caption) if caption else styler
+
+
+def mean_gap(stats: pd.DataFrame, method: str, other: str, metric: str, *,
+             decimals: int | None = None) -> dict[str, Any]:
+    """How ``method``'s mean ``metric`` over seeds stands against ``other``'s (rows of :func:`seed_stats`), for
+    a chapter's prose: the difference of the means, ``method`` minus ``other`` (``gap``) and its size
+    (``size``); the side in a word (``side``: ``"above"``, ``"below"`` or ``"level with"``); the yardstick,
+    the larger of the two seed standard deviations (``spread``, NaN with one seed); and whether the difference
+    exceeds it, in words (``reading``: ``"larger than"``, ``"within"``, or ``"not comparable with"`` without
+    a spread). With ``decimals``, every number is taken as the prose shows it, rounded to that many decimals,
+    so that the difference a reader computes from the quoted means is the one quoted."""
+    return gap_words(stats.at[method, (metric, "mean")], stats.at[other, (metric, "mean")],
+                     [stats.at[m, (metric, "std")] for m in (method, other)], decimals=decimals)
+
+
+def gap_words(mean: float, other: float, stds: Sequence[float], *, decimals: int | None = None) -> dict[str, Any]:
+    """:func:`mean_gap` from two means and their seed standard deviations ``stds`` (NaN: one seed)."""
+    if decimals is not None:
+        mean, other, stds = round(float(mean), decimals), round(float(other), decimals), [
+            s if pd.isna(s) else round(float(s), decimals) for s in stds]
+    gap = float(mean - other) if decimals is None else round(float(mean - other), decimals)
+    spread = float("nan") if all(pd.isna(s) for s in stds) else float(np.nanmax(np.asarray(stds, dtype=float)))
+    side = "above" if gap > 0 else "below" if gap < 0 else "level with"
+    reading = "not comparable with" if np.isnan(spread) else "larger than" if abs(gap) > spread else "within"
+    return {"gap": gap, "size": abs(gap), "side": side, "spread": spread, "reading": reading}
+
+
+def against_reference(stats: pd.DataFrame, methods: Sequence[str], reference: str, metric: str) -> dict[str, Any]:
+    """Which of ``methods`` have a mean ``metric`` over seeds above ``reference``'s (rows of :func:`seed_stats`),
+    for a chapter's prose: their names (:func:`method_label`, ``", "``-joined, ``"none"`` when empty) and count,
+    all of them (``above``), those above by more than the seed spread (``above_beyond``) and those below by more
+    than it (``below_beyond``; the spread as :func:`mean_gap` takes it), and how many methods were compared
+    (``n``)."""
+    gaps = {m: mean_gap(stats, m, reference, metric) for m in methods if m != reference}
+    groups = {"above": [m for m, g in gaps.items() if g["side"] == "above"],
+              "above_beyond": [m for m, g in gaps.items() if g["side"] == "above" and g["reading"] == "larger than"],
+              "below_beyond": [m for m, g in gaps.items() if g["side"] == "below" and g["reading"] == "larger than"]}
+    out: dict[str, Any] = {"n": len(gaps)}
+    for name, group in groups.items():
+        out[name] = ", ".join(method_label(m) for m in group) or "none"
+        out[f"n_{name}"] = len(group)
+    return out

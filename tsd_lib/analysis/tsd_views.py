@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from tsd_lib import report
+from tsd_lib.analysis.tables import method_label
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig, get_dataset, load_student, load_teacher, run
 from tsd_lib.losses import TSDTerm, tsd_loss
@@ -142,13 +143,15 @@ def teacher_comparison_plots(X: np.ndarray, y: np.ndarray, maps: Mapping[str, np
 
 
 def before_after_maps(teacher: nn.Module, configs: Mapping[tuple[str, int], RunConfig], data: Dataset, *,
-                      seed: int, window: int, tau: float, n_show: int = 3) -> tuple[list[Figure], dict[str, Any]]:
-    """The teacher's, the CE student's (before) and the KD+TSD student's (after) maps on the first ``n_show``
-    test series (students of ``seed``, loaded from ``configs``), one figure per series, and each student's
-    per-series Spearman with the teacher (:func:`maps_against_teacher`)."""
+                      seed: int, window: int, tau: float, n_show: int = 3,
+                      after: Sequence[str] = ("kd+tsd",)) -> tuple[list[Figure], dict[str, Any]]:
+    """The teacher's, the CE student's (before) and the maps of the students of the methods ``after`` (KD+TSD
+    by default; labelled "KD+TSD student (after)") on the first ``n_show`` test series (students of ``seed``,
+    loaded from ``configs``), one figure per series, and each student's per-series Spearman with the teacher
+    (:func:`maps_against_teacher`)."""
     n = min(n_show, len(data.X_test))
     X, y = data.X_test[:n], data.y_test[:n]
     models = {"teacher": teacher, "CE student (before)": load_student(configs["ce", seed]),
-              "KD+TSD student (after)": load_student(configs["kd+tsd", seed])}
+              **{f"{method_label(m)} student (after)": load_student(configs[m, seed]) for m in after}}
     maps, rho = maps_against_teacher(models, X, y, data.X_train, data.y_train, window=window, tau=tau, seed=0)
     return teacher_comparison_plots(X, y, maps, rho, data.class_names, seed=seed), rho
