@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tsd_lib.analysis import choose_seed, matching_candidates
-from tsd_lib.archive import Archive, Records, archive_dir, extension_chain, study_source
+from tsd_lib.archive import Archive, Records, archive_dir, extension, extension_chain, study_source
 from tsd_lib.archive_making import export_archive, extensions_to_train, make_archive
 from tsd_lib.cli import main
 from tsd_lib.experiment import RunConfig, RunStore, StoreWarning, data_fingerprint
@@ -424,3 +424,23 @@ def test_the_certify_sample_covers_each_method_on_as_many_datasets_as_hold_it():
     sample = certify_sample(SimpleNamespace(entries=entries, manifest={}, path="-"))
     picked = {(e["config"]["dataset"], e["config"]["method"]) for e in sample}
     assert ("D1", "fitnets") in picked and len({d for d, m in picked if m == "ce"}) == 3 and len(sample) == 4
+
+
+def test_a_continuation_whose_first_run_is_only_archived_is_exported(tmp_path):
+    """After a code change the store holds a continuation but not the archived run it continues: the
+    export still finds the chain through the archive and adds the continuation."""
+    spec = {"name": "capped", "datasets": ["ItalyPowerDemand"], "methods": ["ce"], "seeds": [0],
+            "teacher": "fcn_small", "student": "fcn_small", "epochs": 2, "patience": 50, "teacher_epochs": 2,
+            "saliency_eval_series": 4, "extend_to": 2}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
+    make_archive(load_profile(tmp_path / "c.yaml"), RunStore(tmp_path / "first"), tmp_path / "out",
+                 show_progress=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**spec, "extend_to": 4}))
+    profile = load_profile(tmp_path / "c.yaml")
+    (config,) = profile.configs()
+    fresh = RunStore(tmp_path / "fresh")  # holds only the continuation
+    assert run_grid([extension(config)], fresh, show_progress=False).failed == 0 and not fresh.has(config)
+    manifest = export_archive(profile, fresh, tmp_path / "out")
+    assert manifest["runs"] == 1 and manifest["extensions"] == 1
+    archive = Archive.load(tmp_path / "out")
+    assert archive.converged_record(config)["epochs_run"] == 4

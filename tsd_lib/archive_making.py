@@ -105,8 +105,9 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     manifest. Runs not yet finished are counted as missing; exporting again adds them."""
     out = Path(out)
     lines: dict[str, list[str]] = defaultdict(list)
-    codes, counts, missing = set(), {"run": 0, "teacher": 0}, 0
-    chains = [extension_chain(c, store.has, store.load_record) for c in profile.configs()]
+    codes, counts, missing = set(), {"run": 0, "extension": 0, "teacher": 0}, 0
+    known = _Known(store, _by_signature(_current_entries(out, profile.data_dir)))  # a chain may start archived
+    chains = [extension_chain(c, known.has, known.load_record) for c in profile.configs()]
     runs, extends = [e for chain in chains for e in chain], {e.key(): ch[0].key() for ch in chains for e in ch[1:]}
     kinds = [("run", runs, store.has, store.load_record, RunConfig.key),
              ("teacher", profile_teachers(profile), store.has_teacher, store.load_teacher_record,
@@ -121,6 +122,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
             entry = {"kind": kind, "key": key(config), "config": _portable(config.to_dict()), "record": record}
             if kind == "run" and key(config) in extends:
                 entry["extends"] = extends[key(config)]
+                counts["extension"] += 1
             if kind == "run" and (faith := load_faithfulness(config, store)) is not None:
                 entry["faithfulness"] = faith
             lines[config.dataset].append(json.dumps(entry, sort_keys=True))
@@ -132,8 +134,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         kind = entry["kind"]
         counts[kind] += 1
         missing -= 1
-        if "extends" in entry:
-            extends[entry["key"]] = entry["extends"]
+        counts["extension"] += "extends" in entry
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
         if old.stem not in lines:
@@ -145,7 +146,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         "profile": profile.name, "description": profile.description, "command": command,
         "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
         "created": previous.get("created", _now()), "updated": _now(),
-        "runs": counts["run"] - len(extends), "extensions": len(extends), "teachers": counts["teacher"],
+        "runs": counts["run"] - counts["extension"], "extensions": counts["extension"], "teachers": counts["teacher"],
         "missing": max(missing, 0),
         **({"certified": previous["certified"]} if previous.get("certified") else {}),
     }
@@ -161,9 +162,8 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     what finished, and running it again resumes (the store keeps every finished run)."""
     total = GridSummary()
     configs, teachers = profile.configs(), profile_teachers(profile)
-    archived = Archive(Path(out)) if (Path(out) / MANIFEST).exists() else None
-    entries = [e for e in (archived.current_entries() if archived else []) if _same_data(e, profile.data_dir)]
-    kept = {run_signature(RunConfig.from_dict(e["config"])): e["record"] for e in entries if e["kind"] == "run"}
+    entries = _current_entries(Path(out), profile.data_dir)
+    kept = _by_signature(entries)
     current = set(kept) | {_entry_signature(e) for e in entries}
     known = _Known(store, kept)
     for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
@@ -187,6 +187,17 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
         total.errors += faith.errors
         export_archive(profile, store, out, command=command)
     return total
+
+
+def _current_entries(out: Path, data_dir: str | None) -> list[dict[str, Any]]:
+    """The entries of the archive at ``out`` the current code stands behind, on the data they were made on."""
+    archived = Archive(out) if (out / MANIFEST).exists() else None
+    return [e for e in (archived.current_entries() if archived else []) if _same_data(e, data_dir)]
+
+
+def _by_signature(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The run records among ``entries`` by :func:`~tsd_lib.archive.run_signature` (code-free)."""
+    return {run_signature(RunConfig.from_dict(e["config"])): e["record"] for e in entries if e["kind"] == "run"}
 
 
 def _same_data(entry: dict[str, Any], data_dir: str | None) -> bool:
