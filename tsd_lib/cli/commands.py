@@ -268,7 +268,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else archive_dir(profile.results_name)
     store = RunStore(args.store)
     print(f"profile {profile.name}: {len(profile.configs())} runs -> archive {out} (store {store.root})")
-    summary = make_archive(profile, store, out, n_jobs=args.n_jobs, command=f"tsd archive --profile {args.profile}",
+    command = f"tsd archive --profile {args.profile}" + (" --data-dir DIR" if args.data_dir else "")  # no local path
+    summary = make_archive(profile, store, out, n_jobs=args.n_jobs, command=command,
                            show_progress=False if args.quiet else None)
     print(summary)
     for err in summary.errors[:10]:
