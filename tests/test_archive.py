@@ -52,6 +52,8 @@ def test_export_holds_every_record_with_its_config(tiny):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["runs"] == 2 and manifest["teachers"] == 2 and manifest["missing"] == 0
     assert "tsd archive --profile tiny.yaml" in (out / "README.md").read_text()
+    assert manifest["datasets"] == {"ItalyPowerDemand": {"runs": 2, "of": 2, "continuations": 0, "teachers": 2}}
+    assert "| ItalyPowerDemand | 2 of 2 | 0 | 2 |" in (out / "README.md").read_text()
     assert not archive.stale
     facts = archive.facts()  # what a chapter glues: every record made by the current code
     assert (facts["profile"], facts["runs"], facts["teachers"], facts["earlier"]) == ("tiny", 2, 2, "none")
