@@ -102,11 +102,16 @@ def _kept_entries(out: Path, profile: Profile, exported: set[str]) -> list[dict[
 
 def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
     """Write the profile's finished records in ``store`` to the archive folder ``out``; return the
-    manifest. Runs not yet finished are counted as missing; exporting again adds them."""
+    manifest. The profile's runs and teachers finished nowhere (store or archive) are counted as
+    missing; exporting again adds them."""
     out = Path(out)
     lines: dict[str, list[str]] = defaultdict(list)
-    codes, counts, missing = set(), {"run": 0, "extension": 0, "teacher": 0}, 0
-    known = _Known(store, _by_signature(_current_entries(out, profile.data_dir)))  # a chain may start archived
+    codes, counts = set(), {"run": 0, "extension": 0, "teacher": 0}
+    archived = _current_entries(out, profile.data_dir)
+    known = _Known(store, _by_signature(archived))  # a chain may start in the archive (older, certified code)
+    teachers = {_entry_signature(e) for e in archived if e["kind"] == "teacher"}
+    missing = (sum(not known.has(c) for c in profile.configs())
+               + sum(not (store.has_teacher(t) or teacher_signature(t) in teachers) for t in profile_teachers(profile)))
     chains = [extension_chain(c, known.has, known.load_record) for c in profile.configs()]
     runs, extends = [e for chain in chains for e in chain], {e.key(): ch[0].key() for ch in chains for e in ch[1:]}
     kinds = [("run", runs, store.has, store.load_record, RunConfig.key),
@@ -115,7 +120,6 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     for kind, configs, has, load, key in kinds:
         for config in configs:
             if not has(config):
-                missing += 1
                 continue
             record = _portable(load(config))
             codes.add(record["code"])
@@ -133,7 +137,6 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         codes.add(entry["record"]["code"])
         kind = entry["kind"]
         counts[kind] += 1
-        missing -= 1
         counts["extension"] += "extends" in entry
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
@@ -155,7 +158,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
         "created": previous.get("created", _now()), "updated": _now(),
         "runs": counts["run"] - counts["extension"], "extensions": counts["extension"], "teachers": counts["teacher"],
-        "missing": max(missing, 0), "datasets": per_dataset,
+        "missing": missing, "datasets": per_dataset,
         **({"certified": previous["certified"]} if previous.get("certified") else {}),
     }
     atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
