@@ -277,7 +277,7 @@ def test_profile_teacher_starts_from_the_profile_base_config(monkeypatch):
         calls.append((config, data.name, store))
         return "model", {"test_accuracy": 0.5}
 
-    monkeypatch.setattr("tsd_lib.analysis.teachers.get_teacher", get_teacher)
+    monkeypatch.setattr("tsd_lib.analysis.teacher_views.get_teacher", get_teacher)
     smoke = load_profile("smoke")
     config, data, teacher, record = profile_teacher(smoke, "ItalyPowerDemand", "S", teacher_seed=3)
     assert config == smoke.base_config("ItalyPowerDemand", teacher_seed=3) and data.name == "ItalyPowerDemand"
@@ -298,7 +298,7 @@ def test_profile_teacher_studies_in_display_order(monkeypatch):
     assert (found.n_teachers, found.n_at_chance) == studies_at_chance(teacher_studies(smoke.teacher_study_configs(),
                                                                                       _TeacherStore()))
 
-    monkeypatch.setattr("tsd_lib.analysis.teachers.study_source", lambda profile, store: (load_profile("smoke"),
+    monkeypatch.setattr("tsd_lib.analysis.teacher_views.study_source", lambda profile, store: (load_profile("smoke"),
                                                                                           _TeacherStore()))
     archived = profile_teacher_studies(smoke, _TeacherStore())  # read from an archive: the same tables, no prose
     assert [type(o).__name__ for o in archived.outputs] == ["Styler"] * len(found.outputs)

@@ -84,7 +84,7 @@ def test_saliency_auprc_is_one_for_a_perfect_map_and_chance_for_a_flat_one():
 def test_faithfulness_study_on_the_planted_set(tmp_path):
     import yaml
 
-    from tsd_lib.analysis.faithfulness import faithfulness_section, faithfulness_study
+    from tsd_lib.analysis.faithfulness_views import faithfulness_section, faithfulness_study
     from tsd_lib.experiment import RunStore
     from tsd_lib.experiment.faithfulness import run_faithfulness
     from tsd_lib.grid import run_grid
@@ -126,7 +126,7 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
 def test_faithfulness_views_and_numbers_read_the_table():
     import pandas as pd
 
-    from tsd_lib.analysis.faithfulness import auprc_view, faithfulness_numbers, faithfulness_view
+    from tsd_lib.analysis.faithfulness_views import auprc_view, faithfulness_numbers, faithfulness_view
 
     table = pd.DataFrame([
         {"model": "teacher", "ranked by": "own saliency", "deletion area": 0.3, "insertion area": 0.8},

@@ -89,7 +89,7 @@ from tsd_lib.analysis import (  # noqa: E402
     kl_cdf_plot,
     reliability_plot,
 )
-from tsd_lib.analysis.faithfulness import faithfulness_figure, faithfulness_plot  # noqa: E402
+from tsd_lib.analysis.faithfulness_views import faithfulness_figure, faithfulness_plot  # noqa: E402
 from tsd_lib.report.style import (  # noqa: E402
     COLUMN_WIDTH,
     METHOD_COLORS,

@@ -50,7 +50,7 @@ from tsd_lib.analysis.experiments import (
     rank_table,
     teacher_scores,
 )
-from tsd_lib.analysis.faithfulness import (
+from tsd_lib.analysis.faithfulness_views import (
     curve_area,
     faithfulness_frame,
     faithfulness_plot,
@@ -162,7 +162,7 @@ from tsd_lib.analysis.tables import (
     student_runs,
     students_table,
 )
-from tsd_lib.analysis.teachers import (
+from tsd_lib.analysis.teacher_views import (
     OVERVIEW_COLUMNS,
     SEED_STUDY_COLUMNS,
     TEACHER_COLUMNS,
