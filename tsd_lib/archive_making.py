@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,23 +38,7 @@ from tsd_lib.experiment.faithfulness import load_faithfulness
 from tsd_lib.experiment.store import same_data
 from tsd_lib.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.profiles import Profile
-from tsd_lib.utils import atomic_write_bytes, versions
-
-
-def machine() -> dict[str, Any]:
-    """The machine's CPU, core count and GPU (if any)."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "system": platform.system()}
+from tsd_lib.utils import atomic_write_bytes, machine, versions
 
 
 def _now() -> str:

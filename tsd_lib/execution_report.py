@@ -9,8 +9,6 @@ statistics page is the model. Every value comes from the execution, never typed 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 import nbformat
 
-from tsd_lib import __version__
+from tsd_lib import __version__, utils
 from tsd_lib.experiment import RunStore
 from tsd_lib.provenance import results_digest
 
@@ -27,20 +25,8 @@ REPORT_PAGE = "execution_report.md"
 
 def machine() -> str:
     """The CPU model and core count, and the GPU when PyTorch sees one."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores"
-    import torch
-
-    if torch.cuda.is_available():
-        text += f"; GPU {torch.cuda.get_device_name(0)}"
-    return text
+    m = utils.machine()
+    return f"{m['cpu']}, {m['cores']} cores" + (f"; GPU {m['gpu']}" if m["gpu"] else "")
 
 
 def store_key_count(store: RunStore) -> int:

@@ -1,4 +1,5 @@
-"""Small helpers shared by every layer: progress bars, atomic writes, strict JSON, library versions.
+"""Small helpers shared by every layer: progress bars, atomic writes, strict JSON, library versions,
+the machine.
 
 None of them changes a number, so this module is outside :data:`tsd_lib.provenance.RESULTS_MODULES`
 (seeding and devices, which do, are in :mod:`tsd_lib.runtime`)."""
@@ -103,3 +104,19 @@ def versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover - aeon is a hard dependency
         pass
     return out
+
+
+def machine() -> dict[str, Any]:
+    """This machine: CPU model, core count, GPU (``None`` without one) and operating system."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "system": platform.system()}

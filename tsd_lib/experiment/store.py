@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from tsd_lib.experiment.config import RunConfig
 from tsd_lib.experiment.datasets import data_fingerprint
+from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.utils import atomic_write_json
 
 T = TypeVar("T")
@@ -38,8 +39,7 @@ def default_store() -> Path:
     """``$TSD_RUNS`` if set, else ``runs/`` at the project root (or the working directory)."""
     if os.environ.get("TSD_RUNS"):
         return Path(os.environ["TSD_RUNS"])
-    root = Path(__file__).resolve().parents[2]
-    return (root if (root / "pyproject.toml").exists() else Path.cwd()) / "runs"
+    return (PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()) / "runs"
 
 
 def read_json(path: Path, *, what: str = "record", fix: str = "it is retrained by the next `tsd grid`") -> Any:
