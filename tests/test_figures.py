@@ -288,7 +288,7 @@ def test_a_chapter_glues_a_figure_without_showing_it(monkeypatch):
 
 
 def test_the_critical_difference_diagram_draws_each_method_in_its_colour():
-    from tsd_lib.report.figures import method_critical_difference
+    from tsd_lib.report.cd_diagram import method_critical_difference
 
     rng = np.random.default_rng(3)
     means = pd.DataFrame(rng.uniform(size=(6, 4)), columns=["ce", "kd", "tsd", "dt2w"])

@@ -12,16 +12,17 @@ back with :func:`records_from_store`), so it also runs on results copied from an
 - ``records``: records as one frame, method order, setting labels, metric direction and names;
 - ``selection``: the validation-selected setting per (dataset, method) and test-selection inflation;
 - ``tables``: summaries (mean ± std over seeds), fidelity, average ranks, wins/ties/losses;
-- ``figures``: every figure, the report's and the chapters', and ``glue_figure`` (a chapter's numbered figure);
+- ``cd_diagram``: critical-difference diagrams (``critical_difference``, ``method_critical_difference``);
+- ``figures``: every other figure, the report's and the chapters', and ``glue_figure`` (a chapter's numbered figure);
 - ``style``: one colour and marker per method (``METHOD_COLORS``, ``method_color``), the column's width;
 - ``writer``: tables as CSV/Markdown/HTML files and :func:`write_report`.
 """
 
+from tsd_lib.report.cd_diagram import critical_difference, method_critical_difference
 from tsd_lib.report.figures import (
     DEFAULT_PAIRS,
     baseline_vs_tsd_scatter,
     compare_saliency,
-    critical_difference,
     fidelity_plot,
     glue_figure,
     learning_curves,
@@ -65,7 +66,8 @@ __all__ = [
     "method_colors", "method_marker",
     "DEFAULT_PAIRS", "FIDELITY_COLS", "GROUP_COLS", "HYPER_COLS", "LOWER_IS_BETTER", "METHOD_ORDER", "METRIC_LABELS",
     "SETTING_COLS", "Summary", "average_ranks", "baseline_vs_tsd_scatter", "compare_saliency", "critical_difference",
-    "fidelity_plot", "fidelity_table", "higher_is_better", "learning_curves", "metric_bars", "metric_label",
+    "method_critical_difference", "fidelity_plot", "fidelity_table", "higher_is_better", "learning_curves",
+    "metric_bars", "metric_label",
     "order_methods", "perturbation_examples", "records_from_store", "records_to_frame", "reliability_diagram",
     "saliency_line", "select", "selection_inflation", "selection_plot", "setting_label", "settings_table",
     "validation_ties",

@@ -1,6 +1,7 @@
 """Every figure: results figures for the report and the chapters, and the chapters' teaching figures.
 
-Results figures (critical difference, baseline vs TSD, fidelity, selection) are bare
+Results figures (baseline vs TSD, fidelity, selection; the critical-difference diagrams are in
+:mod:`tsd_lib.report.cd_diagram`) are bare
 ``Figure`` objects, outside pyplot, so :func:`tsd_lib.report.write_report` can save many
 without keeping them alive; a notebook shows one with ``display(fig)``. Teaching figures
 (saliency over series, learning curves, reliability, perturbations, metric bars) are
@@ -14,8 +15,7 @@ a figure with :func:`glue_figure` and a ``{glue:figure}`` block.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from tsd_lib.report.style import (
     method_marker,
     other_color,
 )
-from tsd_lib.report.tables import _complete
 
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("kd", "kd+tsd"), ("dkd", "dkd+tsd"), ("ce", "tsd"))
 
@@ -110,73 +109,6 @@ def _close(fig: Figure) -> None:
 
 
 # ----------------------------------------------------------------------------- results figures
-
-
-def critical_difference(
-    mean_frame: pd.DataFrame, path: str | Path | None = None, *, higher_is_better: bool = True,
-    alpha: float = 0.1, title: str | None = None,
-) -> Figure:
-    """aeon's critical-difference diagram (Wilcoxon + Holm cliques) of a dataset x method frame.
-
-    Uses datasets where every method ran. With fewer than 2 datasets or 2 methods (or when aeon
-    fails) a placeholder figure saying why is drawn instead; never raises for small inputs.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        full = _complete(mean_frame)
-    n_data, n_methods = full.shape
-    if n_data < 2 or n_methods < 2:
-        why = (f"Critical-difference diagram needs >= 2 datasets and >= 2 methods with complete results;\n"
-               f"have {n_data} dataset(s) x {n_methods} method(s).")
-        return _save(_placeholder(why, title or ""), path)
-    try:
-        from aeon.visualisation import plot_critical_difference
-
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            fig, ax = plot_critical_difference(
-                full.to_numpy(dtype=float), [str(c) for c in full.columns], lower_better=not higher_is_better,
-                alpha=alpha, width=7, textspace=1.6,
-            )
-        _close(fig)
-    except Exception as exc:  # noqa: BLE001 - a report must not die on a plotting corner case
-        return _save(_placeholder(f"Critical-difference diagram failed: {exc}", title or ""), path)
-    ax.set_title(title or f"Average ranks over {n_data} datasets (alpha={alpha}, Wilcoxon-Holm cliques)",
-                 fontsize=9, pad=4)
-    return _save(fig, path)
-
-
-def method_critical_difference(
-    mean_frame: pd.DataFrame, path: str | Path | None = None, *, labels: Callable[[str], str] | None = None,
-    higher_is_better: bool = True, alpha: float = 0.1, title: str | None = None,
-) -> Figure:
-    """:func:`critical_difference` with each method's line, rank and name in its one colour
-    (:func:`~tsd_lib.report.style.method_color`; a column that names no method gets an other colour),
-    the methods shown as ``labels`` names them (a function of the column name, e.g. the book's method
-    names), and no title unless given (a chapter's caption says what it shows)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        full = _complete(mean_frame)
-    if full.shape[0] < 2 or full.shape[1] < 2:
-        return critical_difference(mean_frame, path, higher_is_better=higher_is_better, alpha=alpha, title=title)
-    names = [str(labels(c)) if labels else str(c) for c in full.columns]
-    colours = {n: method_color(c, default=other_color(i)) for i, (c, n) in enumerate(zip(full.columns, names,
-                                                                                        strict=True))}
-    try:
-        from aeon.visualisation import plot_critical_difference
-
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            fig, ax = plot_critical_difference(
-                full.to_numpy(dtype=float), names, highlight=colours, lower_better=not higher_is_better,
-                alpha=alpha, width=7, textspace=1.6,
-            )
-        _close(fig)
-    except Exception as exc:  # noqa: BLE001 - a report must not die on a plotting corner case
-        return _save(_placeholder(f"Critical-difference diagram failed: {exc}", title or ""), path)
-    if title:
-        ax.set_title(title, fontsize=9, pad=4)
-    return _save(fig, path)
 
 
 def baseline_vs_tsd_scatter(

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from tsd_lib.report.cd_diagram import critical_difference
 from tsd_lib.report.figures import (
     _close,
     _save,
     baseline_vs_tsd_scatter,
-    critical_difference,
     fidelity_plot,
     selection_plot,
 )
