@@ -446,3 +446,24 @@ def test_a_continuation_whose_first_run_is_only_archived_is_exported(tmp_path):
     assert manifest["runs"] == 1 and manifest["extensions"] == 1
     archive = Archive.load(tmp_path / "out")
     assert archive.converged_record(config)["epochs_run"] == 4
+
+
+def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_path):
+    """A run archived (by older, certified code) without its faithfulness, on a machine whose store
+    lacks its model: tsd archive trains that run again, measures it and keeps the same record."""
+    profile, _, out = tiny
+    arch = _copy(out, tmp_path / "arch")
+    (path,) = arch.glob("*.jsonl")
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    ce = next(e for e in entries if e["kind"] == "run" and e["config"]["method"] == "ce")
+    del ce["faithfulness"]
+    path.write_text("\n".join(json.dumps(e, sort_keys=True) for e in entries) + "\n")
+    store = RunStore(tmp_path / "fresh")
+    summary = make_archive(profile, store, arch, show_progress=False)
+    config = RunConfig.from_dict(ce["config"])
+    assert summary.done == 1 and store.has(config)  # only the unmeasured run, not kd+tsd
+    assert not store.has(next(c for c in profile.configs() if c.method == "kd+tsd"))
+    archive = Archive.load(arch)
+    assert archive.faithfulness(config)["key"] == ce["key"]
+    timeless = lambda record: {k: v for k, v in record.items() if not k.endswith("seconds")}  # noqa: E731
+    assert timeless(archive.load_record(config)) == timeless(ce["record"])

@@ -2,7 +2,8 @@
 
 :func:`make_archive` (``tsd archive``) trains one dataset at a time what the archive at its folder
 does not already hold for the current code (:meth:`~tsd_lib.archive.Archive.current_entries`),
-measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`)
+measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`;
+an archived run without it, made by older certified code, is trained again to have a model to measure)
 and calls :func:`export_archive`, which writes the store's finished records into the folder with
 the entries it keeps, a ``manifest.json`` and a generated ``README.md``. :func:`write_certificate`
 records ``tsd verify --certify``'s outcome in the manifest.
@@ -160,27 +161,32 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     kept = _by_signature(entries)
     current = set(kept) | {_entry_signature(e) for e in entries}
     known = _Known(store, kept)
+    measured = {run_signature(RunConfig.from_dict(e["config"])) for e in entries if "faithfulness" in e}
     for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
         todo = [c for c in configs if c.dataset == dataset and run_signature(c) not in current]
         needed = [t for t in teachers if t.dataset == dataset and teacher_signature(t) not in current]
-        summary = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed)
-        for name in ("total", "skipped", "done", "failed", "seconds"):
-            setattr(total, name, getattr(total, name) + getattr(summary, name))
-        total.errors += summary.errors
+        _add(total, run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed))
         while todo := extensions_to_train([c for c in configs if c.dataset == dataset], known, profile.extend_to):
-            extra = run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress)
-            for name in ("total", "done", "failed", "seconds"):
-                setattr(total, name, getattr(total, name) + getattr(extra, name))
-            total.errors += extra.errors
-            if extra.failed:
+            if _add(total, run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress)).failed:
                 break
         final = [extension_chain(c, known.has, known.load_record)[-1] for c in configs if c.dataset == dataset]
+        unmeasured = [c for c in final if known.has(c) and not store.has(c) and run_signature(c) not in measured]
+        if unmeasured:  # archived by older (certified) code: the current code remakes the model to measure
+            _add(total, run_grid(unmeasured, store, n_jobs=n_jobs, show_progress=show_progress))
         faith = measure_faithfulness([c for c in final if store.has(c)], store, n_jobs=n_jobs,
                                      show_progress=show_progress)
         total.failed += faith.failed
         total.errors += faith.errors
         export_archive(profile, store, out, command=command)
     return total
+
+
+def _add(total: GridSummary, part: GridSummary) -> GridSummary:
+    """Add ``part``'s counts and errors to ``total``; return ``part``."""
+    for name in ("total", "skipped", "done", "failed", "seconds"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.errors += part.errors
+    return part
 
 
 def _current_entries(out: Path, data_dir: str | None) -> list[dict[str, Any]]:
