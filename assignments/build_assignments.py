@@ -190,7 +190,7 @@ def record_expected(folder: str, source: nbformat.NotebookNode) -> dict:
     """Execute the reference solution (default parameters, CPU) and keep the tagged cells' output."""
     import papermill  # only needed when a solution changed
 
-    from tsd_lib.book import environment
+    from tsd_lib.book.reproduce import environment
 
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "solution.ipynb", Path(tmp) / "executed.ipynb"

@@ -33,10 +33,10 @@ os.environ.setdefault("TSD_PROGRESS", "0")
 from distributed import Client, LocalCluster  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
-from tsd_lib.dask_backend import local_cluster, preserved_environ  # noqa: E402
 from tsd_lib.experiment import RunStore  # noqa: E402
-from tsd_lib.grid import run_grid  # noqa: E402
 from tsd_lib.profiles import load_profile  # noqa: E402
+from tsd_lib.runs.dask_backend import local_cluster, preserved_environ  # noqa: E402
+from tsd_lib.runs.grid import run_grid  # noqa: E402
 from tsd_lib.utils import atomic_write_json, versions  # noqa: E402
 
 N_RUNS = 12

@@ -7,19 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsd_lib.analysis import (
-    budget_frame,
-    budget_gap,
-    budget_plot,
-    budget_table,
-    capped_runs,
-    converged_only,
-    convergence_audit,
-    nearest_budget,
-    published_fcn,
-    seed_study,
-    teacher_table,
-)
+from tsd_lib.analysis.audit import capped_runs, converged_only, convergence_audit
+from tsd_lib.analysis.budget import budget_frame, budget_gap, budget_plot, budget_table, nearest_budget
+from tsd_lib.analysis.published import published_fcn
+from tsd_lib.analysis.teacher_views import seed_study, teacher_table
 from tsd_lib.experiment import RunConfig, RunStore, get_dataset, get_teacher
 
 matplotlib.use("Agg")
@@ -119,8 +110,16 @@ def _score(config):
 
 
 def test_ablation_tables_and_sensitivity_follow_the_runs(tmp_path):
-    from tsd_lib.analysis import ablation_runs, ablation_stats, ablation_table, bank_vs_fresh
-    from tsd_lib.analysis.ablations import ablation_setting, paired_changes, sensitivity_numbers, sensitivity_table
+    from tsd_lib.analysis.ablations import (
+        ablation_runs,
+        ablation_setting,
+        ablation_stats,
+        ablation_table,
+        bank_vs_fresh,
+        paired_changes,
+        sensitivity_numbers,
+        sensitivity_table,
+    )
 
     profile = _ablation_profile(tmp_path)
     runs = ablation_runs(profile, _FakeSource(profile, _score))
@@ -165,7 +164,7 @@ def test_ablation_tables_and_sensitivity_follow_the_runs(tmp_path):
 
 
 def test_matching_candidates():
-    from tsd_lib.analysis import matching_candidates
+    from tsd_lib.analysis.teacher_views import matching_candidates
     from tsd_lib.profiles import load_profile
 
     quick, studies = load_profile("quick"), load_profile("studies")

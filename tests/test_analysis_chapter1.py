@@ -10,38 +10,41 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from tsd_lib.analysis import (
-    ARCH,
-    METRIC_COLUMNS,
-    SEED_STUDY_COLUMNS,
-    architecture_table,
-    archived_runs,
-    book_teacher_configs,
-    chapter_teachers,
+from tsd_lib.analysis.architectures import ARCH, architecture_table
+from tsd_lib.analysis.data_views import (
     class_examples_plot,
     class_share_gap,
     class_share_plot,
     confidence_plot,
-    literature_gaps,
-    literature_plot,
-    mean_std,
-    method_label,
     model_confidence_plot,
-    paper_pair,
     preprocessing_check,
     preprocessing_plot,
     preprocessing_stages,
     preprocessing_view,
-    profile_study_picks,
-    profile_teacher,
-    profile_teacher_studies,
+    split_counts,
+)
+from tsd_lib.analysis.seed_tables import (
+    METRIC_COLUMNS,
+    archived_runs,
+    mean_std,
+    method_label,
     readers_table,
     seed_stats,
     seed_table,
     significant,
-    split_counts,
     student_runs,
     students_table,
+)
+from tsd_lib.analysis.teacher_views import (
+    SEED_STUDY_COLUMNS,
+    book_teacher_configs,
+    chapter_teachers,
+    literature_gaps,
+    literature_plot,
+    paper_pair,
+    profile_study_picks,
+    profile_teacher,
+    profile_teacher_studies,
     studies_at_chance,
     study_overview,
     teacher_histories,
@@ -106,7 +109,7 @@ def test_student_runs_cover_every_method_and_seed(monkeypatch):
     assert configs["kd", 1] == smoke.base_config("ItalyPowerDemand", teacher_seed=3, method="kd", seed=1)
     assert frame[["method", "seed"]].values.tolist() == [["ce", 0], ["ce", 1], ["kd", 0], ["kd", 1]]
     trained = []
-    monkeypatch.setattr("tsd_lib.analysis.tables.run", lambda config: trained.append(config) or {"method": "ce"})
+    monkeypatch.setattr("tsd_lib.analysis.seed_tables.run", lambda config: trained.append(config) or {"method": "ce"})
     _, frame = student_runs(smoke, "ItalyPowerDemand", ["ce"], teacher_seed=3)  # no source: run trains what is missing
     assert trained == [configs["ce", 0], configs["ce", 1]] and list(frame["method"]) == ["ce", "ce"]
 

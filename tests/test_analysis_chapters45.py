@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tsd_lib.analysis import (
+from tsd_lib.analysis.saliency_views import (
     BASELINE_FORMAT,
     BASELINE_LABELS,
     SYNTHETIC_MAPS,
     baseline_maps,
     baseline_table,
     baselines_plot,
-    before_after_maps,
-    first_batch,
-    followed_heatmaps,
-    grad_norm,
     gradient_maps,
     methods_plot,
     perturbed_copies_plot,
@@ -27,8 +23,14 @@ from tsd_lib.analysis import (
     planted_series_plot,
     series_tensors,
     teacher_maps_plot,
-    tsd_setting,
     window_shifts,
+)
+from tsd_lib.analysis.tsd_views import (
+    before_after_maps,
+    first_batch,
+    followed_heatmaps,
+    grad_norm,
+    tsd_setting,
 )
 from tsd_lib.metrics import saliency_precision
 from tsd_lib.models import SMOKE_SETTINGS, build_model

@@ -10,29 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsd_lib.analysis import (
-    DT2W_PER_BATCH_CODES,
+from tsd_lib.analysis.audit import convergence_audit
+from tsd_lib.analysis.budget import budget_frame
+from tsd_lib.analysis.claims import (
     HEADLINE,
     SALIENCY,
-    across_datasets,
-    budget_frame,
     budget_gains,
     budget_numbers,
-    by_method,
     claims_table,
-    convergence_audit,
     gains_plot,
-    grid_values,
     headline_table,
-    inflation_views,
     method_means,
-    old_dt2w,
-    old_dt2w_numbers,
-    pair_views,
-    rank_table,
-    shown_records,
     strong_teacher_claims,
-    teacher_scores,
     tsd_gains,
     verdict_lines,
     verdict_table,
@@ -45,11 +34,18 @@ from tsd_lib.analysis.experiments import (
     budget_gains_view,
     capped_table,
     grid_numbers,
+    grid_values,
+    inflation_views,
     pair_change_numbers,
+    pair_views,
+    rank_table,
     selection_numbers,
+    teacher_scores,
     tsd_pair_changes,
     wtl_view,
 )
+from tsd_lib.analysis.paper_views import DT2W_PER_BATCH_CODES, old_dt2w, old_dt2w_numbers, shown_records
+from tsd_lib.analysis.seed_tables import across_datasets, by_method
 from tsd_lib.analysis.teacher_quality import teacher_quality
 from tsd_lib.analysis.verdicts import claims, claims_by_arm, verdict_summary
 from tsd_lib.report import records_to_frame, win_tie_loss
@@ -334,7 +330,7 @@ def _fake_paper():
 
 
 def test_old_dt2w_flags_the_per_batch_adapter(monkeypatch):
-    import tsd_lib.analysis.paper_archive as pa
+    import tsd_lib.analysis.paper_views as pa
 
     monkeypatch.setattr(pa, "is_current", lambda record, manifest: record.get("code") == "current")
     paper = _fake_paper()
@@ -408,7 +404,7 @@ def test_ties_view_and_numbers():
 
 def test_scroll_box_keeps_the_caption_above_a_box_that_scrolls_sideways():
     from tsd_lib.analysis.claims import scroll_box
-    from tsd_lib.analysis.tables import readers_table
+    from tsd_lib.analysis.seed_tables import readers_table
 
     styler = readers_table(pd.DataFrame({"CE": ["0.912 ± 0.015"]}, index=pd.Index(["A"], name="dataset")),
                            caption="Macro AP per dataset")

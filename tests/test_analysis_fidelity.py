@@ -10,18 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsd_lib.analysis import (
-    cost_tables,
+from tsd_lib.analysis.costs import cost_tables, profiles_table
+from tsd_lib.analysis.fidelity_views import (
+    beyond_accuracy_numbers,
     ece_table,
+    ece_text,
     kl_cdf_plot,
-    profiles_table,
     reliability_plot,
-    seed_stats,
     substitution,
     substitution_text,
     tsd_colors,
 )
-from tsd_lib.analysis.fidelity_views import beyond_accuracy_numbers, ece_text
+from tsd_lib.analysis.seed_tables import seed_stats
 from tsd_lib.metrics import ece
 from tsd_lib.report import metric_bars
 from tsd_lib.report.style import METHOD_COLORS
@@ -139,7 +139,7 @@ def test_profiles_and_cost_tables():
 def test_predictions_on_test_train_missing_runs_and_read_every_seed(tmp_path):
     import yaml
 
-    from tsd_lib.analysis import predictions_on_test
+    from tsd_lib.analysis.fidelity_views import predictions_on_test
     from tsd_lib.experiment import RunStore
     from tsd_lib.profiles import load_profile
 

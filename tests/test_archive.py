@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
-from tsd_lib.analysis import choose_seed, matching_candidates
-from tsd_lib.archive import Archive, Records, archive_dir, extension, extension_chain, study_source
-from tsd_lib.archive_making import export_archive, extensions_to_train, make_archive
+from tsd_lib.analysis.teacher_views import choose_seed, matching_candidates
 from tsd_lib.cli import main
 from tsd_lib.experiment import RunConfig, RunStore, StoreWarning, data_fingerprint
-from tsd_lib.grid import run_grid
 from tsd_lib.profiles import load_profile
 from tsd_lib.report import records_to_frame
+from tsd_lib.runs.archive import Archive, Records, archive_dir, extension, extension_chain, study_source
+from tsd_lib.runs.archive_making import export_archive, extensions_to_train, make_archive
+from tsd_lib.runs.grid import run_grid
 
 TINY = {
     "name": "tiny", "description": "two runs and a two-seed teacher study",
@@ -70,7 +70,7 @@ def test_records_are_found_after_the_code_changed_and_marked_stale(tiny, monkeyp
     config = profile.configs()[0]
     before = config.key()
     monkeypatch.setattr("tsd_lib.experiment.config.results_digest", lambda: "0000000000000000")
-    monkeypatch.setattr("tsd_lib.certification.results_digest", lambda: "0000000000000000")
+    monkeypatch.setattr("tsd_lib.runs.certification.results_digest", lambda: "0000000000000000")
     assert config.key() != before  # a run store would retrain it ...
     archive = Archive.load(out)
     assert archive.has(config) and archive.stale  # ... the archive still shows it, marked as made by other code
@@ -150,7 +150,7 @@ def test_committed_studies_archive_is_complete():
 
 
 def test_committed_paper_archive_holds_the_required_sets_converged():
-    from tsd_lib.analysis.paper_archive import load_paper_archive
+    from tsd_lib.analysis.paper_views import load_paper_archive
 
     paper = load_paper_archive("paper")
     assert paper.archive.profile == "paper-offline" and paper.profile.results_name == "paper"
@@ -184,7 +184,7 @@ def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
 
 
 def test_exported_entries_carry_no_machine_paths(tiny):
-    from tsd_lib.archive_making import _portable
+    from tsd_lib.runs.archive_making import _portable
 
     assert _portable({"data_dir": "/some/where", "a": 1}) == {"data_dir": None, "a": 1}
     _, _, out = tiny
@@ -193,14 +193,14 @@ def test_exported_entries_carry_no_machine_paths(tiny):
 
 
 def test_paper_archive_coverage_results_and_cost(tmp_path):
-    from tsd_lib.analysis.paper_archive import (
+    from tsd_lib.analysis.paper_views import (
         coverage_and_cost,
         faithfulness_table,
         load_paper_archive,
         paper_results,
         weights_view,
     )
-    from tsd_lib.grid import measure_faithfulness
+    from tsd_lib.runs.grid import measure_faithfulness
 
     spec = {"name": "tiny-paper", "datasets": ["ItalyPowerDemand", "synthetic"], "methods": ["ce", "tsd"],
             "seeds": [0, 1], "tsd_weights": [0.1, 10.0], "teacher": "fcn_small", "student": "fcn_small", "epochs": 2,
@@ -250,7 +250,7 @@ def test_paper_archive_coverage_results_and_cost(tmp_path):
 
 
 def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
-    from tsd_lib.analysis.paper_archive import extension_numbers, load_paper_archive
+    from tsd_lib.analysis.paper_views import extension_numbers, load_paper_archive
 
     spec = {"name": "capped", "datasets": ["ItalyPowerDemand"], "methods": ["ce"], "seeds": [0],
             "teacher": "fcn_small", "student": "fcn_small", "epochs": 2, "patience": 50, "teacher_epochs": 2,
@@ -357,7 +357,7 @@ def test_certify_marks_a_results_changing_method_stale_and_archive_retrains_it(t
 
 
 def test_certificates_chain_method_by_method():
-    from tsd_lib.certification import archive_code, is_current
+    from tsd_lib.runs.certification import archive_code, is_current
 
     cert = {"teachers": True, "sample": [], "date": "-"}
     manifest = {"certified": {"B": {**cert, "equals": ["A"], "methods": {"ce": True, "kd": False}},
@@ -415,7 +415,7 @@ def test_an_archived_record_of_other_data_is_retrained(tiny, tmp_path):
 def test_the_certify_sample_covers_each_method_on_as_many_datasets_as_hold_it():
     from types import SimpleNamespace
 
-    from tsd_lib.verify import certify_sample
+    from tsd_lib.runs.verify import certify_sample
 
     def entry(dataset, method, seed):
         return {"kind": "run", "key": f"{dataset}-{method}-{seed}", "record": {"code": "A", "method": method},

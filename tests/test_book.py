@@ -14,15 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tsd_lib.book import (
-    CHAPTER_DIR,
-    chapter_fingerprint,
-    chapter_stems,
-    provenance_facts,
-    reproduce,
-    select_chapters,
-)
-from tsd_lib.execution_report import (
+from tsd_lib.book.chapter_facts import provenance_facts
+from tsd_lib.book.execution_report import (
     REPORT_PAGE,
     chapter_title,
     execution_entry,
@@ -30,11 +23,18 @@ from tsd_lib.execution_report import (
     machine,
     write_execution_report,
 )
+from tsd_lib.book.landing import FINDING_FIGURE, FINDING_PAGE, finding_summary, write_finding
+from tsd_lib.book.reproduce import (
+    CHAPTER_DIR,
+    chapter_fingerprint,
+    chapter_stems,
+    reproduce,
+    select_chapters,
+)
+from tsd_lib.book.site_check import check_site, chromium, inspect_page, offline_browser, screenshots
 from tsd_lib.experiment import RunStore
-from tsd_lib.landing import FINDING_FIGURE, FINDING_PAGE, finding_summary, write_finding
 from tsd_lib.profiles import load_profile
 from tsd_lib.provenance import results_digest
-from tsd_lib.site_check import check_site, chromium, inspect_page, offline_browser, screenshots
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = chromium()
@@ -174,7 +174,7 @@ def test_chapter_fingerprint_tracks_its_inputs(tmp_path):
 
 
 def test_unknown_chapter_fails_before_any_training(tmp_path, monkeypatch):
-    import tsd_lib.book as book
+    import tsd_lib.book.reproduce as book
 
     monkeypatch.setattr(book, "run_grid", lambda *a, **k: pytest.fail("the grid ran"))
     with pytest.raises(ValueError, match="no chapter numbered"):
@@ -320,12 +320,20 @@ def test_site_opened_from_disk_typesets_math(site):
     assert report.math and not report.problems and not blocked, report.problems + blocked
 
 
-def test_only_code_chapters_run_keys_their_fingerprint():
-    from tsd_lib.book import chapter_library_files
+def test_only_code_a_chapter_runs_keys_its_fingerprint():
+    """A chapter's fingerprint hashes the modules its own imports load: chapter 9 (the results page) loads
+    the claims engine, chapter 2 (logits) does not; neither loads the grader or the CLI."""
+    from tsd_lib.book.reproduce import chapter_imports, chapter_library_files
 
-    names = {str(p.relative_to(REPO / "tsd_lib")) for p in chapter_library_files()}
-    assert {"analysis/verdicts.py", "report/figures.py", "experiment/runner.py", "losses/tsd.py"} <= names
-    assert not [n for n in names if n.startswith(("grading/", "cli/"))]
+    assert "tsd_lib.analysis.verdicts" in chapter_imports(REPO / "notebooks/09_results.ipynb")
+    names = {}
+    for stem in ("02_logit_distillation", "09_results"):
+        files = chapter_library_files(REPO / f"notebooks/{stem}.ipynb")
+        names[stem] = {str(p.relative_to(REPO / "tsd_lib")) for p in files}
+    assert {"analysis/verdicts.py", "runs/archive.py", "experiment/runner.py"} <= names["09_results"]
+    assert {"analysis/logits.py", "losses/logit.py", "train.py"} <= names["02_logit_distillation"]
+    assert "analysis/verdicts.py" not in names["02_logit_distillation"]
+    assert not [n for files in names.values() for n in files if n.startswith(("grading/", "cli/"))]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package 'chromium')")

@@ -9,8 +9,8 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DictionaryObject, FloatObject, NameObject, TextStringObject
 
-from tsd_lib import site_check
-from tsd_lib.book_pdf import PrintedPage, build_pdf, merge_pdfs, toc_pages
+from tsd_lib.book import site_check
+from tsd_lib.book.pdf import PrintedPage, build_pdf, merge_pdfs, toc_pages
 from tsd_lib.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

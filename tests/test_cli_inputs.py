@@ -20,17 +20,17 @@ STUDIES = REPO / "results" / "studies"
 @pytest.fixture
 def no_work(monkeypatch):
     """Any training, grading or archiving started by a command fails the test."""
-    import tsd_lib.archive_making
     import tsd_lib.experiment
     import tsd_lib.grading.grader
-    import tsd_lib.grid
-    import tsd_lib.verify
+    import tsd_lib.runs.archive_making
+    import tsd_lib.runs.grid
+    import tsd_lib.runs.verify
 
     def started(*a, **k):
         pytest.fail("work started before the bad input was refused")
 
-    for module, name in [(tsd_lib.experiment, "run"), (tsd_lib.verify, "run"), (tsd_lib.grid, "run_grid"),
-                         (tsd_lib.archive_making, "make_archive"), (tsd_lib.grading.grader, "grade_notebook")]:
+    for module, name in [(tsd_lib.experiment, "run"), (tsd_lib.runs.verify, "run"), (tsd_lib.runs.grid, "run_grid"),
+                         (tsd_lib.runs.archive_making, "make_archive"), (tsd_lib.grading.grader, "grade_notebook")]:
         monkeypatch.setattr(module, name, started)
 
 
@@ -108,9 +108,9 @@ def test_the_memory_limit_below_a_reference_solution_is_refused_and_explained(ca
 
 @pytest.mark.parametrize("command", ["grid", "archive", "reproduce"])
 def test_n_jobs_above_the_cores_is_capped_with_a_warning(command, capsys, monkeypatch, tmp_path):
-    import tsd_lib.archive_making
-    import tsd_lib.book
-    import tsd_lib.grid
+    import tsd_lib.book.reproduce
+    import tsd_lib.runs.archive_making
+    import tsd_lib.runs.grid
 
     seen = {}
 
@@ -118,14 +118,14 @@ def test_n_jobs_above_the_cores_is_capped_with_a_warning(command, capsys, monkey
         seen["n_jobs"] = n_jobs
         raise ValueError("stopped here by the test")
 
-    monkeypatch.setattr(tsd_lib.grid, "run_grid", fake)
-    monkeypatch.setattr(tsd_lib.archive_making, "make_archive", fake)
-    monkeypatch.setattr(tsd_lib.book, "reproduce", fake)
+    monkeypatch.setattr(tsd_lib.runs.grid, "run_grid", fake)
+    monkeypatch.setattr(tsd_lib.runs.archive_making, "make_archive", fake)
+    monkeypatch.setattr(tsd_lib.book.reproduce, "reproduce", fake)
     argv = [command, "--profile", "smoke", "--store", str(tmp_path / "store"), "--n-jobs", "100000"]
     assert main(argv + (["--out", str(tmp_path / "archive")] if command == "archive" else [])) == 2
-    assert seen["n_jobs"] == tsd_lib.grid.cores()
+    assert seen["n_jobs"] == tsd_lib.runs.grid.cores()
     err = capsys.readouterr().err
-    assert f"--n-jobs 100000 is more than the {tsd_lib.grid.cores()} cores here" in err
+    assert f"--n-jobs 100000 is more than the {tsd_lib.runs.grid.cores()} cores here" in err
     assert "Traceback" not in err
 
 
@@ -173,7 +173,7 @@ def _run_line() -> dict:
 
 @pytest.mark.parametrize("field", ["kind", "key", "record"])
 def test_an_archive_line_missing_a_field_names_file_and_line(field, capsys, no_work, tmp_path):
-    from tsd_lib.archive import Archive
+    from tsd_lib.runs.archive import Archive
 
     entry = _run_line()
     good = json.dumps(entry)

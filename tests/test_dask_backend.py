@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from tsd_lib.dask_backend import dask_client, dask_map, local_cluster, preserved_environ
+from tsd_lib.runs.dask_backend import dask_client, dask_map, local_cluster, preserved_environ
 
 
 class _MallInfo2(ctypes.Structure):
@@ -39,7 +39,7 @@ def mmapped_blocks_for_1mib() -> int:
 
 
 def probe(relax: bool = False) -> dict:
-    from tsd_lib.dask_backend import relax_malloc_trim
+    from tsd_lib.runs.dask_backend import relax_malloc_trim
 
     relaxed = relax_malloc_trim() if relax else None
     return {"relaxed": relaxed, "mmapped": mmapped_blocks_for_1mib(),

@@ -12,9 +12,9 @@ from tsd_lib import data as D
 from tsd_lib.data import (
     Dataset,
     DatasetNotAvailableError,
-    archive,
     available_datasets,
     dataset_info,
+    download,
     encode_labels,
     load_dataset,
     make_synthetic,
@@ -90,8 +90,8 @@ def test_name_matching_and_aliases():
     assert load_dataset("gun_point", val_fraction=0).name == "GunPoint"
     assert load_dataset("GUNPOINT", val_fraction=0).X_val.shape == (0, 1, 150)
     assert load_dataset("italy_power_demand").name == "ItalyPowerDemand"
-    assert archive.archive_name("50words") == "FiftyWords"
-    assert archive.archive_name("wafer") == "Wafer"
+    assert download.archive_name("50words") == "FiftyWords"
+    assert download.archive_name("wafer") == "Wafer"
 
 
 def test_available_datasets_shipped():
@@ -217,7 +217,7 @@ def test_allow_download_fails_fast_without_download(monkeypatch):
         load_dataset("NoSuchDataset123", allow_download=True)
     assert time.monotonic() - t < 5
     # a real archive name: the connectivity probe must fail (or be stubbed off) quickly
-    monkeypatch.setattr(archive, "_probe", lambda *a, **k: False)
+    monkeypatch.setattr(download, "_probe", lambda *a, **k: False)
     t = time.monotonic()
     with pytest.raises(DatasetNotAvailableError, match="no network"):
         load_dataset("Wafer", allow_download=True)
@@ -226,7 +226,7 @@ def test_allow_download_fails_fast_without_download(monkeypatch):
 
 def test_probe_is_bounded():
     t = time.monotonic()
-    ok = archive._probe("tsd-book.invalid", 443, timeout=1.0)
+    ok = download._probe("tsd-book.invalid", 443, timeout=1.0)
     assert ok is False and time.monotonic() - t < 3
 
 

@@ -114,9 +114,9 @@ def test_canonical_dataset_name(tmp_path):
 
 
 def test_download_paths_fail_fast_offline(monkeypatch):
-    from tsd_lib.data import archive
+    from tsd_lib.data import download
 
-    monkeypatch.setattr(archive, "_probe", lambda *a, **k: False)
+    monkeypatch.setattr(download, "_probe", lambda *a, **k: False)
     with pytest.raises(DatasetNotAvailableError, match="no network.*available offline"):
         load_dataset("wafer", allow_download=True)
     with pytest.raises(DatasetNotAvailableError, match="not available offline"):

@@ -87,8 +87,8 @@ def test_faithfulness_study_on_the_planted_set(tmp_path):
     from tsd_lib.analysis.faithfulness_views import faithfulness_section, faithfulness_study
     from tsd_lib.experiment import RunStore
     from tsd_lib.experiment.faithfulness import run_faithfulness
-    from tsd_lib.grid import run_grid
     from tsd_lib.profiles import load_profile
+    from tsd_lib.runs.grid import run_grid
 
     spec = {"datasets": ["Synthetic"], "methods": ["ce", "tsd"], "seeds": [0], "teacher": "fcn_small",
             "student": "fcn_small", "epochs": 2, "patience": 2, "teacher_epochs": 2, "n_windows": 2,

@@ -79,17 +79,13 @@ from collections import defaultdict  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tsd_lib.analysis import (  # noqa: E402
-    ablation_plot,
-    ablation_stats,
-    attention_plot,
-    budget_plot,
-    fidelity_scatter,
-    gains_plot,
-    kl_cdf_plot,
-    reliability_plot,
-)
+from tsd_lib.analysis.ablations import ablation_plot, ablation_stats  # noqa: E402
+from tsd_lib.analysis.budget import budget_plot  # noqa: E402
+from tsd_lib.analysis.claims import gains_plot  # noqa: E402
 from tsd_lib.analysis.faithfulness_views import faithfulness_figure, faithfulness_plot  # noqa: E402
+from tsd_lib.analysis.features import attention_plot  # noqa: E402
+from tsd_lib.analysis.fidelity_views import kl_cdf_plot, reliability_plot  # noqa: E402
+from tsd_lib.analysis.logits import fidelity_scatter  # noqa: E402
 from tsd_lib.report.style import (  # noqa: E402
     COLUMN_WIDTH,
     METHOD_COLORS,

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tsd_lib.grid as grid
+import tsd_lib.runs.grid as grid
 from tsd_lib.experiment import RunStore
-from tsd_lib.grid import grid_status, run_grid
 from tsd_lib.profiles import available_profiles, load_profile
+from tsd_lib.runs.grid import grid_status, run_grid
 
 TINY = {
     "datasets": ["ItalyPowerDemand"],

@@ -19,7 +19,7 @@ import pytest
 _DASK_GRID = """
 import json, os, time
 import psutil
-from tsd_lib.dask_backend import dask_client
+from tsd_lib.runs.dask_backend import dask_client
 
 async def stall():
     print("stalled", flush=True)

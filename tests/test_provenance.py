@@ -36,7 +36,7 @@ def test_code_changes_change_the_digest(tmp_path):
 def test_results_digest_covers_the_result_modules():
     assert len(results_digest()) == 16
     assert {"losses", "saliency", "train.py", "models.py", "data"} <= set(RESULTS_MODULES)
-    assert "report" not in RESULTS_MODULES and "book.py" not in RESULTS_MODULES
+    assert "report" not in RESULTS_MODULES and "book" not in RESULTS_MODULES
 
 
 def test_result_modules_exist_and_leave_the_store_out():

@@ -27,7 +27,7 @@ from tsd_lib.experiment import (
     teachers,
     weights_digest,
 )
-from tsd_lib.grid import grid_status, run_grid
+from tsd_lib.runs.grid import grid_status, run_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="ItalyPowerDemand", teacher="fcn_small", student="fcn_small", epochs=1, patience=1,
@@ -155,7 +155,7 @@ def test_corrupt_student_model_names_the_file_and_the_fix(stored):
 SCRIPT = textwrap.dedent("""
     import os, sys, time
     from tsd_lib.experiment import RunConfig, runner, teachers
-    from tsd_lib.grid import run_grid
+    from tsd_lib.runs.grid import run_grid
 
     store, log, tiny = sys.argv[1], sys.argv[2], eval(sys.argv[3])
 
@@ -227,14 +227,14 @@ def test_check_writable_names_the_folder(tmp_path, monkeypatch):
     ["train", "--dataset", "ItalyPowerDemand"],
 ])
 def test_read_only_store_fails_before_training(argv, tmp_path, monkeypatch, capsys):
-    import tsd_lib.grid
+    import tsd_lib.runs.grid
 
     ro = tmp_path / "ro"
     ro.mkdir()
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: not str(p).startswith(str(ro)) and real_access(p, mode))
     monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("training started"))
-    monkeypatch.setattr(tsd_lib.grid, "run", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(tsd_lib.runs.grid, "run", lambda *a, **k: pytest.fail("training started"))
     place = ["--out", str(ro / "t")] if argv[0] == "train" else ["--store", str(ro)]
     assert main([*argv, *place]) == 2
     err = capsys.readouterr().err

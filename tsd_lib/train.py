@@ -32,7 +32,9 @@ from tsd_lib.data import Dataset
 from tsd_lib.runtime import resolve_device, set_seed
 from tsd_lib.utils import progress
 
-Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+#: What :func:`fit` calls each step: ``objective(model, x, y[, index=rows]) -> (loss, {term: value})``
+#: (e.g. :class:`tsd_lib.losses.Objective`).
+LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
 
 #: ``"paper"``: MultiStepLR per batch (the authors' code); ``"step"``: StepLR per ``lr_step`` epochs.
@@ -143,7 +145,7 @@ def evaluate(
 def fit(
     model: nn.Module,
     dataset: Dataset,
-    objective: Objective | None = None,
+    objective: LossFn | None = None,
     config: TrainConfig | None = None,
     **overrides: Any,
 ) -> History:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tsd_lib.analysis.tables import mean_std, method_label
+from tsd_lib.analysis.seed_tables import mean_std, method_label
 from tsd_lib.experiment import RunStore
 from tsd_lib.profiles import Profile
 from tsd_lib.report.style import COLUMN_WIDTH, method_color
@@ -17,7 +17,7 @@ from tsd_lib.report.style import COLUMN_WIDTH, method_color
 if TYPE_CHECKING:
     import matplotlib.figure
 
-    from tsd_lib.archive import Records
+    from tsd_lib.runs.archive import Records
 
 METRICS: tuple[str, ...] = ("accuracy", "auc_pr", "saliency_spearman")
 _KEEP = (*METRICS, "train_seconds", "epochs_run", "wall_seconds")

@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from tsd_lib.analysis.budget import CONVERGED, budget_gap, nearest_budget
-from tsd_lib.analysis.tables import mean_std, method_label
+from tsd_lib.analysis.seed_tables import mean_std, method_label
 from tsd_lib.analysis.verdicts import Claim, claims, claims_frame, verdict_summary
 from tsd_lib.report import average_ranks, order_methods, select, summary_table
 from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
@@ -339,7 +339,7 @@ class ScrollBox:
 
 
 def scroll_box(styler: Any, nowrap: bool = True) -> ScrollBox:
-    """A reader's table (:func:`~tsd_lib.analysis.tables.readers_table`) for a folded section, in a box that
+    """A reader's table (:func:`~tsd_lib.analysis.seed_tables.readers_table`) for a folded section, in a box that
     scrolls sideways, since a dropdown cuts off what is wider than the column; with ``nowrap`` its cells
     stay on one line ("0.912 ± 0.015" does not break; leave it off for columns of long text), a little apart.
     Glue it; myst-nb shows its HTML."""

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
-from tsd_lib.analysis.tables import mean_std, method_label
+from tsd_lib.analysis.seed_tables import mean_std, method_label
 from tsd_lib.report import average_ranks
 
 #: Each TSD variant and the base method it adds the TSD term to: ``(base, with TSD)``.

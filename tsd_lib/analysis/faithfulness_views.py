@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tsd_lib.analysis.tables import method_label
+from tsd_lib.analysis.seed_tables import method_label
 from tsd_lib.experiment import RunStore
 from tsd_lib.experiment.faithfulness import (
     MODES,

@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from tsd_lib.analysis.tables import method_label
+from tsd_lib.analysis.seed_tables import method_label
 from tsd_lib.data import Dataset
 from tsd_lib.losses import at_loss, rkd_loss
 from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color, panel_grid

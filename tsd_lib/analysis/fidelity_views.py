@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tsd_lib.analysis.logits import student_logits
-from tsd_lib.analysis.tables import METRIC_COLUMNS, mean_std, method_label
+from tsd_lib.analysis.seed_tables import METRIC_COLUMNS, mean_std, method_label
 from tsd_lib.experiment import RunStore, get_dataset, load_teacher
 from tsd_lib.metrics import agreement, ece, kl_teacher_student, softmax
 from tsd_lib.profiles import Profile
@@ -126,7 +126,7 @@ def beyond_accuracy_numbers(fid: pd.DataFrame, sal: pd.DataFrame, eces: pd.DataF
                             methods: Sequence[str] = ("ce", "kd", "tsd", "kd+tsd")) -> dict[str, float | str]:
     """Chapter 7's numbers for its prose, plain floats and names (NaN for a method the profile did not run):
     per method (keys with ``+`` dropped: ``kdtsd``) the mean and seed std over the grid of agreement, KL and
-    saliency Spearman (``fid``, ``sal``: :func:`~tsd_lib.analysis.tables.seed_stats`); on the chapter's
+    saliency Spearman (``fid``, ``sal``: :func:`~tsd_lib.analysis.seed_tables.seed_stats`); on the chapter's
     dataset its student's ECE (:func:`ece_table`), median per-series KL, agreement, breaks and repairs
     (:func:`substitution`); the teacher's ECE, the best-calibrated student, the student closest to the
     teacher by median per-series KL and the one that agrees most."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from tsd_lib.analysis.tables import gap_words, mean_std, significant, students_table
+from tsd_lib.analysis.seed_tables import gap_words, mean_std, significant, students_table
 from tsd_lib.experiment import RunConfig, RunStore, load_student, run
 from tsd_lib.losses import kd_loss
 from tsd_lib.metrics import softmax
@@ -104,7 +104,7 @@ def gradient_ratios(grads: pd.DataFrame) -> tuple[float, float]:
 
 def kd_table(frame: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str],
              teacher_record: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`~tsd_lib.analysis.tables.students_table` of the students (methods by name, headers in words,
+    """:func:`~tsd_lib.analysis.seed_tables.students_table` of the students (methods by name, headers in words,
     3 significant digits) with a ``teacher`` row below: its test accuracy and AUC-PR, agreement 1 and KL 0
     (the teacher against itself), "–" for other metrics."""
     table = students_table(frame, metrics, methods)
@@ -189,7 +189,7 @@ def temperature_table(runs: pd.DataFrame, reference: pd.DataFrame, *, profile_ta
     τ and its mean (``profile_tau``, ``profile_mean``), the τ with the best mean ``select_on`` (``val_tau``,
     the way chapter 6 selects a setting) and its mean test ``metric`` (``val_mean``), and the best mean test
     ``metric`` over the temperatures (``best_mean``) with its τ (``best_tau``); and the validation pick against
-    the reference as :func:`~tsd_lib.analysis.tables.mean_gap` reads it, to 3 decimals (``val_gap``,
+    the reference as :func:`~tsd_lib.analysis.seed_tables.mean_gap` reads it, to 3 decimals (``val_gap``,
     ``val_size``, ``val_side``, ``val_spread``, ``val_reading``)."""
     agg = runs.groupby("tau")[[metric, select_on]].agg(["mean", "std"]).sort_index()
     ref, ref_std = float(reference[metric].mean()), float(reference[metric].std())

@@ -14,17 +14,18 @@ from matplotlib.figure import Figure
 
 from tsd_lib.analysis.architectures import ARCH
 from tsd_lib.analysis.published import published_fcn
-from tsd_lib.analysis.tables import readers_table
-from tsd_lib.archive import study_source
+from tsd_lib.analysis.seed_tables import readers_table
 from tsd_lib.experiment import RunConfig, RunStore, choose_teacher, get_dataset, get_teacher
+from tsd_lib.experiment.teachers import teacher_rank
 from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
+from tsd_lib.runs.archive import study_source
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from tsd_lib.archive import Archive, Records
     from tsd_lib.data import Dataset
     from tsd_lib.profiles import Profile
+    from tsd_lib.runs.archive import Archive, Records
 
 #: A teacher "stays at chance" when its test accuracy is within this margin of the majority-class rate.
 CHANCE_MARGIN = 0.05
@@ -50,16 +51,16 @@ def teacher_table(configs: list[RunConfig], store: RunStore | Archive | Records)
     rows, seen = [], set()
     for config in configs:
         candidates = config.teacher_candidates()
-        found = []
+        found, records = [], []
         for c in candidates:
             if c.teacher_key() in seen or not store.has_teacher(c):  # a damaged record counts as missing
                 continue
             seen.add(c.teacher_key())
-            found.append(_row(c, store.load_teacher_record(c)))
+            records.append(store.load_teacher_record(c))
+            found.append(_row(c, records[-1]))
         if not found:
             continue
-        best = min(range(len(found)), key=lambda i: (-np.nan_to_num(found[i]["val AUC-PR"]),
-                                                  np.nan_to_num(found[i]["val loss"], nan=1e9)))
+        best = min(range(len(found)), key=lambda i: teacher_rank(records[i]))
         for i, row in enumerate(found):
             row["chosen"] = i == best or len(candidates) == 1
             pub = published_fcn(row["dataset"]) if row["teacher"] == "fcn" else None
@@ -274,7 +275,7 @@ TEACHER_COLUMNS = {"dataset": "dataset", "teacher": "teacher", "teacher seed": "
 def teacher_view(teachers: pd.DataFrame, columns: dict[str, str] | None = None, caption: str | None = None) -> Any:
     """A table of teachers (:func:`teacher_table` or :func:`seed_study`) for readers: ``columns`` (default
     :data:`TEACHER_COLUMNS`) with headers in words, architectures by their labels (:data:`ARCH`), yes/no,
-    3 significant digits (:func:`~tsd_lib.analysis.tables.readers_table`)."""
+    3 significant digits (:func:`~tsd_lib.analysis.seed_tables.readers_table`)."""
     view = teachers.assign(teacher=teachers["teacher"].map(lambda t: ARCH.get(t, t)))
     return readers_table(view, columns or TEACHER_COLUMNS, caption=caption)
 
@@ -346,7 +347,7 @@ class TeacherStudies:
 
 def profile_teacher_studies(profile: Profile, store: RunStore) -> TeacherStudies:
     """``profile``'s teacher studies, read from its own store or its archive's
-    (:func:`~tsd_lib.archive.study_source`): per study its :data:`SEED_STUDY_COLUMNS` table (captioned with the
+    (:func:`~tsd_lib.runs.archive.study_source`): per study its :data:`SEED_STUDY_COLUMNS` table (captioned with the
     study's title), the :func:`study_overview` of every variant and, when the profile fixes the seed of a pair
     teacher that a study trains, the table of :func:`profile_study_picks`; the studies' :func:`seed_studies_plot`."""
     source_profile, source = study_source(profile, store)

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from tsd_lib import report
-from tsd_lib.analysis.tables import method_label
+from tsd_lib.analysis.seed_tables import method_label
 from tsd_lib.data import Dataset
 from tsd_lib.experiment import RunConfig, get_dataset, load_student, load_teacher, run
 from tsd_lib.losses import TSDTerm, tsd_loss

@@ -70,7 +70,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.command == "grade":
         _check_grade(args)
     if args.command == "reproduce" and args.chapters is not None:
-        from tsd_lib.book import select_chapters
+        from tsd_lib.book.reproduce import select_chapters
 
         select_chapters(args.chapters)
 
@@ -121,7 +121,7 @@ def _cap_n_jobs(args: argparse.Namespace) -> None:
     n_jobs = getattr(args, "n_jobs", None)
     if n_jobs is None or getattr(args, "scheduler", None):
         return
-    from tsd_lib.grid import cores
+    from tsd_lib.runs.grid import cores
 
     if n_jobs > cores():
         warnings.warn(f"--n-jobs {n_jobs} is more than the {cores()} cores here; using {cores()}", CappedWarning,

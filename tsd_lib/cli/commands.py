@@ -178,8 +178,8 @@ def teacher_warnings(teacher: dict, y_test, n_classes: int) -> list[str]:  # noq
 
 def cmd_grid(args: argparse.Namespace) -> int:
     from tsd_lib.experiment import RunStore
-    from tsd_lib.grid import run_grid
     from tsd_lib.profiles import load_profile
+    from tsd_lib.runs.grid import run_grid
 
     profile = load_profile(args.profile, data_dir=args.data_dir)
     store = RunStore(args.store)
@@ -198,8 +198,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from tsd_lib.experiment import RunStore
-    from tsd_lib.grid import grid_status
     from tsd_lib.profiles import load_profile
+    from tsd_lib.runs.grid import grid_status
 
     profile = load_profile(args.profile, data_dir=args.data_dir)
     store = RunStore(args.store)
@@ -238,7 +238,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from tsd_lib.book import ChapterFailed, reproduce
+    from tsd_lib.book.reproduce import ChapterFailed, reproduce
 
     try:
         results = reproduce(args.profile, chapters=args.chapters, data_dir=args.data_dir, store=args.store,
@@ -259,10 +259,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from tsd_lib.archive import archive_dir
-    from tsd_lib.archive_making import make_archive
     from tsd_lib.experiment import RunStore
     from tsd_lib.profiles import load_profile
+    from tsd_lib.runs.archive import archive_dir
+    from tsd_lib.runs.archive_making import make_archive
 
     profile = load_profile(args.profile, data_dir=args.data_dir)
     out = Path(args.out) if args.out else archive_dir(profile.results_name)
@@ -278,8 +278,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from tsd_lib.archive import Archive
-    from tsd_lib.verify import certify, verify
+    from tsd_lib.runs.archive import Archive
+    from tsd_lib.runs.verify import certify, verify
 
     archive = Archive.load(args.archive)  # a malformed line fails here, naming its file, before any training
     if not any(e["kind"] == "run" for e in archive.entries):
@@ -314,7 +314,7 @@ def _claims_records(args: argparse.Namespace) -> tuple[list[dict], str]:
             print(f"tsd claims: warning: {len(keys) - len(records)} of {len(keys)} runs of profile {profile.name} "
                   f"are missing from {store.root}", file=sys.stderr)
         return records, f"profile {profile.name}, store {store.root}"
-    from tsd_lib.analysis.paper_archive import load_paper_archive
+    from tsd_lib.analysis.paper_views import load_paper_archive
 
     path = Path(args.archive)
     by_path = path.exists() or path.is_absolute() or len(path.parts) > 1
@@ -356,7 +356,7 @@ def cmd_site_check(args: argparse.Namespace) -> int:
     if not (html / "index.html").exists():
         raise FileNotFoundError(f"--html {html}: no built site there; build it with `make book`")
     try:
-        from tsd_lib.site_check import check_site, screenshots
+        from tsd_lib.book.site_check import check_site, screenshots
     except ImportError as err:
         raise FileNotFoundError(f"tsd site-check needs the dev extra (pip install -e '.[dev]'): {err}") from None
     reports = check_site(html)
@@ -370,7 +370,7 @@ def cmd_site_check(args: argparse.Namespace) -> int:
 
 
 def cmd_pdf(args: argparse.Namespace) -> int:
-    from tsd_lib.book_pdf import build_pdf
+    from tsd_lib.book.pdf import build_pdf
 
     out = Path(args.out)
     pages, seconds = build_pdf(Path(args.html), out, toc=Path(args.toc))

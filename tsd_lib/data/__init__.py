@@ -9,7 +9,6 @@ splits), ``ucr`` (the UCR/UEA files: locating, reading, listing, :func:`load_dat
 benchmark).
 """
 
-from tsd_lib.data.archive import DatasetNotAvailableError, is_downloadable
 from tsd_lib.data.arrays import (
     MIN_SERIES_LENGTH,
     NORMALISATIONS,
@@ -23,6 +22,7 @@ from tsd_lib.data.arrays import (
     stratified_split,
     validate_arrays,
 )
+from tsd_lib.data.download import DatasetNotAvailableError, is_downloadable
 from tsd_lib.data.synthetic import make_synthetic
 from tsd_lib.data.ucr import (
     ShadowedDatasetWarning,

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tsd_lib.data.archive import ALIASES, DatasetNotAvailableError, archive_name, download, fold_name
 from tsd_lib.data.arrays import MIN_SERIES_LENGTH, NORMALISATIONS, Dataset, build_dataset, check_series_length
+from tsd_lib.data.download import ALIASES, DatasetNotAvailableError, archive_name, download, fold_name
 
 # --------------------------------------------------------------------------- locating files
 

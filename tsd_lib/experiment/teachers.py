@@ -129,7 +129,13 @@ def choose_teacher(
     macro AUC-PR (ties: lower validation loss), every candidate trained or loaded first.
     Returns ``(config of the chosen teacher, teacher, its record)``."""
     candidates = [(c, *get_teacher(c, data, store, progress=progress)) for c in config.teacher_candidates()]
-    return min(candidates, key=lambda t: (-_finite(t[2]["val_auc_pr"]), _finite(t[2]["val_loss"], 1e9)))
+    return min(candidates, key=lambda t: teacher_rank(t[2]))
+
+
+def teacher_rank(record: dict[str, Any]) -> tuple[float, float]:
+    """The rule that picks a teacher among seeds, as a sort key (smallest is chosen): the best
+    validation macro AUC-PR, ties broken by the lower validation loss (a missing value ranks last)."""
+    return -_finite(record["val_auc_pr"]), _finite(record["val_loss"], 1e9)
 
 
 def _finite(x: float | None, default: float = 0.0) -> float:

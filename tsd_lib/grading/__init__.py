@@ -17,6 +17,7 @@ The package imports only the standard library at import time (the worker must st
 torch and the rest of tsd_lib are imported by the checks that need them.
 """
 
+from tsd_lib.grading.assignment_data import assignment_dataset
 from tsd_lib.grading.checks_kd import check_kd_loss, check_soft_target_entropy, check_temperature_softmax
 from tsd_lib.grading.checks_saliency import (
     check_apply_windows,
@@ -25,7 +26,6 @@ from tsd_lib.grading.checks_saliency import (
     check_window_saliency,
 )
 from tsd_lib.grading.checks_tsd import check_ablation, check_distribution_shift, check_trained_student, check_tsd_loss
-from tsd_lib.grading.datasets import assignment_dataset
 from tsd_lib.grading.feedback import (
     ASSIGNMENTS,
     CHECKS,

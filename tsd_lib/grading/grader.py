@@ -66,7 +66,7 @@ def check_limits(timeout: float, memory_mb: int | None, max_notebook_mb: float |
 
 def _variant_data(params: Mapping[str, Any]) -> Callable[[], tuple]:
     """``(dataset, masks)`` of the variant, computed once when a check first needs it."""
-    from tsd_lib.grading.datasets import assignment_dataset
+    from tsd_lib.grading.assignment_data import assignment_dataset
 
     return functools.cache(lambda: assignment_dataset(str(params.get("dataset", "synthetic")),
                                                       seed=int(params.get("seed", 0))))

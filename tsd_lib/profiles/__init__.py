@@ -54,7 +54,7 @@ except ``datasets`` and ``methods``)::
                                     # the teacher study and ablations this profile does not run
     results: paper                  # the folder results/NAME that `tsd archive` writes (default: name)
     extend_to: 4000                 # `tsd archive`: a student the epoch cap ended is continued, its
-                                    # cap doubled, up to this many epochs (see tsd_lib.archive)
+                                    # cap doubled, up to this many epochs (see tsd_lib.runs.archive)
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
     """A function running ``execute(**call)`` for a list of calls on the backend, yielding results as
     they finish. One pool (or Dask cluster) serves every call made inside the context."""
     if backend == "dask":
-        from tsd_lib.dask_backend import dask_client, dask_map
+        from tsd_lib.runs.dask_backend import dask_client, dask_map
 
         with dask_client(n_jobs, scheduler) as client:
             yield lambda calls: dask_map(client, execute, calls)

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from tsd_lib import __version__
-from tsd_lib.archive import archive_dir, files_digest
-from tsd_lib.execution_report import execution_entry, write_execution_report
+from tsd_lib.book.execution_report import execution_entry, write_execution_report
+from tsd_lib.book.landing import write_finding
 from tsd_lib.experiment import RunStore
-from tsd_lib.grid import run_grid
-from tsd_lib.landing import write_finding
 from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.runtime import resolve_device
+from tsd_lib.runs.archive import archive_dir, files_digest
+from tsd_lib.runs.grid import run_grid
 from tsd_lib.utils import progress
 
 NOTEBOOKS = "notebooks"
@@ -54,7 +54,7 @@ def chapter_fingerprint(src: Path, parameters: dict[str, Any], profile: Profile,
     h = hashlib.sha256(src.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     h.update(json.dumps([c.key() for c in profile.configs()]).encode())
-    h.update(f"{__version__} {_library_digest()} {records_digest(profile, store)}".encode())
+    h.update(f"{__version__} {_library_digest(src.resolve())} {records_digest(profile, store)}".encode())
     return h.hexdigest()
 
 
@@ -74,9 +74,14 @@ def records_digest(profile: Profile, store: RunStore) -> str:
     return h.hexdigest()
 
 
-#: What chapters import from the library (the rest, e.g. the grader and the CLI, never runs in one).
-CHAPTER_IMPORTS = ("tsd_lib.analysis", "tsd_lib.archive", "tsd_lib.book", "tsd_lib.experiment", "tsd_lib.losses",
-                   "tsd_lib.profiles", "tsd_lib.report", "tsd_lib.saliency", "tsd_lib.train", "tsd_lib.utils")
+_IMPORT = re.compile(r"^\s*(?:from\s+(tsd_lib[\w.]*)\s+import|import\s+(tsd_lib[\w.]*))", re.MULTILINE)
+
+
+def chapter_imports(src: Path) -> tuple[str, ...]:
+    """The ``tsd_lib`` modules a chapter notebook imports in its code cells, sorted."""
+    cells = json.loads(src.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return tuple(sorted({a or b for a, b in _IMPORT.findall(code)}))
 
 
 _LOADED = """
@@ -88,20 +93,20 @@ print("\\n".join(sorted({m.__file__ for n, m in list(sys.modules.items())
 """
 
 
-def chapter_library_files() -> list[Path]:
-    """The library's source files that chapters run: every module :data:`CHAPTER_IMPORTS` loads, found
-    in a fresh interpreter (this one may have loaded more, e.g. the CLI)."""
-    done = subprocess.run([sys.executable, "-c", _LOADED, *CHAPTER_IMPORTS], capture_output=True, text=True,
+def chapter_library_files(src: Path) -> list[Path]:
+    """The library's source files a chapter runs: every module its imports (:func:`chapter_imports`)
+    load, found in a fresh interpreter (this one may have loaded more, e.g. the CLI)."""
+    done = subprocess.run([sys.executable, "-c", _LOADED, *chapter_imports(src)], capture_output=True, text=True,
                           check=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     return [Path(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 @functools.cache
-def _library_digest() -> str:
-    """A digest of :func:`chapter_library_files` (editing the grader or the CLI re-executes no chapter),
-    read once per process."""
+def _library_digest(src: Path) -> str:
+    """A digest of :func:`chapter_library_files` (editing code a chapter does not import, e.g. the grader,
+    the CLI or another chapter's views, re-executes it not), read once per process and chapter."""
     h = hashlib.sha256()
-    for path in chapter_library_files():
+    for path in chapter_library_files(src):
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 
@@ -248,17 +253,3 @@ def _execute_chapters(stems: list[str], profile: Profile, store: RunStore, root:
         if error is not None:
             raise error
     return [f.result() for _, _, f in outcomes]
-
-
-def provenance_facts(profile: str, seeds: list[int] | None = None, *, device: str = "auto") -> dict[str, str]:
-    """What a chapter's provenance line states, as plain strings for ``glue``: ``profile``, ``tsd_lib`` and
-    ``torch`` (versions), ``device`` (type and name) and, when given, the student ``seeds``."""
-    import torch
-
-    dev = resolve_device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
-    facts = {"profile": profile, "tsd_lib": __version__, "torch": str(torch.__version__),
-             "device": f"{dev.type} ({name})"}
-    if seeds:
-        facts["seeds"] = ", ".join(map(str, seeds))
-    return facts

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from tsd_lib.analysis import capped_runs
+from tsd_lib.analysis.audit import capped_runs
 from tsd_lib.analysis.claims import verdict_lines
 from tsd_lib.analysis.verdicts import claims_by_arm
 from tsd_lib.experiment import SALIENCY_SEED, RunConfig, RunStore, get_dataset, load_student, load_teacher

@@ -102,7 +102,7 @@ def student_runs(profile: Profile, dataset: str, methods: Sequence[str], *, teac
     """Every (method, student seed) of ``profile`` on ``dataset`` with ``teacher_seed``: the configs, keyed
     by method and seed, and a frame of their records (one row per run). Without ``source`` a missing run is
     trained and stored first (:func:`~tsd_lib.experiment.run`); with one (a run store or a
-    :class:`~tsd_lib.archive.Records`) the records are read from it."""
+    :class:`~tsd_lib.runs.archive.Records`) the records are read from it."""
     configs = {(m, s): profile.base_config(dataset, teacher_seed=teacher_seed, method=m, seed=s)
                for m in methods for s in profile.seeds}
     load = run if source is None else source.load_record
@@ -110,7 +110,7 @@ def student_runs(profile: Profile, dataset: str, methods: Sequence[str], *, teac
 
 
 def archived_runs(source: Any, configs: Iterable[Any]) -> list[Any]:
-    """The ``configs`` that ``source`` (a :class:`~tsd_lib.archive.Records`) reads from its results archive,
+    """The ``configs`` that ``source`` (a :class:`~tsd_lib.runs.archive.Records`) reads from its results archive,
     because the profile does not train them; ``[]`` when every run is in the store (or ``source`` is the
     store)."""
     configs = list(configs)

@@ -13,10 +13,8 @@ import numpy as np
 import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
-from tsd_lib.analysis.tables import method_label
+from tsd_lib.analysis.seed_tables import method_label
 from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
-from tsd_lib.archive import Archive, archive_dir, extension_chain
-from tsd_lib.certification import is_current
 from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles import Profile, load_profile
 from tsd_lib.report import (
@@ -28,6 +26,8 @@ from tsd_lib.report import (
     summary_table,
     win_tie_loss,
 )
+from tsd_lib.runs.archive import Archive, archive_dir, extension_chain
+from tsd_lib.runs.certification import is_current
 
 #: Results-code digests whose DT2W runs drew a new random subset of teacher channels every batch (the
 #: adapter that collapsed the student's features; one subset per run since commit dbfd25e). The code of

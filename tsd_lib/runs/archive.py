@@ -2,7 +2,7 @@
 
 ``results/<profile>/`` holds one JSON-lines file per dataset (run and teacher records with their
 configs; no model weights), a ``manifest.json`` (profile, code digest, versions, machine, dates,
-counts) and a generated ``README.md``. :mod:`tsd_lib.archive_making` trains and writes it from a run
+counts) and a generated ``README.md``. :mod:`tsd_lib.runs.archive_making` trains and writes it from a run
 store; :class:`Archive` reads it with the lookups chapters use on a :class:`~tsd_lib.experiment.RunStore`
 (``has``, ``load_record``, ``has_teacher``, ``load_teacher_record``), so a chapter shows archived
 studies that a CPU build does not retrain. A record is found by its config's fields without the
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tsd_lib.certification import currency, is_current
+from tsd_lib.runs.certification import currency, is_current
 from tsd_lib.experiment import RunConfig, RunStore
 from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.profiles import Profile, load_profile
@@ -205,7 +205,7 @@ class Archive:
     @property
     def stale(self) -> bool:
         """Whether some record was made by results-changing code other than the current one and not
-        certified equal to it (:mod:`tsd_lib.certification`)."""
+        certified equal to it (:mod:`tsd_lib.runs.certification`)."""
         return not all(is_current(e["record"], self.manifest) for e in self.entries)
 
     def current_entries(self) -> list[dict[str, Any]]:
@@ -219,7 +219,7 @@ class Archive:
     def facts(self) -> dict[str, Any]:
         """What the archive holds and which code made it, as plain values for a chapter's ``glue``: its
         ``profile``, ``runs`` and ``teachers``, the ``machine`` and the date it was last ``updated``, and how
-        the current code stands to its records (:func:`~tsd_lib.certification.currency`: ``code``,
+        the current code stands to its records (:func:`~tsd_lib.runs.certification.currency`: ``code``,
         ``earlier``, ``own``, ``certified``, ``stale``, ``stale_methods``; the next ``tsd archive`` retrains
         the stale ones)."""
         where = self.manifest.get("machine", {})

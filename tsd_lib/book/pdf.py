@@ -1,5 +1,5 @@
 """The whole book as one PDF: every page of the built site in ``_toc.yml`` order, printed by headless
-Chromium (served locally, network blocked: :mod:`tsd_lib.site_check`'s browser), then merged with
+Chromium (served locally, network blocked: :mod:`tsd_lib.book.site_check`'s browser), then merged with
 pypdf into one file with a bookmark per page. Links inside the book jump to the linked section (or
 page) within the PDF; links to files outside it (downloads, the index) are dropped, web links kept.
 
@@ -103,7 +103,7 @@ def print_pages(html_dir: Path, pages: list[str], out_dir: Path, *, print_css: P
                 ) -> tuple[list[PrintedPage], str]:
     """Print each page of the built site at ``html_dir`` to its own A4 PDF in ``out_dir``; returns
     them and the base URL they were served from (the links in the PDFs start with it)."""
-    from tsd_lib.site_check import offline_browser, serve
+    from tsd_lib.book.site_check import offline_browser, serve
 
     html_dir, out_dir = Path(html_dir), Path(out_dir)
     missing = [p for p in pages if not (html_dir / p).is_file()]
@@ -199,7 +199,7 @@ def build_pdf(html_dir: Path, out: Path, *, toc: Path = PROJECT_ROOT / "_toc.yml
               title: str | None = None) -> tuple[int, float]:
     """The whole book (the pages of ``toc``, built in ``html_dir``) as one PDF at ``out``; returns
     its number of pages and the seconds it took."""
-    from tsd_lib.site_check import chromium
+    from tsd_lib.book.site_check import chromium
 
     start = time.perf_counter()
     html_dir, out, toc = Path(html_dir), Path(out), Path(toc)

@@ -23,10 +23,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tsd_lib.archive import Archive, sample_entries
-from tsd_lib.certification import archive_code, is_current
+from tsd_lib.runs.archive import Archive, sample_entries
+from tsd_lib.runs.certification import archive_code, is_current
 from tsd_lib.experiment import RunConfig, RunStore, run
-from tsd_lib.grid import RUN_THREADS
+from tsd_lib.runs.grid import RUN_THREADS
 from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.provenance import results_digest
 
@@ -117,7 +117,7 @@ def certify_sample(archive: Archive, *, datasets: list[str] | None = None, n_dat
     """One archived run per method on each of ``n_datasets`` datasets (``datasets``, else chosen at
     random with ``seed`` among those holding the most methods, every method where enough datasets
     do: a method archived on fewer datasets is sampled where it is); first runs of a chain, not continuations,
-    among the records current for :func:`~tsd_lib.certification.archive_code` (made by it or certified)."""
+    among the records current for :func:`~tsd_lib.runs.certification.archive_code` (made by it or certified)."""
     import random
 
     code = archive_code(archive.entries, archive.manifest)
@@ -175,9 +175,9 @@ def certify(archive: Archive, *, datasets: list[str] | None = None, seed: int = 
     whose results digest is the archive's) and once by the current code; numbers are compared
     exactly. Re-running the old code here, not reading the archive, keeps the machine out of the
     comparison (another CPU rounds differently, which training amplifies). Per method the outcome
-    goes into the archive's manifest (:mod:`tsd_lib.certification`); a method that differs is stale
+    goes into the archive's manifest (:mod:`tsd_lib.runs.certification`); a method that differs is stale
     and ``tsd archive`` retrains it."""
-    from tsd_lib.archive_making import write_certificate
+    from tsd_lib.runs.archive_making import write_certificate
 
     entries = certify_sample(archive, datasets=datasets, seed=seed)
     codes = [archive_code(archive.entries, archive.manifest)]

@@ -1,7 +1,7 @@
 """Making a results archive: train a profile, continue the runs its cap ended, export the records.
 
 :func:`make_archive` (``tsd archive``) trains one dataset at a time what the archive at its folder
-does not already hold for the current code (:meth:`~tsd_lib.archive.Archive.current_entries`),
+does not already hold for the current code (:meth:`~tsd_lib.runs.archive.Archive.current_entries`),
 measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`;
 an archived run without it, made by older certified code, is trained again to have a model to measure)
 and calls :func:`export_archive`, which writes the store's finished records into the folder with
@@ -9,7 +9,7 @@ the entries it keeps, a ``manifest.json`` and a generated ``README.md``. :func:`
 records ``tsd verify --certify``'s outcome in the manifest.
 
 Convergence: a profile with ``extend_to`` continues every student run that the epoch cap ended
-(:func:`~tsd_lib.archive.extension`: the same config with twice the cap; the seed fixes the
+(:func:`~tsd_lib.runs.archive.extension`: the same config with twice the cap; the seed fixes the
 trajectory, so its first epochs replay the capped run) until early stopping ends it or the cap
 would pass ``extend_to`` (:func:`extensions_to_train`). The archive keeps both records.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tsd_lib import __version__
-from tsd_lib.archive import (
+from tsd_lib.runs.archive import (
     MANIFEST,
     Archive,
     extension,
@@ -37,7 +37,7 @@ from tsd_lib.archive import (
 from tsd_lib.experiment import RunConfig, RunStore, data_fingerprint
 from tsd_lib.experiment.faithfulness import load_faithfulness
 from tsd_lib.experiment.store import same_data
-from tsd_lib.grid import GridSummary, measure_faithfulness, run_grid
+from tsd_lib.runs.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.profiles import Profile
 from tsd_lib.utils import atomic_write_bytes, machine, versions
 
@@ -196,7 +196,7 @@ def _current_entries(out: Path, data_dir: str | None) -> list[dict[str, Any]]:
 
 
 def _by_signature(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The run records among ``entries`` by :func:`~tsd_lib.archive.run_signature` (code-free)."""
+    """The run records among ``entries`` by :func:`~tsd_lib.runs.archive.run_signature` (code-free)."""
     return {run_signature(RunConfig.from_dict(e["config"])): e["record"] for e in entries if e["kind"] == "run"}
 
 
@@ -212,7 +212,7 @@ def _same_data(entry: dict[str, Any], data_dir: str | None) -> bool:
 
 
 def write_certificate(archive: Archive, entry: dict[str, Any]) -> dict[str, Any]:
-    """Record ``entry`` (:func:`tsd_lib.verify.certify`) in the archive's manifest under its digest."""
+    """Record ``entry`` (:func:`tsd_lib.runs.verify.certify`) in the archive's manifest under its digest."""
     manifest = read_manifest(archive.path)
     entry = {**entry, "date": _now()}
     manifest.setdefault("certified", {})[entry["digest"]] = entry

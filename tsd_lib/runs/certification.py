@@ -15,7 +15,7 @@ its method (and the teachers reproduced), or certified equal to such a digest: c
 so an archive made over several refactors needs one certification per refactor, never a retrain.
 ``tsd archive`` keeps current records and retrains the rest; chapters count the records the current
 code made, those it was certified equal to and the stale ones (:func:`currency`). Nothing here
-trains: :func:`tsd_lib.verify.certify` does the re-runs.
+trains: :func:`tsd_lib.runs.verify.certify` does the re-runs.
 """
 
 from __future__ import annotations
