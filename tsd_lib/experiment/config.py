@@ -52,10 +52,10 @@ def _fail(where: str, what: str, value: Any) -> None:
     raise ValueError(f"{where} must be {what}, got {value!r}")
 
 
-def _as_int(where: str, value: Any, low: int | None) -> int:
+def _as_int(where: str, value: Any, low: int | None, optional: bool = False) -> int:
     ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not ok or (low is not None and value < low):
-        _fail(where, "an integer" + ("" if low is None else f" >= {low}"), value)
+        _fail(where, "an integer" + ("" if low is None else f" >= {low}") + (" or null" if optional else ""), value)
     return int(value)
 
 
@@ -79,7 +79,7 @@ def normalised(name: str, value: Any, where: str | None = None) -> Any:
     if name in TSD_RUN_FIELDS:
         return normalise(_TSD_SPECS[TSD_RUN_FIELDS[name]], value, where)
     if name in _INTS:
-        return _as_int(where, value, _INTS[name])
+        return _as_int(where, value, _INTS[name], name in _OPTIONAL)
     if name in _FLOATS:
         return _as_float(name, value, where)
     if name in _CHOICES:
