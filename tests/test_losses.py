@@ -696,10 +696,9 @@ def test_term_settings_reach_the_loss(teacher: nn.Module, student: nn.Module, da
 
 
 def test_a_new_loss_is_one_registry_entry(teacher: nn.Module, student: nn.Module, data, monkeypatch) -> None:
-    from tsd_lib.losses import registry
-
     from dataclasses import dataclass
 
+    from tsd_lib.losses import registry
     from tsd_lib.settings import Settings, setting
 
     @dataclass(frozen=True)
