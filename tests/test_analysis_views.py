@@ -186,8 +186,8 @@ def test_temperature_runs_and_table(monkeypatch):
                       grids={"kd": {"tau": [1.0, 8.0]}})
     scores = {(1.0, 0): 0.8, (1.0, 1): 0.7, (8.0, 0): 0.5, (8.0, 1): 0.4}
     monkeypatch.setattr("tsd_lib.analysis.logits.run", lambda c: {
-        "method": c.method, "seed": c.seed, "accuracy": scores[c.loss_settings()["kd"]["tau"], c.seed],
-        "val_auc_pr": 0.9 if c.loss_settings()["kd"]["tau"] == 1.0 else 0.6})
+        "method": c.method, "seed": c.seed, "accuracy": scores[c.loss_settings()["kd"].tau, c.seed],
+        "val_auc_pr": 0.9 if c.loss_settings()["kd"].tau == 1.0 else 0.6})
     runs = temperature_runs(profile, "D", teacher_seed=0)
     assert sorted(runs["tau"].unique()) == [1.0, 8.0] and len(runs) == 4
     with pytest.raises(ValueError, match="trains no 'dkd' students"):

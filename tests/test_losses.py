@@ -186,7 +186,7 @@ def _library_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
         "ce": ce_loss(ls, y),
         "kd_tau4": kd_loss(ls, lt, tau=4.0),
         "kd_tau8": kd_loss(ls, lt, tau=8.0),
-        "dkd_default": dkd_loss(ls, lt, y),
+        "dkd_default": dkd_loss(ls, lt, y, tau=4.0),  # the golden value: DKD's defaults at mdistiller's tau
         "dkd_a2_b4_tau8": dkd_loss(ls, lt, y, alpha=2.0, beta=4.0, tau=8.0),
         "fitnets": fitnets_loss(fs, ft, proj),
         "at_p2": at_loss(fs, ft, p=2),
@@ -284,8 +284,8 @@ def test_dkd_binary_has_no_nckd() -> None:
     g = torch.Generator().manual_seed(1)
     ls, lt = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
     y = torch.tensor([0, 1, 1, 0, 1])
-    tckd_only = dkd_loss(ls, lt, y, alpha=1.0, beta=0.0)
-    assert dkd_loss(ls, lt, y, alpha=1.0, beta=8.0).item() == pytest.approx(tckd_only.item(), rel=1e-9)
+    tckd_only = dkd_loss(ls, lt, y, alpha=1.0, beta=0.0, tau=4.0)
+    assert dkd_loss(ls, lt, y, alpha=1.0, beta=8.0, tau=4.0).item() == pytest.approx(tckd_only.item(), rel=1e-9)
     assert tckd_only.item() == pytest.approx(ref_dkd(_np(ls), _np(lt), y.numpy(), 1.0, 0.0, 4.0), rel=1e-9)
 
 
@@ -561,7 +561,7 @@ def test_objective_dt2w_random_teacher_channels(teacher: nn.Module, student: nn.
     student.eval()
     a = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
     b = Objective(parse_method("dt2w"), teacher, student=student, seed=3)
-    assert a.settings["dt2w"]["gamma"] == 1.2 and a.dt2w_adapter == "random_channels" and list(a.parameters()) == []
+    assert a.settings["dt2w"].gamma == 1.2 and a.dt2w_adapter == "random_channels" and list(a.parameters()) == []
     values = [a(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]
     assert values == [b(student, X[:6], y[:6])[1]["dt2w"] for _ in range(4)]  # seeded: reproducible
     assert len(set(values)) == 1  # one subset for the whole run
@@ -579,7 +579,7 @@ def test_objective_dt2w_random_teacher_channels(teacher: nn.Module, student: nn.
     fallback = Objective(parse_method("dt2w"), narrow_teacher, student=student)
     assert fallback.dt2w_adapter == "projection" and fallback.projections["dt2w"].weight.shape == (2, 4, 1)
     assert math.isfinite(fallback(student, X[:6], y[:6])[1]["dt2w"])
-    with pytest.raises(ValueError, match="dt2w_adapter"):
+    with pytest.raises(ValueError, match="dt2w setting adapter must be one of"):
         Objective(parse_method("dt2w"), teacher, student=student, settings={"dt2w": {"adapter": "pca"}})
     with pytest.raises(ValueError, match="not both"):
         dt2w_loss(seq_s, seq_t, proj.projections["dt2w"], channels=channels)
@@ -659,26 +659,26 @@ def test_objective_kd_reads_the_tsd_banks_teacher_logits(teacher: nn.Module, stu
 
 
 def test_resolve_settings_defaults_tau_and_errors() -> None:
-    from tsd_lib.losses import TSD_DEFAULTS, resolve_settings
+    from dataclasses import replace
 
-    s = resolve_settings(["ce", "kd", "dkd", "tsd"], {"dkd": {"beta": 2.0}, "tsd": {"n_windows": 4}}, tau=4.0)
-    assert s["ce"] == {} and s["kd"] == {"tau": 4.0}
-    assert s["dkd"] == {"alpha": 1.0, "beta": 2.0, "tau": 4.0}
-    assert s["tsd"] == {**TSD_DEFAULTS, "n_windows": 4, "tau": 4.0}
-    assert resolve_settings(["dkd"], {"dkd": {"tau": 2.0}}, tau=4.0)["dkd"]["tau"] == 2.0  # a term's own wins
+    from tsd_lib.losses import resolve_settings
+    from tsd_lib.settings import CESettings, DKDSettings, KDSettings, TSDSettings
+
+    s = resolve_settings(["ce", "kd", "dkd", "tsd"], {"dkd": {"beta": 2}, "tsd": {"n_windows": 4}}, tau=4)
+    assert s["ce"] == CESettings() and s["kd"] == KDSettings(tau=4.0)
+    assert s["dkd"] == DKDSettings(alpha=1.0, beta=2.0, tau=4.0) and isinstance(s["dkd"].beta, float)
+    assert s["tsd"] == replace(TSDSettings(), n_windows=4, tau=4.0)
+    assert resolve_settings(["dkd"], {"dkd": {"tau": 2.0}}, tau=4.0)["dkd"].tau == 2.0  # a term's own wins
+    built = DKDSettings(beta=3.0)
+    assert resolve_settings(["dkd"], {"dkd": built}, tau=4.0)["dkd"] is built  # an instance is taken as it is
+    with pytest.raises(ValueError, match="settings of loss 'kd' must be KDSettings, got DKDSettings"):
+        resolve_settings(["kd"], {"kd": built})
+    with pytest.raises(ValueError, match="dkd setting beta must be a number >= 0, got -1"):
+        resolve_settings(["dkd"], {"dkd": {"beta": -1}})
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['gama'\] for loss 'dt2w'"):
         resolve_settings(["dt2w"], {"dt2w": {"gama": 1.0}})
     with pytest.raises(ValueError, match=r"loss\(es\) \['rkd'\] that the method does not use"):
         resolve_settings(["ce", "kd"], {"rkd": {"w_dist": 25.0}})
-
-
-def test_tsd_defaults_are_tsdterms_own() -> None:
-    import inspect
-
-    from tsd_lib.losses import TSD_DEFAULTS, TSDTerm
-
-    params = inspect.signature(TSDTerm.__init__).parameters
-    assert {k: params[k].default for k in TSD_DEFAULTS} == TSD_DEFAULTS
 
 
 def test_term_settings_reach_the_loss(teacher: nn.Module, student: nn.Module, data) -> None:
@@ -696,13 +696,20 @@ def test_term_settings_reach_the_loss(teacher: nn.Module, student: nn.Module, da
 
 
 def test_a_new_loss_is_one_registry_entry(teacher: nn.Module, student: nn.Module, data, monkeypatch) -> None:
-    from tsd_lib.losses import registry
+    from dataclasses import dataclass
 
-    def l1_logits(logits_s, logits_t, scale=1.0):
+    from tsd_lib.losses import registry
+    from tsd_lib.settings import Settings, setting
+
+    @dataclass(frozen=True)
+    class L1Settings(Settings):
+        scale: float = setting(1.0, "scale of the mean absolute logit difference", low=0.0)
+
+    def l1_logits(logits_s, logits_t, scale=L1Settings.scale):
         return scale * (logits_s - logits_t).abs().mean()
 
-    term = registry.Term(l1_logits, lambda obj, b, s: l1_logits(b.logits_s, b.logits_t, **s),
-                         teacher_logits=True, defaults={"scale": 1.0})
+    term = registry.Term(l1_logits, lambda state, b, s: l1_logits(b.logits_s, b.logits_t, s.scale),
+                         teacher_logits=True, settings=L1Settings)
     monkeypatch.setitem(registry.LOSSES, "l1", term)
     monkeypatch.setitem(registry.DEFAULT_WEIGHTS, "l1", 1.0)
     X, y = data

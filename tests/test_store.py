@@ -328,12 +328,14 @@ def test_profile_schema_and_run_config_agree(key, bad, good):
 
 
 def test_per_term_settings_are_validated_normalised_and_hashed():
+    from tsd_lib.settings import DKDSettings
+
     dkd = {**TINY, "method": "dkd"}
     base = RunConfig(**dkd)
     two = RunConfig(**dkd, settings={"dkd": {"beta": 2}})
     assert two.key() != base.key() and two.key() == RunConfig(**dkd, settings={"dkd": {"beta": 2.0}}).key()
     assert RunConfig(**dkd, settings={}).key() == base.key()
-    assert two.loss_settings()["dkd"] == {"alpha": 1.0, "beta": 2.0, "tau": base.tau}
+    assert two.loss_settings()["dkd"] == DKDSettings(alpha=1.0, beta=2.0, tau=base.tau)
     assert RunConfig.from_dict(two.to_dict()) == two
     with pytest.raises(ValueError, match=r"RunConfig: settings: .*\['rkd'\] that the method does not use"):
         RunConfig(**dkd, settings={"rkd": {"w_dist": 25}})

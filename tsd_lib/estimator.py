@@ -12,7 +12,6 @@ the student with the chosen distillation method. Its defaults are the protocol's
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import fields
 from typing import Any
 
@@ -27,6 +26,7 @@ from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import softmax
 from tsd_lib.models import build_model
 from tsd_lib.runtime import check_device, set_seed
+from tsd_lib.settings import TSD_RUN_FIELDS, TSDSettings
 from tsd_lib.train import History, TrainConfig, fit, predict_logits
 
 #: The protocol's defaults (:class:`~tsd_lib.experiment.RunConfig`): the estimator trains as a run does.
@@ -36,20 +36,22 @@ _RUN = {f.name: f.default for f in fields(RunConfig)}
 class DistilledClassifier(ClassifierMixin, BaseEstimator):
     """Distil ``teacher`` into ``student`` with ``method`` (e.g. ``"kd+tsd"``) on ``fit(X, y)``.
 
-    Parameters mirror :class:`tsd_lib.experiment.RunConfig`; ``teacher`` is a model name
+    Parameters mirror :class:`tsd_lib.experiment.RunConfig`, defaults included (every TSD setting
+    under its RunConfig name); ``teacher`` is a model name
     (trained inside ``fit`` with cross-entropy, seed ``teacher_seed``) or a trained module whose
     output classes follow the sorted labels of ``y``.
     """
 
     def __init__(
-        self, teacher: str | nn.Module = "lstm_teacher", student: str = "lstm_student", method: str = "kd+tsd",
+        self, teacher: str | nn.Module = _RUN["teacher"], student: str = _RUN["student"], method: str = _RUN["method"],
         weights: dict[str, float] | None = None, tau: float = _RUN["tau"], n_windows: int = _RUN["n_windows"],
         window: int = _RUN["window"], epochs: int = _RUN["epochs"], patience: int = _RUN["patience"],
-        teacher_epochs: int | None = _RUN["teacher_epochs"], teacher_seed: int = 0,
+        teacher_epochs: int | None = _RUN["teacher_epochs"], teacher_seed: int = _RUN["teacher_seed"],
         val_fraction: float = _RUN["val_fraction"], batch_size: int = _RUN["batch_size"], lr: float = _RUN["lr"],
-        tsd_bank_size: int = _RUN["tsd_bank_size"],
+        tsd_bank_size: int = _RUN["tsd_bank_size"], tsd_reduce: str = _RUN["tsd_reduce"],
+        tsd_score: str = _RUN["tsd_score"], tsd_baseline: str = _RUN["tsd_baseline"],
         student_kwargs: dict[str, Any] | None = None, teacher_kwargs: dict[str, Any] | None = None,
-        seed: int = 0, device: str = "auto", progress: bool = False,
+        seed: int = _RUN["seed"], device: str = _RUN["device"], progress: bool = False,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -66,6 +68,9 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.tsd_bank_size = tsd_bank_size
+        self.tsd_reduce = tsd_reduce
+        self.tsd_score = tsd_score
+        self.tsd_baseline = tsd_baseline
         self.student_kwargs = student_kwargs
         self.teacher_kwargs = teacher_kwargs
         self.seed = seed
@@ -100,15 +105,15 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.teacher_history_ = fit(teacher, data, config=config)
         return teacher.eval()
 
-    def _check_params(self) -> None:
-        tau = self.tau
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
-            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
-        check_device(self.device)
+    def _tsd_settings(self) -> TSDSettings:
+        """The TSD settings of the parameters named by :data:`~tsd_lib.settings.TSD_RUN_FIELDS`
+        (checked: a bad value is a ``ValueError`` naming the setting)."""
+        return TSDSettings(**{setting: getattr(self, name) for name, setting in TSD_RUN_FIELDS.items()})
 
     def fit(self, X: Any, y: Any) -> DistilledClassifier:
         """Train the teacher (if needed) and the distilled student on ``(X, y)``."""
-        self._check_params()
+        tsd = self._tsd_settings()
+        check_device(self.device)
         X, y = validate_arrays(X, y, "X", allow_2d=True)
         terms = resolve_weights(self.method, self.weights)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
@@ -118,9 +123,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.teacher_ = self._fit_teacher(data)
         set_seed(self.seed)
         student = build_model(self.student, data.n_channels, data.n_classes, **(self.student_kwargs or {}))
-        tsd = {"n_windows": self.n_windows, "window": self.window, "bank_size": self.tsd_bank_size}
         objective = Objective(
-            terms, self.teacher_ if set(terms) != {"ce"} else None, data.X_train, data.y_train, tau=self.tau,
+            terms, self.teacher_ if set(terms) != {"ce"} else None, data.X_train, data.y_train, tau=tsd.tau,
             settings={"tsd": tsd} if "tsd" in terms else None, seed=self.seed, student=student,
         )
         self.history_: History = fit(student, data, objective,

@@ -19,7 +19,7 @@ from tsd_lib.paths import PACKAGE
 
 #: Modules and packages (relative to ``tsd_lib/``) whose code changes results.
 RESULTS_MODULES: tuple[str, ...] = (
-    "data", "models.py", "losses", "saliency", "metrics.py", "train.py", "runtime.py",
+    "data", "models.py", "settings.py", "losses", "saliency", "metrics.py", "train.py", "runtime.py",
     "experiment/config.py", "experiment/datasets.py", "experiment/teachers.py", "experiment/runner.py",
 )
 

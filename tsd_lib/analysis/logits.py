@@ -176,7 +176,7 @@ def temperature_runs(profile: Profile, dataset: str, method: str = "kd", *, teac
                if c.dataset == dataset and c.method == method and c.teacher_seed == teacher_seed]
     if not configs:
         raise ValueError(f"the profile {profile.name!r} trains no {method!r} students on {dataset!r}")
-    return pd.DataFrame([{**run(c), "tau": float(c.loss_settings()[method]["tau"])} for c in configs])
+    return pd.DataFrame([{**run(c), "tau": c.loss_settings()[method].tau} for c in configs])
 
 
 def temperature_table(runs: pd.DataFrame, reference: pd.DataFrame, *, profile_tau: float,

@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 
 from tsd_lib.cli.checks import check_args
 from tsd_lib.cli.commands import (
@@ -30,6 +31,7 @@ from tsd_lib.cli.commands import (
 )
 from tsd_lib.grading.sandbox import MAX_TIMEOUT_S, MIN_MEMORY_MB, REFERENCE_MEMORY_MB
 from tsd_lib.paths import PROFILE_DIR
+from tsd_lib.settings import TSDSettings, run_field
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -79,6 +81,15 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int = STUDENT_EPOCHS) ->
 
 
 
+def _add_tsd_args(p: argparse.ArgumentParser) -> None:
+    """One flag per TSD setting (:class:`~tsd_lib.settings.TSDSettings`): RunConfig's field name
+    dashed (``--n-windows``, ``--tsd-bank-size``), the setting's type, choices, default and help."""
+    for f in fields(TSDSettings):
+        choices = f.metadata["choices"]
+        p.add_argument(f"--{run_field(f.name).replace('_', '-')}", type=type(f.default), default=f.default,
+                       choices=choices, help=f.metadata["help"] + (" (also KD's and DKD's)" if f.name == "tau" else ""))
+
+
 def _add_store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="run store folder (default $TSD_RUNS or runs/)")
 
@@ -123,9 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=int, default=TEACHER_EPOCHS,
                    help="the teacher's epoch cap (the protocol's; --epochs caps the student only)")
     p.add_argument("--student", default="lstm_student", help="the student's architecture")
-    p.add_argument("--tau", type=float, default=8.0, help="temperature of the soft targets")
-    p.add_argument("--n-windows", type=int, default=50, help="K perturbations per series")
-    p.add_argument("--window", type=int, default=10, help="window length L")
+    _add_tsd_args(p)
     p.add_argument("--saliency-eval-series", type=int, default=None,
                    help="cap on test series for saliency metrics (default: all)")
     _add_train_args(p)

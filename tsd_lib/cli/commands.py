@@ -130,14 +130,15 @@ def _print_record(record: dict) -> None:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from tsd_lib.experiment import RunConfig, RunStore, get_dataset, run
+    from tsd_lib.settings import TSD_RUN_FIELDS
 
     weights = json.loads(args.weights) if args.weights else None
     config = RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, length=args.length or None, split_seed=args.split_seed,
         teacher=args.teacher, teacher_seed=args.teacher_seed, student=args.student, method=args.method,
-        weights=weights, tau=args.tau, n_windows=args.n_windows, window=args.window, epochs=args.epochs,
-        teacher_epochs=args.teacher_epochs, patience=args.patience, seed=args.seed, device=args.device,
-        saliency_eval_series=args.saliency_eval_series,
+        weights=weights, epochs=args.epochs, teacher_epochs=args.teacher_epochs, patience=args.patience,
+        seed=args.seed, device=args.device, saliency_eval_series=args.saliency_eval_series,
+        **{name: getattr(args, name) for name in TSD_RUN_FIELDS},
     )
     store = RunStore(args.store)
     cached = store.has(config)

@@ -17,12 +17,11 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from tsd_lib.data import canonical_dataset_name
+from tsd_lib.data import MIN_SERIES_LENGTH, canonical_dataset_name
 from tsd_lib.losses import resolve_settings, resolve_weights
-from tsd_lib.losses.tsd import SCORES
 from tsd_lib.models import MODELS
 from tsd_lib.provenance import results_digest
-from tsd_lib.saliency.perturb import BASELINES
+from tsd_lib.settings import TSD_RUN_FIELDS, Settings, TSDSettings, normalise
 from tsd_lib.train import LR_SCHEDULES, TrainConfig
 
 SYNTHETIC_PREFIX = "synthetic"
@@ -30,81 +29,88 @@ SYNTHETIC_PREFIX = "synthetic"
 # Fields that never change results: left out of the hash (a store made on a GPU machine
 # is found by the same configs on a laptop).
 _NOT_HASHED = {"device", "data_dir"}
-_TSD_FIELDS = {"n_windows", "window", "tsd_bank_size", "tsd_reduce", "tsd_score", "tsd_baseline"}
+#: The fields of TSD's own settings (``tau`` is shared with KD and DKD).
+_TSD_FIELDS = set(TSD_RUN_FIELDS) - {"tau"}
+#: TSD settings by field name: their defaults, checks and help (:class:`~tsd_lib.settings.TSDSettings`).
+_TSD_SPECS = {f.name: f for f in fields(TSDSettings)}
 _TEACHER_FIELDS = ("dataset", "length", "stretch", "split_seed", "val_fraction", "teacher", "teacher_seed",
                    "teacher_epochs", "teacher_patience", "batch_size", "lr", "lr_schedule", "warmup", "code")
 
 #: Integer fields and their lower bound; ``None`` is allowed for those in :data:`_OPTIONAL`.
-_INTS = {"length": 2, "teacher_seed": 0, "seed": 0, "split_seed": 0, "n_windows": 1, "window": 1, "epochs": 1,
-         "patience": 1, "batch_size": 1, "teacher_epochs": 1, "teacher_patience": 1, "saliency_eval_series": 1,
-         "tsd_bank_size": 0, "warmup": 0}
+_INTS = {"length": MIN_SERIES_LENGTH, "teacher_seed": 0, "seed": 0, "split_seed": 0, "epochs": 1, "patience": 1,
+         "batch_size": 1, "teacher_epochs": 1, "teacher_patience": 1, "saliency_eval_series": 1, "warmup": 0}
 _OPTIONAL = {"length", "teacher_epochs", "teacher_patience", "saliency_eval_series", "warmup", "lr_schedule",
              "data_dir", "weights", "settings"}
 #: Float fields: ``(low, high)``; ``low`` is exclusive unless the field is in :data:`_FROM_ZERO`.
-_FLOATS = {"tau": (0.0, math.inf), "lr": (0.0, math.inf), "val_fraction": (0.0, 1.0)}
+_FLOATS = {"lr": (0.0, math.inf), "val_fraction": (0.0, 1.0)}
 _FROM_ZERO = {"val_fraction"}
-_CHOICES = {"tsd_reduce": ("none", "sum"), "tsd_score": SCORES, "tsd_baseline": BASELINES,
-            "lr_schedule": LR_SCHEDULES, "teacher": tuple(MODELS), "student": tuple(MODELS)}
+_CHOICES = {"lr_schedule": LR_SCHEDULES, "teacher": tuple(MODELS), "student": tuple(MODELS)}
 _STRINGS = {"dataset", "device", "method"}
 
 
-def _fail(name: str, what: str, value: Any) -> None:
-    raise ValueError(f"RunConfig: {name} must be {what}, got {value!r}")
+def _fail(where: str, what: str, value: Any) -> None:
+    raise ValueError(f"{where} must be {what}, got {value!r}")
 
 
-def _as_int(name: str, value: Any, low: int | None) -> int:
+def _as_int(where: str, value: Any, low: int | None, optional: bool = False) -> int:
     ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not ok or (low is not None and value < low):
-        _fail(name, "an integer" + ("" if low is None else f" >= {low}"), value)
+        _fail(where, "an integer" + ("" if low is None else f" >= {low}") + (" or null" if optional else ""), value)
     return int(value)
 
 
-def _as_float(name: str, value: Any) -> float:
+def _as_float(name: str, value: Any, where: str) -> float:
     low, high = _FLOATS[name]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (value >= low if name in _FROM_ZERO else value > low) or not value < high:
         bounds = f"{'>=' if name in _FROM_ZERO else '>'} {low:g}" + ("" if high == math.inf else f" and < {high:g}")
-        _fail(name, f"a number {bounds}", value)
+        _fail(where, f"a number {bounds}", value)
     return float(value)
 
 
-def _normalised(name: str, value: Any) -> Any:
-    """``value`` checked for field ``name`` and in its canonical type."""
+def normalised(name: str, value: Any, where: str | None = None) -> Any:
+    """``value`` checked for :class:`RunConfig` field ``name`` and in its canonical type: the
+    one check of a run's values (the profile schema delegates here). TSD's settings are checked
+    by :class:`~tsd_lib.settings.TSDSettings`' declarations. ``where`` names the value in the
+    ``ValueError`` (default ``"RunConfig: <name>"``)."""
+    where = where or f"RunConfig: {name}"
     if value is None and name in _OPTIONAL:
         return None
+    if name in TSD_RUN_FIELDS:
+        return normalise(_TSD_SPECS[TSD_RUN_FIELDS[name]], value, where)
     if name in _INTS:
-        return _as_int(name, value, _INTS[name])
+        return _as_int(where, value, _INTS[name], name in _OPTIONAL)
     if name in _FLOATS:
-        return _as_float(name, value)
+        return _as_float(name, value, where)
     if name in _CHOICES:
         if value not in _CHOICES[name]:
-            _fail(name, f"one of {list(_CHOICES[name])}", value)
+            _fail(where, f"one of {list(_CHOICES[name])}", value)
         return value
     if name == "data_dir":
         if not isinstance(value, (str, os.PathLike)):
-            _fail(name, "a folder path or None", value)
+            _fail(where, "a folder path or None", value)
         return os.fspath(value)
     if name in _STRINGS:
         if not isinstance(value, str) or not value:
-            _fail(name, "a non-empty string", value)
+            _fail(where, "a non-empty string", value)
         return value
     if name == "stretch":
         if not isinstance(value, bool):
-            _fail(name, "true or false", value)
+            _fail(where, "true or false", value)
         return value
     if name == "weights":
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            _fail(name, 'a mapping of term names to numbers, e.g. {"tsd": 10.0}', value)
+            _fail(where, 'a mapping of term names to numbers, e.g. {"tsd": 10.0}', value)
         for k, v in value.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                _fail(f"weights[{k!r}]", "a finite number", v)
+                _fail(f"{where}[{k!r}]", "a finite number", v)
         return {k: float(v) for k, v in sorted(value.items())}  # sorted: a frozen dataclass must stay hashable
     if name == "settings":
-        return _settings(value)
+        return _settings(value, where)
     if name in ("budgets", "teacher_seeds"):
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
-            _fail(name, "a list of integers", value)
-        return tuple(_as_int(f"{name}[{i}]", v, 1 if name == "budgets" else 0) for i, v in enumerate(value))
+            _fail(where, "a list of integers", value)
+        return tuple(_as_int(f"{where}[{i}]", v, 1 if name == "budgets" else 0) for i, v in enumerate(value))
     return value
 
 
@@ -120,12 +126,12 @@ def canonical_dataset(name: str, data_dir: str | None = None) -> str:
     return name
 
 
-def _settings(value: Any) -> dict[str, dict[str, Any]]:
+def _settings(value: Any, where: str) -> dict[str, dict[str, Any]]:
     """Per-term loss settings as sorted plain dicts (numbers as floats); TSD's live in the fields."""
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        _fail("settings", 'a mapping of term names to mappings, e.g. {"dkd": {"beta": 2.0}}', value)
+        _fail(where, 'a mapping of term names to mappings, e.g. {"dkd": {"beta": 2.0}}', value)
     if "tsd" in value:
-        _fail("settings", "free of 'tsd' (TSD is set by the fields n_windows, window, tau and tsd_*)", value)
+        _fail(where, f"free of 'tsd' (TSD is set by the fields {', '.join(TSD_RUN_FIELDS)})", value)
     def number(v: Any) -> Any:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
     return {term: {k: number(v) for k, v in sorted(given.items())} for term, given in sorted(value.items())}
@@ -150,9 +156,9 @@ class RunConfig:
     student: str = "lstm_student"
     method: str = "kd+tsd"
     weights: dict[str, float] | None = None
-    tau: float = 8.0
-    n_windows: int = 50
-    window: int = 10
+    tau: float = TSDSettings.tau
+    n_windows: int = TSDSettings.n_windows
+    window: int = TSDSettings.window
     epochs: int = 1000
     patience: int = 50
     seed: int = 0
@@ -164,10 +170,10 @@ class RunConfig:
     val_fraction: float = 0.2
     batch_size: int = 32
     lr: float = 0.005
-    tsd_bank_size: int = 200
-    tsd_reduce: str = "none"
-    tsd_score: str = "kl"
-    tsd_baseline: str = "other_class"
+    tsd_bank_size: int = TSDSettings.bank_size
+    tsd_reduce: str = TSDSettings.reduce
+    tsd_score: str = TSDSettings.score
+    tsd_baseline: str = TSDSettings.baseline
     lr_schedule: str | None = None
     warmup: int | None = None
     budgets: tuple[int, ...] = ()
@@ -176,7 +182,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _normalised(f.name, getattr(self, f.name)))
+            object.__setattr__(self, f.name, normalised(f.name, getattr(self, f.name)))
         object.__setattr__(self, "dataset", canonical_dataset(self.dataset, self.data_dir))
         object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
         resolve_weights(self.method, self.weights)  # validates the method and weights
@@ -208,13 +214,16 @@ class RunConfig:
     def terms(self) -> dict[str, float]:
         return resolve_weights(self.method, self.weights)
 
-    def loss_settings(self) -> dict[str, dict[str, Any]]:
+    def tsd_settings(self) -> TSDSettings:
+        """TSD's settings, from the fields named by :data:`~tsd_lib.settings.TSD_RUN_FIELDS`."""
+        return TSDSettings(**{setting: getattr(self, name) for name, setting in TSD_RUN_FIELDS.items()})
+
+    def loss_settings(self) -> dict[str, Settings]:
         """Every term's settings for :class:`~tsd_lib.losses.Objective`: ``settings``, the shared
-        ``tau``, and TSD's from the ``n_windows``, ``window`` and ``tsd_*`` fields."""
+        ``tau``, and TSD's from its fields (:meth:`tsd_settings`)."""
         given = dict(self.settings or {})
         if "tsd" in self.terms:
-            given["tsd"] = {"n_windows": self.n_windows, "window": self.window, "reduce": self.tsd_reduce,
-                            "score": self.tsd_score, "baseline": self.tsd_baseline, "bank_size": self.tsd_bank_size}
+            given["tsd"] = asdict(self.tsd_settings())
         try:
             return resolve_settings(self.terms, given, tau=self.tau)
         except ValueError as err:

@@ -33,7 +33,6 @@ from tsd_lib.metrics import classification_metrics, fidelity_metrics, saliency_s
 from tsd_lib.models import build_model
 from tsd_lib.provenance import results_digest
 from tsd_lib.runtime import resolve_device, set_seed
-from tsd_lib.saliency.perturb import BANK_BASELINES
 from tsd_lib.train import History, fit, predict_logits
 from tsd_lib.utils import atomic_write_json, json_safe, versions
 
@@ -59,10 +58,8 @@ def _train_run(config: RunConfig, store: RunStore, progress: bool | None) -> dic
     set_seed(config.seed)
     student = build_model(config.student, data.n_channels, data.n_classes)
     objective = Objective(config.terms, teacher, data.X_train, data.y_train, settings=config.loss_settings(),
-                          seed=config.seed, student=student)
-    term = objective.tsd_term
-    if term is not None and term.bank_size > 0 and config.tsd_baseline in BANK_BASELINES:
-        term.bank = teacher_bank(teacher, tconfig, data, store)
+                          seed=config.seed, student=student,
+                          tsd_bank=lambda: teacher_bank(teacher, tconfig, data, store))
     history = fit(student, data, objective, config.train_config(progress=progress))
     record = evaluate_run(config, data, student, teacher, store, history, progress=progress, teacher_config=tconfig)
     record.update(data_fingerprint=data.fingerprint(), teacher_accuracy=teacher_record["test_accuracy"],

@@ -14,7 +14,8 @@ name       loss                                                  reference
 ========== ===================================================== ==========================
 
 ``LOSSES`` maps each name to a :class:`~tsd_lib.losses.registry.Term` (its function, what it
-reads, its default settings, how the objective calls it). ``Objective`` combines them
+reads, its settings dataclass from :mod:`tsd_lib.settings`, how the objective calls it).
+``Objective`` combines them
 (``parse_method("kd+tsd")`` -> ``{"ce": 1, "kd": 1, "tsd": 1}``), each term with its settings
 (``resolve_settings``); ``DEFAULT_WEIGHTS`` holds the default weight of every term.
 """
@@ -28,21 +29,24 @@ from tsd_lib.losses.registry import (
     LOSSES,
     TEACHER_TERMS,
     Term,
+    TermState,
     parse_method,
     resolve_settings,
     resolve_weights,
 )
-from tsd_lib.losses.tsd import TSD_DEFAULTS, TSDTerm, tsd_loss
+from tsd_lib.losses.tsd import TSDTerm, tsd_loss
+from tsd_lib.settings import TSDSettings
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "FEATURE_TERMS",
     "LOSSES",
     "TEACHER_TERMS",
-    "TSD_DEFAULTS",
     "Objective",
+    "TSDSettings",
     "TSDTerm",
     "Term",
+    "TermState",
     "at_loss",
     "ce_loss",
     "dkd_loss",

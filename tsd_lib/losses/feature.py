@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tsd_lib.settings import DT2WSettings, RKDSettings
+
 __all__ = [
     "DT2W_GAMMA",
     "FITNETS_INIT_RANGE",
@@ -48,7 +50,7 @@ _BIG = 1e10
 FITNETS_INIT_RANGE = 0.005
 
 #: Soft-DTW smoothing of the TSD authors' DT2W baseline.
-DT2W_GAMMA = 1.2
+DT2W_GAMMA = DT2WSettings.gamma
 
 
 def make_projection(d_in: int, d_out: int, init_range: float | None = None) -> nn.Conv1d:
@@ -147,7 +149,8 @@ def _angles(e: torch.Tensor) -> torch.Tensor:
 
 
 def rkd_loss(
-    emb_s: torch.Tensor, emb_t: torch.Tensor, w_dist: float = 1.0, w_angle: float = 2.0
+    emb_s: torch.Tensor, emb_t: torch.Tensor, w_dist: float = RKDSettings.w_dist,
+    w_angle: float = RKDSettings.w_angle,
 ) -> torch.Tensor:
     r"""Relational knowledge distillation (Park et al., CVPR 2019): distance + angle terms.
 

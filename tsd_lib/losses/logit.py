@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tsd_lib.settings import DKDSettings, KDSettings
+
 __all__ = ["ce_loss", "dkd_loss", "kd_loss"]
 
 
@@ -31,7 +33,7 @@ def ce_loss(logits_s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_s, y)
 
 
-def kd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
+def kd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, tau: float = KDSettings.tau) -> torch.Tensor:
     r"""Hinton knowledge distillation (Hinton et al., 2015).
 
     .. math::
@@ -45,8 +47,8 @@ def kd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, tau: float = 4.0) ->
     Args:
         logits_s: student logits ``(B, k)``.
         logits_t: teacher logits ``(B, k)`` (constants).
-        tau: temperature :math:`\tau > 0`. The TSD experiments use 8
-            (:class:`~tsd_lib.losses.Objective` passes its ``tau``); 4 is mdistiller's default.
+        tau: temperature :math:`\tau > 0`; the default is the experiments'
+            (:class:`~tsd_lib.settings.KDSettings`, the TSD authors' 8; mdistiller's is 4).
     """
     log_p_s = F.log_softmax(logits_s / tau, dim=1)
     log_p_t = F.log_softmax(logits_t / tau, dim=1)
@@ -66,9 +68,9 @@ def dkd_loss(
     logits_s: torch.Tensor,
     logits_t: torch.Tensor,
     y: torch.Tensor,
-    alpha: float = 1.0,
-    beta: float = 8.0,
-    tau: float = 4.0,
+    alpha: float = DKDSettings.alpha,
+    beta: float = DKDSettings.beta,
+    tau: float = DKDSettings.tau,
 ) -> torch.Tensor:
     r"""Decoupled knowledge distillation (Zhao et al., CVPR 2022), mdistiller's formulation.
 
@@ -94,9 +96,9 @@ def dkd_loss(
         logits_s: student logits ``(B, k)``.
         logits_t: teacher logits ``(B, k)`` (constants).
         y: labels ``(B,)``.
-        alpha: TCKD weight (1.0 as in the TSD authors' code and the DKD paper).
-        beta: NCKD weight (8.0 in the TSD authors' code).
-        tau: temperature.
+        alpha, beta, tau: TCKD weight, NCKD weight and temperature; the defaults are
+            :class:`~tsd_lib.settings.DKDSettings`' (the TSD authors' code and the DKD paper;
+            the temperature the experiments' shared one).
     """
     gt_mask = F.one_hot(y, num_classes=logits_s.shape[1]).to(logits_s.dtype)
     log_b_s = _binary_log_split(logits_s / tau, gt_mask)

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from tsd_lib.losses.feature import FITNETS_INIT_RANGE, make_projection
-from tsd_lib.losses.registry import LOSSES, Batch, resolve_settings
-from tsd_lib.losses.tsd import TSDTerm
+from tsd_lib.losses.registry import LOSSES, Batch, TermState, resolve_settings
+from tsd_lib.losses.tsd import BankProvider, TSDTerm
+from tsd_lib.settings import Settings
 
 __all__ = ["Objective"]
 
@@ -44,15 +45,12 @@ class Objective(nn.Module):
             feature term is, the series whose teacher logits are cached (see below). Pass them
             whenever a teacher term is active.
         settings: each term's settings, one mapping per term (``{"dkd": {"beta": 2.0}}``); see
-            :func:`~tsd_lib.losses.registry.resolve_settings` and each term's defaults in
-            :data:`~tsd_lib.losses.registry.LOSSES`: KD ``tau``; DKD ``alpha, beta, tau`` (1, 8);
-            RKD ``w_dist, w_angle`` (1, 2: Park et al.'s ratio; mdistiller uses 25, 50), on the
-            flattened ``sequence`` features ``(B, D T)`` as the TSD authors do; DT2W ``gamma``
-            (1.2, the TSD authors') and ``adapter``; TSD the
-            :class:`~tsd_lib.losses.tsd.TSDTerm` arguments (``n_windows`` K, ``window`` L, ``tau``,
-            ``reduce``, ``score``, ``baseline``, ``bank_size``).
-        tau: one temperature for every term that has one (KD, DKD, TSD; 8, the TSD scripts'
-            value) unless ``settings`` gives a term its own.
+            :func:`~tsd_lib.losses.registry.resolve_settings`. Each term's settings and their
+            defaults are its dataclass in :mod:`tsd_lib.settings` (KD ``tau``; DKD ``alpha, beta,
+            tau``; RKD ``w_dist, w_angle``, on the flattened ``sequence`` features ``(B, D T)`` as the
+            TSD authors do; DT2W ``gamma`` and ``adapter``; TSD :class:`~tsd_lib.settings.TSDSettings`).
+        tau: one temperature for every term that has one (KD, DKD, TSD) unless ``settings`` gives
+            a term its own.
         seed: seed of the TSD term's random windows / donors and of DT2W's channel subsets.
         student: the student model; required by ``"fitnets"`` / ``"dt2w"`` to size their
             adapters from ``student.feature_dim`` and ``teacher.feature_dim``; learned ones are
@@ -60,6 +58,8 @@ class Objective(nn.Module):
             FitNets 1x1 projection is initialised uniformly in ``(-0.005, 0.005)`` (the TSD
             authors' regressor); FitNets trains jointly with CE (see
             :func:`~tsd_lib.losses.feature.fitnets_loss`).
+        tsd_bank: a callable providing the TSD term's teacher bank (e.g. the run store's cache
+            of it); it is called only when the term uses a bank. ``None``: the term builds it.
         The DT2W ``adapter`` is ``"random_channels"`` (default, the TSD authors' adapter: each
         run the teacher's sequence is reduced to one random subset of ``D_S`` of its ``D_T``
         channels, drawn once with ``seed``; no parameters. A subset drawn anew every batch, as this
@@ -93,6 +93,7 @@ class Objective(nn.Module):
         tau: float | None = None,
         seed: int = 0,
         student: nn.Module | None = None,
+        tsd_bank: BankProvider | None = None,
     ) -> None:
         super().__init__()
         unknown = sorted(set(weights) - set(LOSSES))
@@ -113,7 +114,7 @@ class Objective(nn.Module):
         object.__setattr__(self, "_teacher", teacher)  # deliberately not a sub-module
 
         #: Every term's settings, defaults filled in (active terms only).
-        self.settings: dict[str, dict[str, Any]] = resolve_settings(self.active, settings, tau=tau)
+        self.settings: dict[str, Settings] = resolve_settings(self.active, settings, tau=tau)
 
         self.projections = nn.ModuleDict()
         adapted = [name for name in ("fitnets", "dt2w") if name in self.active]
@@ -126,20 +127,20 @@ class Objective(nn.Module):
         d_t = _feature_dim(teacher, "teacher") if adapted else 0
         if "fitnets" in self.active:
             self.projections["fitnets"] = make_projection(d_s, d_t, init_range=FITNETS_INIT_RANGE)
-        #: DT2W's adapter in use (``"projection"`` when the teacher is narrower than the student).
-        wanted = self.settings.get("dt2w", {}).get("adapter", "random_channels")
-        self.dt2w_adapter = "projection" if wanted == "projection" or d_t < d_s else "random_channels"
-        if "dt2w" in self.active and self.dt2w_adapter == "projection":
+        wanted = self.settings["dt2w"].adapter if "dt2w" in self.settings else "random_channels"
+        dt2w_adapter = "projection" if wanted == "projection" or d_t < d_s else "random_channels"
+        if "dt2w" in self.active and dt2w_adapter == "projection":
             self.projections["dt2w"] = make_projection(d_s, d_t)
-        #: DT2W's teacher channels (random adapter): one subset of ``D_S`` of the ``D_T`` channels per run.
-        self.dt2w_subset = torch.randperm(d_t, generator=torch.Generator().manual_seed(int(seed)))[:d_s]
+        # DT2W's teacher channels (random adapter): one subset of ``D_S`` of the ``D_T`` channels per run.
+        dt2w_subset = torch.randperm(d_t, generator=torch.Generator().manual_seed(int(seed)))[:d_s]
 
         tsd_term = None
         if "tsd" in self.active:
             if X_pool is None or y_pool is None:
                 raise ValueError("term 'tsd' needs the perturbation pool: pass X_pool and y_pool (training set)")
-            tsd_term = TSDTerm(teacher, X_pool, y_pool, seed=seed, **self.settings["tsd"])
-        object.__setattr__(self, "_tsd", tsd_term)  # holds the teacher too: not a sub-module
+            tsd_term = TSDTerm(teacher, X_pool, y_pool, self.settings["tsd"], seed=seed, bank=tsd_bank)
+        # holds the TSD term, hence the teacher: a plain attribute, not a sub-module
+        object.__setattr__(self, "_state", TermState(self.projections, dt2w_adapter, dt2w_subset, tsd_term))
         self._needs_features = any(LOSSES[name].features for name in self.active)
         self._needs_teacher_out = any(LOSSES[name].features or LOSSES[name].teacher_logits for name in self.active)
         self._device = _module_device(teacher)
@@ -156,9 +157,19 @@ class Objective(nn.Module):
         return self._teacher
 
     @property
+    def dt2w_adapter(self) -> str:
+        """DT2W's adapter in use (``"projection"`` when the teacher is narrower than the student)."""
+        return self._state.dt2w_adapter
+
+    @property
+    def dt2w_subset(self) -> torch.Tensor:
+        """DT2W's teacher channels (random adapter): one subset of ``D_S`` of the ``D_T`` channels per run."""
+        return self._state.dt2w_subset
+
+    @property
     def tsd_term(self) -> TSDTerm | None:
         """The :class:`~tsd_lib.losses.tsd.TSDTerm` when TSD is active, else ``None``."""
-        return self._tsd
+        return self._state.tsd
 
     def train(self, mode: bool = True) -> Objective:
         """Set the projections' mode; the teacher always stays in eval mode."""
@@ -175,8 +186,8 @@ class Objective(nn.Module):
         if self._teacher is not None:
             self._teacher._apply(fn)
         device = fn(torch.empty(0, device=self._device)).device
-        if self._tsd is not None:
-            self._tsd.to(device)
+        if self._state.tsd is not None:
+            self._state.tsd.to(device)
         if self._X_pool is not None:
             self._X_pool, self._cached_logits = fn(self._X_pool), None  # recomputed on first use
         self._device = device
@@ -196,8 +207,8 @@ class Objective(nn.Module):
 
     def _logit_table(self) -> torch.Tensor:
         """Teacher logits ``(N, k)`` of every ``X_pool`` row: the TSD bank's, or computed once here."""
-        if self._tsd is not None and self._tsd.use_bank:
-            return self._tsd.build_bank().logits
+        if self._state.tsd is not None and self._state.tsd.use_bank:
+            return self._state.tsd.build_bank().logits
         if self._cached_logits is None:
             with torch.no_grad():
                 chunks = [self._teacher(part) for part in self._X_pool.split(_CACHE_BATCH)]
@@ -227,7 +238,7 @@ class Objective(nn.Module):
         values: list[torch.Tensor] = []
         total = logits_s.new_zeros(())
         for name in self.active:
-            value = LOSSES[name].compute(self, batch, self.settings[name])
+            value = LOSSES[name].compute(self._state, batch, self.settings[name])
             values.append(value.detach().reshape(()))
             total = total + self.weights[name] * value
         values.append(total.detach())

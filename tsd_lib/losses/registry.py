@@ -1,30 +1,42 @@
-"""The loss registry: one entry per loss, holding its pure function, what it reads, its default
-settings and how the objective calls it (mdistiller's plain dict that also dispatches).
+"""The loss registry: one entry per loss, holding its pure function, what it reads, its
+settings dataclass and how the objective calls it (mdistiller's plain dict that also dispatches).
 
-Each term's settings travel as one nested mapping (torchdistill style), e.g.
+Each term's settings are given as one nested mapping (torchdistill style), e.g.
 ``{"dkd": {"alpha": 1.0, "beta": 8.0}, "tsd": {"n_windows": 10}}``; :func:`resolve_settings`
-fills in the defaults of every active term and rejects unknown keys. Adding a loss is one
-function in ``logit``/``feature``/``tsd`` and one :class:`Term` here.
+builds every active term's settings dataclass (:mod:`tsd_lib.settings`, which holds the defaults
+and checks) and rejects unknown keys. Adding a loss is one function in ``logit``/``feature``/``tsd``,
+one settings dataclass and one :class:`Term` here.
+
+Each term's ``compute(state, batch, settings)`` reads what the objective built for it from a
+:class:`TermState` (defined here, so the registry does not import the objective).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
 
-from tsd_lib.losses.feature import DT2W_GAMMA, at_loss, dt2w_loss, fitnets_loss, rkd_loss
+from tsd_lib.losses.feature import at_loss, dt2w_loss, fitnets_loss, rkd_loss
 from tsd_lib.losses.logit import ce_loss, dkd_loss, kd_loss
-from tsd_lib.losses.tsd import TSD_DEFAULTS, tsd_loss
+from tsd_lib.losses.tsd import TSDTerm, tsd_loss
+from tsd_lib.settings import (
+    DT2W_ADAPTERS,
+    ATSettings,
+    CESettings,
+    DKDSettings,
+    DT2WSettings,
+    FitNetsSettings,
+    KDSettings,
+    RKDSettings,
+    Settings,
+    TSDSettings,
+)
 
-if TYPE_CHECKING:
-    from tsd_lib.losses.objective import Objective
-
-#: DT2W adapters: the TSD authors' random subset of teacher channels, or a learned projection.
-DT2W_ADAPTERS: tuple[str, ...] = ("random_channels", "projection")
+__all__ = ["DT2W_ADAPTERS", "LOSSES", "Batch", "Term", "TermState", "resolve_settings"]
 
 
 @dataclass
@@ -42,7 +54,18 @@ class Batch:
     feats_t: dict[str, torch.Tensor]
 
 
-Compute = Callable[["Objective", Batch, dict[str, Any]], torch.Tensor]
+@dataclass
+class TermState:
+    """What the objective builds for its stateful terms: the learned adapters (``projections``,
+    a sub-module of the objective), DT2W's adapter in use and channel subset, the TSD term."""
+
+    projections: nn.ModuleDict
+    dt2w_adapter: str = "random_channels"
+    dt2w_subset: torch.Tensor | None = None
+    tsd: TSDTerm | None = None
+
+
+Compute = Callable[[TermState, Batch, Any], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -54,59 +77,57 @@ class Term:
     needs_teacher: bool = True
     features: bool = False  # reads the models' ``return_features=True`` outputs
     teacher_logits: bool = False  # reads the teacher's logits (cached per training series when possible)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    settings: type[Settings] = CESettings
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.fn(*args, **kwargs)
 
 
-def _ce(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
+def _ce(state: TermState, b: Batch, s: CESettings) -> torch.Tensor:
     return ce_loss(b.logits_s, b.y)
 
 
-def _kd(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
-    return kd_loss(b.logits_s, b.logits_t, tau=s["tau"])
+def _kd(state: TermState, b: Batch, s: KDSettings) -> torch.Tensor:
+    return kd_loss(b.logits_s, b.logits_t, tau=s.tau)
 
 
-def _dkd(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
-    return dkd_loss(b.logits_s, b.logits_t, b.y, alpha=s["alpha"], beta=s["beta"], tau=s["tau"])
+def _dkd(state: TermState, b: Batch, s: DKDSettings) -> torch.Tensor:
+    return dkd_loss(b.logits_s, b.logits_t, b.y, alpha=s.alpha, beta=s.beta, tau=s.tau)
 
 
-def _fitnets(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
-    return fitnets_loss(b.feats_s["sequence"], b.feats_t["sequence"], obj.projections["fitnets"])
+def _fitnets(state: TermState, b: Batch, s: FitNetsSettings) -> torch.Tensor:
+    return fitnets_loss(b.feats_s["sequence"], b.feats_t["sequence"], state.projections["fitnets"])
 
 
-def _at(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
+def _at(state: TermState, b: Batch, s: ATSettings) -> torch.Tensor:
     return at_loss(b.feats_s["sequence"], b.feats_t["sequence"])
 
 
-def _rkd(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
-    return rkd_loss(b.feats_s["sequence"], b.feats_t["sequence"], s["w_dist"], s["w_angle"])
+def _rkd(state: TermState, b: Batch, s: RKDSettings) -> torch.Tensor:
+    return rkd_loss(b.feats_s["sequence"], b.feats_t["sequence"], s.w_dist, s.w_angle)
 
 
-def _dt2w(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
-    if obj.dt2w_adapter == "projection":
-        return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], obj.projections["dt2w"], gamma=s["gamma"])
-    return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], gamma=s["gamma"], channels=obj.dt2w_subset)
+def _dt2w(state: TermState, b: Batch, s: DT2WSettings) -> torch.Tensor:
+    if state.dt2w_adapter == "projection":
+        return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], state.projections["dt2w"], gamma=s.gamma)
+    return dt2w_loss(b.feats_s["sequence"], b.feats_t["sequence"], gamma=s.gamma, channels=state.dt2w_subset)
 
 
-def _tsd(obj: Objective, b: Batch, s: dict[str, Any]) -> torch.Tensor:
-    return obj.tsd_term(b.student, b.x, b.y, index=b.index, student_logits=b.logits_s)
+def _tsd(state: TermState, b: Batch, s: TSDSettings) -> torch.Tensor:
+    return state.tsd(b.student, b.x, b.y, index=b.index, student_logits=b.logits_s)
 
 
 #: name -> :class:`Term`. Registry order is the order terms are computed and reported in.
 LOSSES: dict[str, Term] = {
     "ce": Term(ce_loss, _ce, needs_teacher=False),
-    "kd": Term(kd_loss, _kd, teacher_logits=True, defaults={"tau": 8.0}),
-    "fitnets": Term(fitnets_loss, _fitnets, features=True),
-    "at": Term(at_loss, _at, features=True),
-    # RKD: Park et al.'s 1:2 ratio (mdistiller's configuration uses 25, 50; the TSD authors' is not readable)
-    "rkd": Term(rkd_loss, _rkd, features=True, defaults={"w_dist": 1.0, "w_angle": 2.0}),
-    "dkd": Term(dkd_loss, _dkd, teacher_logits=True, defaults={"alpha": 1.0, "beta": 8.0, "tau": 8.0}),
-    "dt2w": Term(dt2w_loss, _dt2w, features=True, defaults={"gamma": DT2W_GAMMA, "adapter": "random_channels"}),
-    "tsd": Term(tsd_loss, _tsd, defaults=TSD_DEFAULTS),
+    "kd": Term(kd_loss, _kd, teacher_logits=True, settings=KDSettings),
+    "fitnets": Term(fitnets_loss, _fitnets, features=True, settings=FitNetsSettings),
+    "at": Term(at_loss, _at, features=True, settings=ATSettings),
+    "rkd": Term(rkd_loss, _rkd, features=True, settings=RKDSettings),
+    "dkd": Term(dkd_loss, _dkd, teacher_logits=True, settings=DKDSettings),
+    "dt2w": Term(dt2w_loss, _dt2w, features=True, settings=DT2WSettings),
+    "tsd": Term(tsd_loss, _tsd, settings=TSDSettings),
 }
-
 #: Default weight of every term -- the single place where they are set. CE and every
 #: distillation term weigh 1.0; the experiments sweep the TSD weight over
 #: {0.1, 0.5, 1, 10, 100} (as in the TSD authors' scripts) by overriding ``"tsd"``.
@@ -166,30 +187,36 @@ def resolve_weights(method: str, weights: Mapping[str, float] | None = None) -> 
 
 
 def resolve_settings(terms: Mapping[str, float] | list[str], settings: Mapping[str, Mapping[str, Any]] | None = None,
-                     *, tau: float | None = None) -> dict[str, dict[str, Any]]:
-    """Every term's settings: its defaults, then ``tau`` (one temperature for every term that
-    has one, as in the paper), then ``settings[term]``. Settings for a term outside ``terms``
-    or a key the term does not have are errors (they would silently do nothing).
+                     *, tau: float | None = None) -> dict[str, Settings]:
+    """Every term's settings dataclass (:data:`LOSSES` ``[term].settings``): its defaults, then
+    ``tau`` (one temperature for every term that has one, as in the paper), then
+    ``settings[term]``, checked by the dataclass; a term's settings given as a dataclass instance
+    are taken as they are. Settings for a term outside ``terms`` or a key
+    the term does not have are errors (they would silently do nothing).
 
     ``resolve_settings(["ce", "dkd"], {"dkd": {"beta": 2}}, tau=4)["dkd"] ==
-    {"alpha": 1.0, "beta": 2, "tau": 4}``.
+    DKDSettings(alpha=1.0, beta=2.0, tau=4.0)``.
     """
     settings = dict(settings or {})
     out = {}
     for name in terms:
         if name not in LOSSES:
             raise ValueError(f"unknown loss {name!r}; known losses: {sorted(LOSSES)}")
-        mine = {**LOSSES[name].defaults}
-        if tau is not None and "tau" in mine:
-            mine["tau"] = float(tau)
-        given = dict(settings.pop(name, None) or {})
-        unknown = sorted(set(given) - set(mine))
+        cls = LOSSES[name].settings
+        names = {f.name for f in fields(cls)}
+        given = settings.pop(name, None)
+        if isinstance(given, Settings):  # already built (e.g. by RunConfig.loss_settings): taken as it is
+            if not isinstance(given, cls):
+                raise ValueError(f"settings of loss {name!r} must be {cls.__name__}, got {type(given).__name__}")
+            out[name] = given
+            continue
+        given = dict(given or {})
+        unknown = sorted(set(given) - names)
         if unknown:
-            raise ValueError(f"unknown setting(s) {unknown} for loss {name!r}; its settings: {sorted(mine) or 'none'}")
-        out[name] = {**mine, **given}
+            raise ValueError(f"unknown setting(s) {unknown} for loss {name!r}; its settings: {sorted(names) or 'none'}")
+        shared = {"tau": tau} if tau is not None and "tau" in names else {}
+        out[name] = cls(**{**shared, **given})
     if settings:
         raise ValueError(f"settings given for loss(es) {sorted(settings)} that the method does not use "
                          f"(terms: {sorted(terms)})")
-    if "dt2w" in out and out["dt2w"]["adapter"] not in DT2W_ADAPTERS:
-        raise ValueError(f"dt2w_adapter must be one of {DT2W_ADAPTERS}, got {out['dt2w']['adapter']!r}")
     return out

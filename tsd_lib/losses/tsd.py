@@ -27,6 +27,8 @@ every step). :class:`TSDTerm` is what training uses: it precomputes the teacher 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,6 @@ from torch.nn import functional as F
 
 from tsd_lib.saliency.perturb import (
     BANK_BASELINES,
-    BASELINES,
     TeacherBank,
     distribution_shift,
     kl_terms,
@@ -46,11 +47,19 @@ from tsd_lib.saliency.perturb import (
     perturbed_logits,
     target_shift,
 )
+from tsd_lib.settings import SCORES, TSDSettings
 
-__all__ = ["SCORES", "TSD_DEFAULTS", "TSDTerm", "tsd_loss"]
+__all__ = ["SCORES", "TSDSettings", "TSDTerm", "tsd_loss"]
 
-#: Saliency scores: per-window distribution shift (``"kl"``) or target-probability drop.
-SCORES = ("kl", "target_prob")
+#: What builds (or loads) a term's teacher bank, e.g. the run store's cache of it.
+BankProvider = Callable[[], TeacherBank]
+
+
+def _settings(settings: TSDSettings | None, changes: dict[str, Any]) -> TSDSettings:
+    """``settings`` (default :class:`TSDSettings`) with ``changes`` applied, checked."""
+    if settings is None or changes:
+        return replace(settings or TSDSettings(), **changes)
+    return settings
 
 
 def student_forward(
@@ -71,15 +80,6 @@ def student_forward(
     return perturbed_logits(student, X, copies, starts, clean=student_logits)
 
 
-def _check(score: str, reduce: str, baseline: str) -> None:
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    if reduce not in ("none", "sum"):
-        raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-
-
 def _saliency(z: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, tau: float, reduce: str, score: str):
     if score == "target_prob":
         return target_shift(z, zp, y)
@@ -93,15 +93,11 @@ def tsd_loss(
     y: torch.Tensor,
     X_pool: torch.Tensor,
     y_pool: torch.Tensor,
+    settings: TSDSettings | None = None,
     *,
-    n_windows: int = 50,
-    window: int = 10,
-    tau: float = 8.0,
-    reduce: str = "none",
-    score: str = "kl",
-    baseline: str = "other_class",
     generator: torch.Generator | None = None,
     student_logits: torch.Tensor | None = None,
+    **changes: Any,
 ) -> torch.Tensor:
     """TSD loss with fresh perturbations (Hewa Dehigahawattage et al., ECAI 2025, arXiv 2601.04263).
 
@@ -115,27 +111,22 @@ def tsd_loss(
 
     The teacher is frozen: it is put in eval mode (and left there) and run under
     ``torch.no_grad``. The student runs with gradients on the clean batch (``student_logits``
-    is reused when given) and on the same perturbed copies. Defaults ``K = 50``, ``L = 10``,
-    ``tau = 8`` are the authors'.
+    is reused when given) and on the same perturbed copies. The settings are ``settings``
+    (default :class:`~tsd_lib.settings.TSDSettings`, the authors' ``K = 50``, ``L = 10``,
+    ``tau = 8``) with ``changes`` applied (``tsd_loss(..., n_windows=8)``); ``bank_size`` is unused.
     """
-    _check(score, reduce, baseline)
+    s = _settings(settings, changes)
     copies, starts = perturb(
-        X, y, X_pool, y_pool, n_windows=n_windows, window=window, baseline=baseline, generator=generator
+        X, y, X_pool, y_pool, n_windows=s.n_windows, window=s.window, baseline=s.baseline, generator=generator
     )
     if teacher.training:
         teacher.eval()
     with torch.no_grad():
         zt, zt_p = perturbed_logits(teacher, X, copies, starts)
     zs, zs_p = student_forward(student, X, copies, student_logits, starts)
-    s_T = _saliency(zt, zt_p, y, tau, reduce, score)
-    s_S = _saliency(zs, zs_p, y, tau, reduce, score)
+    s_T = _saliency(zt, zt_p, y, s.tau, s.reduce, s.score)
+    s_S = _saliency(zs, zs_p, y, s.tau, s.reduce, s.score)
     return F.smooth_l1_loss(s_S, s_T)
-
-
-#: TSDTerm's settings and their defaults (the paper's K = 50, L = 10, tau = 8; the objective's
-#: ``settings["tsd"]``).
-TSD_DEFAULTS: dict[str, Any] = {"n_windows": 50, "window": 10, "tau": 8.0, "reduce": "none", "score": "kl",
-                                "baseline": "other_class", "bank_size": 200}
 
 
 class TSDTerm:
@@ -145,9 +136,11 @@ class TSDTerm:
     scalar tensor) of :func:`tsd_loss`. ``X_pool``/``y_pool`` are the training series (donors)
     and ``index`` the rows of ``X_pool`` in the batch (``x == X_pool[index]``).
 
-    With ``bank_size > 0`` (default 200, 4x ``K``) a :class:`TeacherBank` is built on first use
-    (or on :meth:`to`): ``bank_size`` perturbations per training series with the teacher's
-    logits. Each step then draws ``K`` bank entries per series with distinct starts and, when
+    The settings are ``settings`` (default :class:`~tsd_lib.settings.TSDSettings`) with ``changes``
+    applied (``TSDTerm(teacher, X, y, n_windows=8)``). With ``bank_size > 0`` (4x ``K`` by default)
+    a :class:`TeacherBank` is built on first use (or on :meth:`to`), or taken from ``bank``, a
+    callable that provides it (the run store's cache): ``bank_size`` perturbations per training
+    series with the teacher's logits. Each step then draws ``K`` bank entries per series with distinct starts and, when
     the series has at least ``K`` eligible donors, distinct donors; rebuilds the perturbed
     copies by a gather, runs only the student, normalises the batch's teacher terms exactly as
     :func:`distribution_shift` would, and returns ``SmoothL1(s_S, s_T)``. Averaged over the
@@ -170,47 +163,44 @@ class TSDTerm:
         teacher: nn.Module,
         X_pool: torch.Tensor | np.ndarray,
         y_pool: torch.Tensor | np.ndarray,
+        settings: TSDSettings | None = None,
         *,
-        n_windows: int = 50,
-        window: int = 10,
-        tau: float = 8.0,
-        reduce: str = "none",
-        score: str = "kl",
-        baseline: str = "other_class",
-        bank_size: int | None = 200,
         seed: int = 0,
+        bank: BankProvider | None = None,
+        **changes: Any,
     ) -> None:
-        _check(score, reduce, baseline)
+        settings = _settings(settings, changes)
         self.teacher = teacher
         teacher.eval()
         X_pool = torch.as_tensor(X_pool)
         self.X_pool = X_pool if X_pool.is_floating_point() else X_pool.float()  # float32 data stays float32
         self.y_pool = torch.as_tensor(y_pool, dtype=torch.long).reshape(-1)
-        self.window = int(window)
-        self.n_windows = int(n_windows)
-        n = n_starts(self.X_pool.shape[-1], self.window)
-        if self.n_windows > n:
+        n = n_starts(self.X_pool.shape[-1], settings.window)
+        if settings.n_windows > n:
             warnings.warn(
-                f"n_windows={self.n_windows} exceeds the {n} possible starts of a length-{self.window} window "
-                f"in a length-{self.X_pool.shape[-1]} series; using all {n} starts instead",
+                f"n_windows={settings.n_windows} exceeds the {n} possible starts of a length-{settings.window} "
+                f"window in a length-{self.X_pool.shape[-1]} series; using all {n} starts instead",
                 stacklevel=2,
             )
-            self.n_windows = n
-        self.tau = float(tau)
-        self.reduce = reduce
-        self.score = score
-        self.baseline = baseline
-        self.bank_size = int(bank_size or 0)
+            settings = replace(settings, n_windows=n)
+        #: The term's settings (``n_windows`` capped at the series' possible starts).
+        self.settings = settings
         self.seed = int(seed)
+        self._provide_bank = bank
         self.generator = torch.Generator().manual_seed(self.seed)
         self.bank: TeacherBank | None = None
         self.device: torch.device | None = None  # None: the teacher's device until .to() is called
         self._warned_mismatch = False
 
     @property
+    def n_windows(self) -> int:
+        """``K``, the perturbations per series of each step (capped at the possible starts)."""
+        return self.settings.n_windows
+
+    @property
     def use_bank(self) -> bool:
         """Whether this term precomputes the teacher side (``bank_size > 0`` and a bankable baseline)."""
-        return self.bank_size > 0 and self.baseline in BANK_BASELINES
+        return self.settings.bank_size > 0 and self.settings.baseline in BANK_BASELINES
 
     @property
     def precompute_seconds(self) -> float:
@@ -218,20 +208,15 @@ class TSDTerm:
         return self.bank.precompute_seconds if self.bank is not None else 0.0
 
     def build_bank(self) -> TeacherBank:
-        """Build (once) and return the teacher bank on the current device."""
-        if self.bank is None:
-            self.bank = TeacherBank(
-                self.teacher,
-                self.X_pool,
-                self.y_pool,
-                bank_size=self.bank_size,
-                window=self.window,
-                tau=self.tau,
-                baseline=self.baseline,
-                n_windows=self.n_windows,
-                seed=self.seed,
-                device=self.device,
-            )
+        """Build or take from the provider (once) and return the teacher bank on the current device."""
+        if self.bank is None and self._provide_bank is not None:
+            bank = self._provide_bank()
+            self.bank = bank.to(self.device) if self.device is not None else bank
+        elif self.bank is None:
+            s = self.settings
+            self.bank = TeacherBank(self.teacher, self.X_pool, self.y_pool, bank_size=s.bank_size, window=s.window,
+                                    tau=s.tau, baseline=s.baseline, n_windows=s.n_windows, seed=self.seed,
+                                    device=self.device)
         return self.bank
 
     def to(self, device: torch.device | str) -> TSDTerm:
@@ -263,22 +248,8 @@ class TSDTerm:
             if not self._warned_mismatch:
                 warnings.warn("TSDTerm: x differs from X_pool[index]; using fresh perturbations", stacklevel=2)
                 self._warned_mismatch = True
-        return tsd_loss(
-            student,
-            self.teacher,
-            x,
-            y,
-            self.X_pool,
-            self.y_pool,
-            n_windows=self.n_windows,
-            window=self.window,
-            tau=self.tau,
-            reduce=self.reduce,
-            score=self.score,
-            baseline=self.baseline,
-            generator=self.generator,
-            student_logits=student_logits,
-        )
+        return tsd_loss(student, self.teacher, x, y, self.X_pool, self.y_pool, self.settings,
+                        generator=self.generator, student_logits=student_logits)
 
     def _bank_loss(
         self,
@@ -295,13 +266,14 @@ class TSDTerm:
         zs, zs_p = student_forward(student, x, copies, student_logits, starts)
         zt = bank.logits[index]
         zt_p = bank.logits_perturbed[index].gather(1, entries[..., None].expand(-1, -1, zt.shape[-1]))
-        if self.score == "target_prob":
+        s = self.settings
+        if s.score == "target_prob":
             s_T = target_shift(zt, zt_p, y)
             s_S = target_shift(zs, zs_p, y)
         else:
-            t_terms = kl_terms(zt, zt_p, self.tau)
-            if self.reduce == "sum":
+            t_terms = kl_terms(zt, zt_p, s.tau)
+            if s.reduce == "sum":
                 t_terms = t_terms.sum(dim=-1)
             s_T = normalise_shift(t_terms)
-            s_S = distribution_shift(zs, zs_p, self.tau, reduce=self.reduce)
+            s_S = distribution_shift(zs, zs_p, s.tau, reduce=s.reduce)
         return F.smooth_l1_loss(s_S, s_T)

@@ -246,7 +246,7 @@ def _tuned(base: RunConfig, tuned: dict[str, Any]) -> RunConfig:
     settings = {term: dict(given) for term, given in (base.settings or {}).items()}
     defaults = base.loss_settings()
     for term, given in tuned.get("settings", {}).items():
-        changed = {k: v for k, v in given.items() if defaults.get(term, {}).get(k) != v}  # one key per run
+        changed = {k: v for k, v in given.items() if getattr(defaults.get(term), k, None) != v}  # one key per run
         if changed:
             settings.setdefault(term, {}).update(changed)
     config = base.replace(weights=weights or None, settings=settings or None)

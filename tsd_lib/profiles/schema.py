@@ -14,11 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from tsd_lib.data import MIN_SERIES_LENGTH
 from tsd_lib.experiment import RunConfig
-from tsd_lib.losses.tsd import SCORES
-from tsd_lib.saliency.perturb import BASELINES
-from tsd_lib.train import LR_SCHEDULES
+from tsd_lib.experiment.config import normalised
+from tsd_lib.settings import TSD_RUN_FIELDS
 
 Check = Callable[[Any, str], Any]
 
@@ -117,17 +115,24 @@ def _grids(value: Any, where: str) -> dict[str, dict[str, list[Any]]]:
     return out
 
 
-#: The keys a run reads (``RunConfig`` fields a profile may set) and their checks.
-RUN_SCHEMA: dict[str, Check] = {
-    "length": _int(MIN_SERIES_LENGTH, optional=True), "stretch": _bool, "teacher": _str(), "student": _str(),
-    "tau": _float(), "n_windows": _int(1), "window": _int(1), "epochs": _int(1), "patience": _int(1),
-    "teacher_epochs": _int(1, optional=True), "teacher_patience": _int(1, optional=True),
-    "saliency_eval_series": _int(1, optional=True), "tsd_bank_size": _int(0),
-    "tsd_reduce": _str(("none", "sum")), "tsd_score": _str(SCORES), "tsd_baseline": _str(BASELINES),
-    "batch_size": _int(1), "lr": _float(), "val_fraction": _float(0.0, 1.0, strict=False), "split_seed": _int(0),
-    "lr_schedule": _str(LR_SCHEDULES, optional=True), "warmup": _int(0, optional=True),
-    "budgets": _list(_int(1), nonempty=False), "settings": _mapping,
-}
+def _field(name: str) -> Check:
+    """The check of :class:`RunConfig` field ``name``: RunConfig's own
+    (:func:`~tsd_lib.experiment.config.normalised`), its message naming the profile's key."""
+    def check(v: Any, where: str) -> Any:
+        try:
+            return normalised(name, v, where)
+        except ValueError as err:
+            raise ProfileError(str(err)) from None
+    return check
+
+
+#: RunConfig fields a profile may set: the keys a run reads, each checked by RunConfig itself.
+_RUN_FIELDS = ("length", "stretch", "teacher", "student", "epochs", "patience", "teacher_epochs", "teacher_patience",
+               "saliency_eval_series", "batch_size", "lr", "val_fraction", "split_seed", "lr_schedule", "warmup",
+               *TSD_RUN_FIELDS)
+#: The keys a run reads and their checks (``budgets`` a list whose repeats warn, ``settings`` a mapping).
+RUN_SCHEMA: dict[str, Check] = {**{name: _field(name) for name in _RUN_FIELDS},
+                                "budgets": _list(_int(1), nonempty=False), "settings": _mapping}
 
 #: Every top-level key and its check.
 SCHEMA: dict[str, Check] = {

@@ -13,6 +13,7 @@ from torch import nn
 
 from tsd_lib.saliency.shift import kl_terms, model_device, perturbed_logits
 from tsd_lib.saliency.windows import apply_windows, gather_windows, n_starts, uniform_keys
+from tsd_lib.settings import TSDSettings
 from tsd_lib.utils import progress
 
 __all__ = ["BANK_BASELINES", "TeacherBank"]
@@ -92,7 +93,8 @@ class TeacherBank:
 
     The teacher is frozen, so its saliency on a perturbation depends only on (series, window
     start, donor). For every pool series ``i`` the bank stores ``M = bank_size`` perturbations
-    (default 200 = 4x the ``K = 50`` used per step) and the teacher's clean logits ``logits``
+    (default: :class:`~tsd_lib.settings.TSDSettings`', 4x the ``K`` used per step) and the
+    teacher's clean logits ``logits``
     ``(N, k)`` and perturbed logits ``logits_perturbed`` ``(N, M, k)`` (computed in batches under
     ``torch.no_grad`` with the teacher in eval mode). Raw logits rather than the per-class terms
     ``tau^2 p_c (log p_c - log q_c)`` are stored: same memory, independent of ``tau`` and also
@@ -132,11 +134,11 @@ class TeacherBank:
         X_pool: torch.Tensor,
         y_pool: torch.Tensor,
         *,
-        bank_size: int = 200,
-        window: int = 10,
-        tau: float = 8.0,
-        baseline: str = "other_class",
-        n_windows: int = 50,
+        bank_size: int = TSDSettings.bank_size,
+        window: int = TSDSettings.window,
+        tau: float = TSDSettings.tau,
+        baseline: str = TSDSettings.baseline,
+        n_windows: int = TSDSettings.n_windows,
         batch_size: int = 1024,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -327,7 +329,7 @@ class TeacherBank:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], X_pool: torch.Tensor | np.ndarray, y_pool: torch.Tensor | np.ndarray,
-                   *, tau: float = 8.0, device: torch.device | str | None = None) -> TeacherBank:
+                   *, tau: float = TSDSettings.tau, device: torch.device | str | None = None) -> TeacherBank:
         """A bank restored from :meth:`state_dict` over the same pool (``tau`` is free: logits are stored).
 
         Raises ``ValueError`` for a state of another :attr:`FORMAT` (e.g. a bank cached before

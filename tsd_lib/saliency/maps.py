@@ -36,6 +36,7 @@ from tsd_lib.runtime import resolve_device
 from tsd_lib.saliency._engines import count_batches, generic_engine, pick_engine
 from tsd_lib.saliency.shift import kl_terms
 from tsd_lib.saliency.windows import BASELINES, baseline_windows
+from tsd_lib.settings import TSDSettings
 from tsd_lib.utils import progress as progress_bar
 from tsd_lib.utils import progress_enabled
 
@@ -88,11 +89,11 @@ def window_scores(
     *,
     X_pool: np.ndarray | torch.Tensor | None = None,
     y_pool: np.ndarray | torch.Tensor | None = None,
-    window: int = 10,
+    window: int = TSDSettings.window,
     stride: int = 1,
-    baseline: str = "other_class",
+    baseline: str = TSDSettings.baseline,
     score: str = "kl",
-    tau: float = 8.0,
+    tau: float = TSDSettings.tau,
     normalise: bool = False,
     generator: torch.Generator | int | None = None,
     batch_size: int = 256,
@@ -159,11 +160,11 @@ def saliency_map(
     *,
     X_pool: np.ndarray | torch.Tensor | None = None,
     y_pool: np.ndarray | torch.Tensor | None = None,
-    window: int = 10,
+    window: int = TSDSettings.window,
     stride: int = 1,
-    baseline: str = "other_class",
+    baseline: str = TSDSettings.baseline,
     score: str = "kl",
-    tau: float = 8.0,
+    tau: float = TSDSettings.tau,
     normalise: bool = False,
     generator: torch.Generator | int | None = None,
     batch_size: int = 256,

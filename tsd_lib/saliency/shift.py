@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tsd_lib.models import LSTMClassifier
+from tsd_lib.settings import REDUCES
 
 __all__ = [
     "distribution_shift",
@@ -185,8 +186,8 @@ def normalise_shift(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def _check_reduce(reduce: str) -> None:
-    if reduce not in ("none", "sum"):
-        raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
+    if reduce not in REDUCES:
+        raise ValueError(f"reduce must be one of {list(REDUCES)}, got {reduce!r}")
 
 
 def distribution_shift(

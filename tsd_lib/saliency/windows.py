@@ -11,6 +11,8 @@ import warnings
 
 import torch
 
+from tsd_lib.settings import BASELINES, TSDSettings
+
 __all__ = [
     "BASELINES",
     "apply_windows",
@@ -23,8 +25,6 @@ __all__ = [
     "uniform_keys",
 ]
 
-#: Replacement values a window can take (see :func:`baseline_windows`).
-BASELINES = ("other_class", "zero", "mean", "noise", "same_class")
 
 
 # ----------------------------------------------------------------------------- random draws
@@ -204,9 +204,9 @@ def perturb(
     X_pool: torch.Tensor | None,
     y_pool: torch.Tensor | None,
     *,
-    n_windows: int = 50,
-    window: int = 10,
-    baseline: str = "other_class",
+    n_windows: int = TSDSettings.n_windows,
+    window: int = TSDSettings.window,
+    baseline: str = TSDSettings.baseline,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TSD's perturbations: ``K`` window replacements per series.
@@ -214,7 +214,7 @@ def perturb(
     Returns ``(copies, starts)``: ``copies`` ``(B*K, C, T)`` with row ``b*K + k`` the series
     ``X[b]`` whose window ``[t, t+L)``, ``t = starts[b, k]``, is replaced according to
     ``baseline`` (:func:`baseline_windows`); ``starts`` ``(B, K)`` are distinct per series
-    (:func:`draw_starts`). Defaults ``K = 50``, ``L = 10`` as in the authors' scripts.
+    (:func:`draw_starts`). Defaults: :class:`~tsd_lib.settings.TSDSettings` (the authors' ``K``, ``L``).
     """
     if X.dim() != 3:
         raise ValueError(f"X must be shaped (batch, channels, length), got {tuple(X.shape)}")
