@@ -79,13 +79,13 @@ def test_unknown_dataset_is_a_clean_error(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["distill", "--dataset", "GunPoint", "--tau", "0"], "--tau must be > 0"),
-    (["distill", "--dataset", "GunPoint", "--tau", "-2"], "--tau must be > 0"),
+    (["distill", "--dataset", "GunPoint", "--tau", "0"], "--tau must be a finite number > 0"),
+    (["distill", "--dataset", "GunPoint", "--tau", "-2"], "--tau must be a finite number > 0"),
     (["distill", "--dataset", "GunPoint", "--weights", "[1, 2]"], "--weights must be a JSON object"),
     (["distill", "--dataset", "GunPoint", "--weights", "{tsd: 1"], "--weights is not valid JSON"),
     (["distill", "--dataset", "GunPoint", "--saliency-eval-series", "-5"], "--saliency-eval-series must be >= 1"),
     (["distill", "--dataset", "GunPoint", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
-    (["train", "--dataset", "GunPoint", "--epochs", "0"], "--epochs must be >= 1"),
+    (["train", "--dataset", "GunPoint", "--epochs", "0"], "--epochs must be an integer >= 1"),
 ])
 def test_bad_options_fail_fast_without_a_traceback(argv, message, capsys, monkeypatch):
     import tsd_lib.experiment as experiment

@@ -84,7 +84,7 @@ def test_bad_input_is_rejected():
 @pytest.mark.parametrize("tau", [0, float("nan"), -1, float("inf")])
 def test_a_bad_tau_is_a_clear_value_error(tau, data):
     X, y, *_ = data
-    with pytest.raises(ValueError, match="tau must be a number > 0"):
+    with pytest.raises(ValueError, match="tau must be a finite number > 0"):
         DistilledClassifier(**{**TINY, "tau": tau}).fit(X, y)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tsd_lib.experiment as experiment
+import tsd_lib.train
 from tsd_lib.experiment import RunConfig, RunStore, get_dataset, load_student, load_teacher, run, runner, teachers
 from tsd_lib.experiment import config as config_module
 from tsd_lib.metrics import softmax
@@ -25,9 +26,11 @@ SMOKE = dict(
 
 
 def patch_fit(monkeypatch, fit):
-    """Replace ``fit`` where teachers and students are trained."""
-    monkeypatch.setattr(teachers, "fit", fit)
-    monkeypatch.setattr(runner, "fit", fit)
+    """Replace ``fit`` in the one training front-end (:func:`tsd_lib.train.train_model`) that teachers
+    and students go through."""
+    import tsd_lib.train
+
+    monkeypatch.setattr(tsd_lib.train, "fit", fit)
 
 
 def test_hash_covers_results_not_placement():
@@ -108,7 +111,7 @@ def test_teacher_is_shared_between_students(stored, monkeypatch):
     store, config, _ = stored
     teacher_files = sorted(p.name for p in store.teacher_dir(config).iterdir())
     calls = []
-    real_fit = runner.fit
+    real_fit = tsd_lib.train.fit
     patch_fit(monkeypatch, lambda model, *a, **k: calls.append(model) or real_fit(model, *a, **k))
     other = config.replace(seed=1, method="ce")
     run(other, store, progress=False)
@@ -201,7 +204,7 @@ def test_store_from_other_code_is_not_reused(stored, monkeypatch):
     assert config.key() != old_key and config.teacher_key() != old_teacher
     assert not store.has(config)
     calls = []
-    real_fit = runner.fit
+    real_fit = tsd_lib.train.fit
     patch_fit(monkeypatch, lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     fresh = run(config, store, progress=False)
     assert len(calls) == 2 and fresh["code"] == "0123456789abcdef"

@@ -7,7 +7,8 @@ from collections import Counter
 from tsd_lib.paths import PACKAGE
 
 #: The root's modules: the core every layer builds on, the command entry point and the sklearn API.
-CORE = {"__init__", "__main__", "paths", "utils", "runtime", "provenance", "models", "metrics", "train", "estimator"}
+CORE = {"__init__", "__main__", "paths", "utils", "runtime", "provenance", "settings", "models", "metrics", "train",
+        "estimator"}
 
 
 def test_the_root_holds_the_core_and_the_packages():

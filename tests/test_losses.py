@@ -673,7 +673,7 @@ def test_resolve_settings_defaults_tau_and_errors() -> None:
     assert resolve_settings(["dkd"], {"dkd": built}, tau=4.0)["dkd"] is built  # an instance is taken as it is
     with pytest.raises(ValueError, match="settings of loss 'kd' must be KDSettings, got DKDSettings"):
         resolve_settings(["kd"], {"kd": built})
-    with pytest.raises(ValueError, match="dkd setting beta must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="dkd setting beta must be a finite number >= 0, got -1"):
         resolve_settings(["dkd"], {"dkd": {"beta": -1}})
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['gama'\] for loss 'dt2w'"):
         resolve_settings(["dt2w"], {"dt2w": {"gama": 1.0}})

@@ -21,22 +21,24 @@ from tsd_lib.profiles.schema import RUN_SCHEMA
 
 PACKAGE = Path(S.__file__).parent
 SETTINGS = [t.settings for t in LOSSES.values()]
+#: Every dataclass whose defaults must be written once: the loss terms' and the run protocol's.
+DECLARED = [*SETTINGS, S.ProtocolSettings]
 
 
 @pytest.mark.parametrize(("cls", "name", "bad", "message"), [
     (S.TSDSettings, "n_windows", 0, "tsd setting n_windows must be an integer >= 1, got 0"),
     (S.TSDSettings, "window", 2.5, "tsd setting window must be an integer >= 1, got 2.5"),
-    (S.TSDSettings, "tau", 0.0, "tsd setting tau must be a number > 0, got 0.0"),
-    (S.TSDSettings, "tau", float("nan"), "tsd setting tau must be a number > 0"),
+    (S.TSDSettings, "tau", 0.0, "tsd setting tau must be a finite number > 0, got 0.0"),
+    (S.TSDSettings, "tau", float("nan"), "tsd setting tau must be a finite number > 0"),
     (S.TSDSettings, "reduce", "mean", r"tsd setting reduce must be one of \['none', 'sum'\], got 'mean'"),
     (S.TSDSettings, "score", "kl2", "tsd setting score must be one of"),
     (S.TSDSettings, "baseline", "ones", "tsd setting baseline must be one of"),
     (S.TSDSettings, "bank_size", -1, "tsd setting bank_size must be an integer >= 0, got -1"),
     (S.TSDSettings, "bank_size", True, "tsd setting bank_size must be an integer"),
-    (S.KDSettings, "tau", -1, "kd setting tau must be a number > 0, got -1"),
-    (S.DKDSettings, "beta", "8", "dkd setting beta must be a number >= 0, got '8'"),
-    (S.RKDSettings, "w_angle", -2.0, "rkd setting w_angle must be a number >= 0"),
-    (S.DT2WSettings, "gamma", 0, "dt2w setting gamma must be a number > 0"),
+    (S.KDSettings, "tau", -1, "kd setting tau must be a finite number > 0, got -1"),
+    (S.DKDSettings, "beta", "8", "dkd setting beta must be a finite number >= 0, got '8'"),
+    (S.RKDSettings, "w_angle", -2.0, "rkd setting w_angle must be a finite number >= 0"),
+    (S.DT2WSettings, "gamma", 0, "dt2w setting gamma must be a finite number > 0"),
     (S.DT2WSettings, "adapter", "pca", "dt2w setting adapter must be one of"),
 ])
 def test_each_setting_is_checked_by_its_dataclass(cls, name, bad, message):
@@ -57,7 +59,7 @@ def _default_patterns() -> list[tuple[str, re.Pattern[str]]]:
     """For every setting with a default: the ways a second copy of that default would be written
     (``tau: float = 8.0``, ``tau=8.0``, ``"tau": 8.0``, ``--tau ... default=8.0`` on one line)."""
     out = []
-    for cls in SETTINGS:
+    for cls in DECLARED:
         for f in fields(cls):
             value = re.escape(repr(f.default))
             if isinstance(f.default, float):  # 8.0 also written 8
@@ -233,3 +235,21 @@ def test_the_cycle_check_finds_a_cycle(monkeypatch):
 
     monkeypatch.setitem(globals(), "_imports", with_old_import)
     assert ["tsd_lib.losses.objective", "tsd_lib.losses.registry", "tsd_lib.losses.objective"] in _cycles()
+
+
+def test_the_protocol_defaults_reach_run_config_the_cli_and_the_estimator():
+    """RunConfig, ``tsd distill``/``tsd train`` and the estimator take the protocol's defaults from
+    :class:`~tsd_lib.settings.ProtocolSettings` (the teacher's epoch cap is the CLI's and the
+    estimator's own: RunConfig's ``teacher_epochs`` of None means the student's cap)."""
+    protocol = S.ProtocolSettings()
+    run = {f.name: f.default for f in fields(RunConfig)}
+    distill = _distill_flags()
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    train = {a.dest: a for a in sub.choices["train"]._actions}
+    params = inspect.signature(DistilledClassifier.__init__).parameters
+    for name in ("teacher", "student", "method", "length", "epochs", "patience"):
+        assert run[name] == getattr(protocol, name) == distill[name].default, name
+    for name in ("teacher", "student", "method", "epochs", "patience"):
+        assert params[name].default == getattr(protocol, name), name
+    assert distill["teacher_epochs"].default == protocol.teacher_epochs == train["epochs"].default
+    assert train["model"].default == protocol.teacher and train["length"].default == protocol.length

@@ -24,10 +24,9 @@ from tsd_lib.data import Dataset, stratified_split, validate_arrays
 from tsd_lib.experiment import RunConfig, default_protocol
 from tsd_lib.losses import Objective, resolve_weights
 from tsd_lib.metrics import softmax
-from tsd_lib.models import build_model
-from tsd_lib.runtime import check_device, set_seed
+from tsd_lib.runtime import check_device
 from tsd_lib.settings import TSD_RUN_FIELDS, TSDSettings
-from tsd_lib.train import History, TrainConfig, fit, predict_logits
+from tsd_lib.train import TrainConfig, predict_logits, train_model
 
 #: The protocol's defaults (:class:`~tsd_lib.experiment.RunConfig`): the estimator trains as a run does.
 _RUN = {f.name: f.default for f in fields(RunConfig)}
@@ -98,11 +97,9 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"the teacher predicts {teacher.n_classes} classes but y has {data.n_classes}")
             self.teacher_history_ = None
             return teacher
-        set_seed(self.teacher_seed)
-        teacher = build_model(self.teacher, data.n_channels, data.n_classes, **(self.teacher_kwargs or {}))
         config = self._train_config(self.teacher, epochs=self.teacher_epochs or self.epochs, seed=self.teacher_seed,
                                     desc=f"teacher {self.teacher}")
-        self.teacher_history_ = fit(teacher, data, config=config)
+        teacher, self.teacher_history_ = train_model(self.teacher, data, config, model_kwargs=self.teacher_kwargs)
         return teacher.eval()
 
     def _tsd_settings(self) -> TSDSettings:
@@ -121,15 +118,14 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[-1]
         self.n_channels_in_ = X.shape[1]
         self.teacher_ = self._fit_teacher(data)
-        set_seed(self.seed)
-        student = build_model(self.student, data.n_channels, data.n_classes, **(self.student_kwargs or {}))
-        objective = Objective(
-            terms, self.teacher_ if set(terms) != {"ce"} else None, data.X_train, data.y_train, tau=tsd.tau,
-            settings={"tsd": tsd} if "tsd" in terms else None, seed=self.seed, student=student,
-        )
-        self.history_: History = fit(student, data, objective,
-                                     self._train_config(self.student, epochs=self.epochs, seed=self.seed,
-                                                        desc=self.method))
+        def objective(student: nn.Module) -> Objective:
+            return Objective(terms, self.teacher_ if set(terms) != {"ce"} else None, data.X_train, data.y_train,
+                             tau=tsd.tau, settings={"tsd": tsd} if "tsd" in terms else None, seed=self.seed,
+                             student=student)
+
+        config = self._train_config(self.student, epochs=self.epochs, seed=self.seed, desc=self.method)
+        student, self.history_ = train_model(self.student, data, config, objective=objective,
+                                             model_kwargs=self.student_kwargs)
         self.student_ = student.eval()
         return self
 

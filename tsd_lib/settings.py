@@ -59,7 +59,7 @@ def normalise(f: Any, value: Any, where: str) -> Any:
         return int(value)
     if isinstance(f.default, float):
         if not in_range:
-            raise ValueError(f"{where} must be a number{bound}, got {value!r}")
+            raise ValueError(f"{where} must be a finite number{bound}, got {value!r}")
         return float(value)
     return value
 
@@ -139,6 +139,25 @@ class TSDSettings(Settings):
     score: str = setting("kl", "saliency score: distribution shift or target-probability drop", choices=SCORES)
     baseline: str = setting("other_class", "what replaces a window", choices=BASELINES)
     bank_size: int = setting(200, "teacher-bank perturbations per series (0: fresh sampling)", low=0)
+
+
+@dataclass(frozen=True)
+class ProtocolSettings(Settings):
+    """The protocol a run follows unless told otherwise: the paper's pair (LSTM 3x100 teacher, LSTM
+    1x16 student, KD+TSD), series resampled to 100 steps, students capped at 1000 epochs and
+    teachers at 500 (the profiles ``quick`` and ``paper``), early stopping after 50 epochs
+    without a better validation loss ending both before their cap; Adam at 0.005 on batches of 32
+    (the TSD authors' scripts)."""
+
+    teacher: str = setting("lstm_teacher", "the teacher's architecture")
+    student: str = setting("lstm_student", "the student's architecture")
+    method: str = setting("kd+tsd", "'+'-joined losses: ce, kd, fitnets, at, rkd, dkd, dt2w, tsd")
+    length: int = setting(100, "resample every series to this length (0: keep)", low=0)
+    epochs: int = setting(1000, "epoch cap (early stopping ends a run before it)", low=1)
+    teacher_epochs: int = setting(500, "the teacher's epoch cap", low=1)
+    patience: int = setting(50, "epochs without a better validation loss before early stopping", low=1)
+    batch_size: int = setting(32, "series per training batch", low=1)
+    lr: float = setting(0.005, "Adam's learning rate", low=0.0, strict=True)
 
 
 #: RunConfig's flat names of the TSD settings that are not ``tsd_``-prefixed (shared or historical).

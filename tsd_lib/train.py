@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsd_lib.data import Dataset
+from tsd_lib.models import build_model
 from tsd_lib.runtime import resolve_device, set_seed
+from tsd_lib.settings import ProtocolSettings
 from tsd_lib.utils import progress
 
 #: What :func:`fit` calls each step: ``objective(model, x, y[, index=rows]) -> (loss, {term: value})``
@@ -50,9 +52,9 @@ class TrainConfig:
     """Hyper-parameters of :func:`fit` (defaults: the paper's protocol)."""
 
     epochs: int = 500
-    patience: int = 50
-    batch_size: int = 32
-    lr: float = 0.005
+    patience: int = ProtocolSettings.patience
+    batch_size: int = ProtocolSettings.batch_size
+    lr: float = ProtocolSettings.lr
     weight_decay: float = 1e-5
     lr_step: int = 100
     lr_gamma: float = 0.5
@@ -140,6 +142,18 @@ def evaluate(
         "loss": float(F.cross_entropy(logits, target)),
         "accuracy": float((logits.argmax(1) == target).float().mean()),
     }
+
+
+def train_model(name: str, data: Dataset, config: TrainConfig, *,
+                objective: Callable[[nn.Module], LossFn] | None = None,
+                model_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, History]:
+    """Build architecture ``name`` for ``data`` under seed ``config.seed`` and :func:`fit` it: the one
+    training front-end of runs, teachers, the estimator and ``tsd train``. ``objective(model)`` builds
+    the loss once the model exists (a distillation objective sizes its adapters from the student);
+    without it the model trains on cross-entropy. Returns ``(model, history)``."""
+    set_seed(config.seed)
+    model = build_model(name, data.n_channels, data.n_classes, **(model_kwargs or {}))
+    return model, fit(model, data, objective(model) if objective else None, config)
 
 
 def fit(

@@ -3,6 +3,8 @@ the results page can say what the datasets not archived would cost without their
 
 from __future__ import annotations
 
+from tsd_lib.settings import ProtocolSettings
+
 #: ``{name: (train series, test series, series length)}`` of the UCR 2018 archive.
 UCR_SIZES: dict[str, tuple[int, int, int]] = {
     "Adiac": (390, 391, 176), "Beef": (30, 30, 470), "BeetleFly": (20, 20, 512), "CBF": (30, 900, 128),
@@ -19,7 +21,7 @@ UCR_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def work_units(dataset: str, length: int | None = 100, stretch: bool = False) -> float:
+def work_units(dataset: str, length: int | None = ProtocolSettings.length, stretch: bool = False) -> float:
     """Training series x time steps after resampling to ``length`` (what one epoch's cost scales with)."""
     n_train, _, steps = UCR_SIZES[dataset]
     if length is not None and (steps > length or stretch):

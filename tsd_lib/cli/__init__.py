@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from typing import Any
 
 from tsd_lib.cli.checks import check_args
 from tsd_lib.cli.commands import (
@@ -31,7 +32,7 @@ from tsd_lib.cli.commands import (
 )
 from tsd_lib.grading.sandbox import MAX_TIMEOUT_S, MIN_MEMORY_MB, REFERENCE_MEMORY_MB
 from tsd_lib.paths import PROFILE_DIR
-from tsd_lib.settings import TSDSettings, run_field
+from tsd_lib.settings import ProtocolSettings, TSDSettings, run_field
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -58,24 +59,30 @@ def packaged_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-#: The epoch caps of the protocol (the profiles ``quick`` and ``paper``): teachers up to 500
-#: epochs, students up to 1000 (``RunConfig``'s default), early stopping ending both before.
-TEACHER_EPOCHS = 500
-STUDENT_EPOCHS = 1000
+#: The protocol's defaults (:class:`~tsd_lib.settings.ProtocolSettings`; RunConfig's too).
+PROTOCOL = ProtocolSettings()
+
+
+def _protocol_arg(p: argparse.ArgumentParser, name: str, flag: str | None = None, **overrides: Any) -> None:
+    """The option of a :class:`~tsd_lib.settings.ProtocolSettings` field: its default, type and help."""
+    f = next(f for f in fields(ProtocolSettings) if f.name == name)
+    kwargs = {"default": f.default, "help": f.metadata["help"], **overrides}
+    if not isinstance(f.default, str):
+        kwargs.setdefault("type", type(f.default))
+    p.add_argument(flag or f"--{name.replace('_', '-')}", **kwargs)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (see `tsd datasets`)")
     p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive (.tsv or .ts layout)")
-    p.add_argument("--length", type=int, default=100, help="resample every series to this length (0: keep)")
+    _protocol_arg(p, "length")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split")
 
 
-def _add_train_args(p: argparse.ArgumentParser, epochs: int = STUDENT_EPOCHS) -> None:
+def _add_train_args(p: argparse.ArgumentParser, epochs: int = PROTOCOL.epochs) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and batches")
-    p.add_argument("--epochs", type=int, default=epochs, help="epoch cap (early stopping ends a run before it)")
-    p.add_argument("--patience", type=int, default=50, help="epochs without a better validation loss before "
-                                                            "early stopping")
+    _protocol_arg(p, "epochs", default=epochs)
+    _protocol_arg(p, "patience")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -117,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model (e.g. a teacher) and write its metrics")
     _add_data_args(p)
-    p.add_argument("--model", default="lstm_teacher", help="lstm_teacher, lstm_student, fcn, fcn_small, resnet")
-    _add_train_args(p, epochs=TEACHER_EPOCHS)
+    _protocol_arg(p, "teacher", "--model", help="lstm_teacher, lstm_student, fcn, fcn_small, resnet")
+    _add_train_args(p, epochs=PROTOCOL.teacher_epochs)
     _add_store_arg(p)
     p.add_argument("--out", default=None, help="output folder (default STORE/train/DATASET-MODEL-seedN, "
                                                "STORE being --store, else $TSD_RUNS, else runs/)")
@@ -126,14 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="train one student (teacher trained or loaded) and print its record")
     _add_data_args(p)
-    p.add_argument("--method", default="kd+tsd", help="'+'-joined losses: ce, kd, fitnets, at, rkd, dkd, dt2w, tsd")
+    _protocol_arg(p, "method")
     p.add_argument("--weights", default=None, help='JSON object overriding term weights (finite, >= 0), '
                                                    'e.g. \'{"tsd": 10}\' (default: 1 per term)')
-    p.add_argument("--teacher", default="lstm_teacher", help="the teacher's architecture")
+    _protocol_arg(p, "teacher")
     p.add_argument("--teacher-seed", type=int, default=0, help="the teacher's seed")
-    p.add_argument("--teacher-epochs", type=int, default=TEACHER_EPOCHS,
-                   help="the teacher's epoch cap (the protocol's; --epochs caps the student only)")
-    p.add_argument("--student", default="lstm_student", help="the student's architecture")
+    _protocol_arg(p, "teacher_epochs", help="the teacher's epoch cap (the protocol's; --epochs caps the student only)")
+    _protocol_arg(p, "student")
     _add_tsd_args(p)
     p.add_argument("--saliency-eval-series", type=int, default=None,
                    help="cap on test series for saliency metrics (default: all)")

@@ -11,18 +11,24 @@ import argparse
 import json
 import math
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
-#: Integer options and their lowest value.
-_POSITIVE = {"epochs": 1, "teacher_epochs": 1, "patience": 1, "n_windows": 1, "window": 1,
-             "saliency_eval_series": 1, "n_jobs": 1, "length": 0, "sample": 1}
+from tsd_lib.settings import ProtocolSettings, TSDSettings, normalise, run_field
+
+#: Integer options that are no declared setting, and their lowest value.
+_POSITIVE = {"saliency_eval_series": 1, "n_jobs": 1, "sample": 1}
 #: Seeds: what Python, NumPy and torch all accept (torch refuses 2**63 and more: "Overflow when
 #: unpacking long long").
 _SEEDS = ("seed", "teacher_seed", "split_seed")
 MAX_SEED = 2**63 - 1
 #: Float options: ``(low, low inclusive, high)``; every one must be finite.
-_FLOATS = {"tau": (0.0, False, math.inf), "tolerance": (0.0, True, math.inf),
+_FLOATS = {"tolerance": (0.0, True, math.inf),
            "max_notebook_mb": (0.0, True, math.inf)}
+
+
+#: Options that are declared settings (the run protocol's and TSD's), by their ``args`` name.
+_DECLARED = {**{f.name: f for f in fields(ProtocolSettings)}, **{run_field(f.name): f for f in fields(TSDSettings)}}
 
 
 class CappedWarning(UserWarning):
@@ -30,7 +36,12 @@ class CappedWarning(UserWarning):
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Reject bad option values before any work starts (``ValueError`` with the option's name)."""
+    """Reject bad option values before any work starts (``ValueError`` with the option's name). The
+    options of declared settings (:mod:`tsd_lib.settings`) are checked by their declaration."""
+    for option, f in _DECLARED.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            normalise(f, value, f"--{_opt(option)}")
     for name, low in _POSITIVE.items():
         value = getattr(args, name, None)
         if value is not None and value < low:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tsd_lib.cli.checks import train_out
+from tsd_lib.settings import ProtocolSettings
 
 SOURCES = {"aeon": "shipped with aeon", "data_dir": "in --data-dir", "cache": "in aeon's download cache"}
 
@@ -46,7 +47,7 @@ def _profile_datasets(args: argparse.Namespace) -> int:
 
 
 #: How ``tsd datasets`` tries each set: as ``tsd train`` and ``tsd distill`` load it by default.
-TRY_LOAD = {"length": 100, "stretch": False}
+TRY_LOAD = {"length": ProtocolSettings.length, "stretch": False}
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -83,22 +84,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tsd_lib.data import load_dataset
     from tsd_lib.experiment import default_protocol, save_model
     from tsd_lib.metrics import classification_metrics, softmax
-    from tsd_lib.models import build_model
-    from tsd_lib.runtime import resolve_device, set_seed
-    from tsd_lib.train import TrainConfig, fit, predict_logits
+    from tsd_lib.runtime import resolve_device
+    from tsd_lib.train import TrainConfig, predict_logits, train_model
     from tsd_lib.utils import atomic_write_json, versions
 
     data = load_dataset(
         args.dataset, length=args.length or None, split_seed=args.split_seed, data_dir=args.data_dir, stretch=False
     )
-    set_seed(args.seed)
-    model = build_model(args.model, data.n_channels, data.n_classes)
     config = TrainConfig(
         epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device,
         progress=False if args.quiet else None, desc=f"{args.model} on {data.name}", **default_protocol(args.model),
     )
     start = time.perf_counter()
-    history = fit(model, data, config=config)
+    model, history = train_model(args.model, data, config)
     wall = time.perf_counter() - start
     proba = softmax(predict_logits(model, data.X_test, device=args.device))
     metrics = classification_metrics(data.y_test, proba)

@@ -21,7 +21,7 @@ from tsd_lib.data import MIN_SERIES_LENGTH, canonical_dataset_name
 from tsd_lib.losses import resolve_settings, resolve_weights
 from tsd_lib.models import MODELS
 from tsd_lib.provenance import results_digest
-from tsd_lib.settings import TSD_RUN_FIELDS, Settings, TSDSettings, normalise
+from tsd_lib.settings import TSD_RUN_FIELDS, ProtocolSettings, Settings, TSDSettings, normalise
 from tsd_lib.train import LR_SCHEDULES, TrainConfig
 
 SYNTHETIC_PREFIX = "synthetic"
@@ -149,18 +149,18 @@ class RunConfig:
 
     dataset: str
     data_dir: str | None = None
-    length: int | None = 100
+    length: int | None = ProtocolSettings.length
     stretch: bool = False
-    teacher: str = "lstm_teacher"
+    teacher: str = ProtocolSettings.teacher
     teacher_seed: int = 0
-    student: str = "lstm_student"
-    method: str = "kd+tsd"
+    student: str = ProtocolSettings.student
+    method: str = ProtocolSettings.method
     weights: dict[str, float] | None = None
     tau: float = TSDSettings.tau
     n_windows: int = TSDSettings.n_windows
     window: int = TSDSettings.window
-    epochs: int = 1000
-    patience: int = 50
+    epochs: int = ProtocolSettings.epochs
+    patience: int = ProtocolSettings.patience
     seed: int = 0
     split_seed: int = 0
     saliency_eval_series: int | None = None
@@ -168,8 +168,8 @@ class RunConfig:
     teacher_epochs: int | None = None
     teacher_patience: int | None = None
     val_fraction: float = 0.2
-    batch_size: int = 32
-    lr: float = 0.005
+    batch_size: int = ProtocolSettings.batch_size
+    lr: float = ProtocolSettings.lr
     tsd_bank_size: int = TSDSettings.bank_size
     tsd_reduce: str = TSDSettings.reduce
     tsd_score: str = TSDSettings.score

@@ -30,10 +30,9 @@ from tsd_lib.experiment.teachers import (
 )
 from tsd_lib.losses import Objective
 from tsd_lib.metrics import classification_metrics, fidelity_metrics, saliency_similarity, softmax
-from tsd_lib.models import build_model
 from tsd_lib.provenance import results_digest
-from tsd_lib.runtime import resolve_device, set_seed
-from tsd_lib.train import History, fit, predict_logits
+from tsd_lib.runtime import resolve_device
+from tsd_lib.train import History, predict_logits, train_model
 from tsd_lib.utils import atomic_write_json, json_safe, versions
 
 
@@ -55,12 +54,12 @@ def _train_run(config: RunConfig, store: RunStore, progress: bool | None) -> dic
     data = get_dataset(config)
     tconfig, teacher, teacher_record = choose_teacher(config, data, store, progress=progress)
 
-    set_seed(config.seed)
-    student = build_model(config.student, data.n_channels, data.n_classes)
-    objective = Objective(config.terms, teacher, data.X_train, data.y_train, settings=config.loss_settings(),
-                          seed=config.seed, student=student,
-                          tsd_bank=lambda: teacher_bank(teacher, tconfig, data, store))
-    history = fit(student, data, objective, config.train_config(progress=progress))
+    def objective(student: nn.Module) -> Objective:
+        return Objective(config.terms, teacher, data.X_train, data.y_train, settings=config.loss_settings(),
+                         seed=config.seed, student=student,
+                         tsd_bank=lambda: teacher_bank(teacher, tconfig, data, store))
+
+    student, history = train_model(config.student, data, config.train_config(progress=progress), objective=objective)
     record = evaluate_run(config, data, student, teacher, store, history, progress=progress, teacher_config=tconfig)
     record.update(data_fingerprint=data.fingerprint(), teacher_accuracy=teacher_record["test_accuracy"],
                   teacher_auc_pr=teacher_record["test_auc_pr"], teacher_seed_chosen=tconfig.teacher_seed,

@@ -31,10 +31,10 @@ from tsd_lib.experiment.store import (
 )
 from tsd_lib.metrics import classification_metrics, softmax
 from tsd_lib.models import build_model
-from tsd_lib.runtime import resolve_device, set_seed
+from tsd_lib.runtime import resolve_device
 from tsd_lib.saliency.maps import saliency_map
 from tsd_lib.saliency.perturb import TeacherBank
-from tsd_lib.train import History, fit, predict_logits
+from tsd_lib.train import History, predict_logits, train_model
 from tsd_lib.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, json_safe, versions
 
 SALIENCY_SEED = 0  # one fixed generator seed: teacher and student see identical perturbations
@@ -104,9 +104,7 @@ def get_teacher(
 def _train_teacher(config: RunConfig, data: Dataset, store: RunStore,
                    progress: bool | None) -> tuple[nn.Module, dict[str, Any]]:
     folder = store.teacher_dir(config)
-    set_seed(config.teacher_seed)
-    teacher = build_model(config.teacher, data.n_channels, data.n_classes)
-    history = fit(teacher, data, config=config.train_config(teacher=True, progress=progress))
+    teacher, history = train_model(config.teacher, data, config.train_config(teacher=True, progress=progress))
     save_model(folder / "model.pt", config.teacher, teacher, data)
     proba_val = softmax(predict_logits(teacher, data.X_val, device=config.device))
     proba_test = teacher_test_proba(teacher, config, data, store)
@@ -218,19 +216,20 @@ def _cached_array(path: Path, compute: Callable[[], np.ndarray], rows: int) -> n
 
 def teacher_bank(teacher: nn.Module, config: RunConfig, data: Dataset, store: RunStore) -> TeacherBank:
     """The teacher's TSD bank for ``config`` (built once per teacher and setting, then loaded)."""
-    key = digest({"window": config.window, "bank_size": config.tsd_bank_size, "baseline": config.tsd_baseline,
-                  "n_windows": config.n_windows, "format": _BANK_FORMAT, "seed": BANK_SEED})
+    tsd = config.tsd_settings()
+    key = digest({"window": tsd.window, "bank_size": tsd.bank_size, "baseline": tsd.baseline,
+                  "n_windows": tsd.n_windows, "format": _BANK_FORMAT, "seed": BANK_SEED})
     path = store.teacher_dir(config) / f"bank-{key}-{_tied(teacher, data)}.pt"
 
     def load(p: Path) -> TeacherBank:
         state = torch.load(p, map_location="cpu", weights_only=True)
-        return TeacherBank.from_state(state, data.X_train, data.y_train, tau=config.tau)
+        return TeacherBank.from_state(state, data.X_train, data.y_train, tau=tsd.tau)
 
     bank = load_or_none(path, load, "teacher bank")
     if bank is not None:
         return bank
-    bank = TeacherBank(teacher, data.X_train, data.y_train, bank_size=config.tsd_bank_size, window=config.window,
-                       n_windows=config.n_windows, tau=config.tau, baseline=config.tsd_baseline, seed=BANK_SEED,
+    bank = TeacherBank(teacher, data.X_train, data.y_train, bank_size=tsd.bank_size, window=tsd.window,
+                       n_windows=tsd.n_windows, tau=tsd.tau, baseline=tsd.baseline, seed=BANK_SEED,
                        device=resolve_device(config.device), show_progress=False)
     atomic_torch_save(path, bank.state_dict())
     return bank

@@ -69,6 +69,7 @@ import yaml
 
 from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles.schema import RUN_SCHEMA, ProfileError, ProfileWarning, check_profile
+from tsd_lib.settings import ProtocolSettings
 
 __all__ = ["PROFILE_DIR", "Profile", "ProfileError", "ProfileWarning", "available_profiles", "load_profile"]
 
@@ -194,7 +195,7 @@ class Profile:
         spec = dict(self.ablations)
         dataset = spec.pop("dataset", self.datasets[0])
         seeds = [int(s) for s in spec.pop("seeds", self.seeds)]
-        method = spec.pop("method", "kd+tsd")
+        method = spec.pop("method", ProtocolSettings.method)
         return dataset, seeds, method, spec
 
     def ablation_base(self, seed: int) -> RunConfig:
