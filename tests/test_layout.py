@@ -20,3 +20,10 @@ def test_the_root_holds_the_core_and_the_packages():
 def test_no_two_modules_share_a_file_name():
     names = Counter(p.name for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py"))
     assert not [name for name, n in names.items() if n > 1]
+
+
+def test_every_package_folder_has_an_init():
+    """``setuptools.find_packages`` (pyproject) installs only folders with an ``__init__.py``: a folder
+    of modules without one would be missing from an installed ``tsd_lib``."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert not [str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").is_file()]
