@@ -59,3 +59,17 @@ def test_numbers_are_normalised_before_hashing(tmp_path):
     as_float = load_profile(_profile(tmp_path, tau=8.0)).configs()
     assert [c.key() for c in as_int] == [c.key() for c in as_float]
     assert isinstance(as_int[0].tau, float)
+
+
+def test_configs_are_expanded_once_per_state_of_the_profile(tmp_path, monkeypatch):
+    profile = load_profile(_profile(tmp_path, seeds=[0, 1]))
+    first = profile.configs()
+    calls = []
+    main_configs = type(profile).main_configs
+    monkeypatch.setattr(type(profile), "main_configs", lambda self: calls.append(1) or main_configs(self))
+    again = profile.configs()
+    assert again == first and again is not first and calls == []  # cached, and a copy the caller may edit
+    again.clear()
+    assert len(profile.configs()) == len(first) == 4  # 2 methods x 2 seeds
+    profile.seeds = [0, 1, 2]  # edited in place: expanded again
+    assert len(profile.configs()) == 6 and calls == [1]

@@ -1,6 +1,6 @@
 """The paper's protocol as archived (``results/paper/``, made by ``tsd archive``): what is covered,
-the results of the complete datasets, the runs continued past the epoch cap, the archived DT2W runs
-the old adapter made, and what the rest of the paper's 30 datasets would cost (the results page)."""
+the results of the complete datasets, the runs continued past the epoch cap and the archived DT2W runs
+the old adapter made (the results page; what the rest would cost: :mod:`tsd_lib.analysis.paper_cost`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pandas as pd
 
 from tsd_lib.analysis.audit import capped_runs
 from tsd_lib.analysis.seed_tables import method_label
-from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
 from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles import Profile, load_profile
 from tsd_lib.report import (
@@ -266,53 +265,3 @@ def extension_numbers(paper: PaperArchive) -> dict[str, Any]:
             "longest": int(continued["continued to"].max()) if len(continued) else 0,
             "max_change": float(change.abs().max()) if len(change) else 0.0,
             "mean_change": float(change.mean()) if len(change) else 0.0, "still_capped": paper.n_capped}
-
-
-def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The paper's datasets (``full``, default the ``paper`` profile's 30; sets without known sizes are
-    left out): archived or not, and for the rest the CPU
-    hours their runs and teachers would take, scaled from the archive's measured seconds per epoch
-    per (training series x time step) of each method, at the archive's median epochs per method
-    (expected) and at every run's cap (upper bound); and for the prose, how many of them are archived
-    completely (``complete`` of ``datasets``), the hours the ``rest`` would take (``hours``, ``hours_bound``:
-    sums of the two columns, NaN before any run is archived), the archive's ``cpu`` and the series ``length``."""
-    full = full or load_profile("paper")
-    frame = pd.DataFrame(paper.archive.records())
-    teachers = pd.DataFrame(paper.archive.teacher_records())
-    length, stretch = paper.profile.run.get("length", 100), paper.profile.run.get("stretch", False)
-    cpu = paper.archive.manifest.get("machine", {}).get("cpu", "the archive's machine")
-    if frame.empty or not frame["dataset"].isin(list(UCR_SIZES)).any():
-        n = sum(d in UCR_SIZES for d in full.datasets)
-        return pd.DataFrame(), {"complete": 0, "datasets": n, "rest": n, "hours": np.nan, "hours_bound": np.nan,
-                                "cpu": cpu, "length": length}
-    for table in (frame, teachers):
-        table["units"] = [work_units(d, length, stretch) * e for d, e in zip(table["dataset"], table["epochs_run"],
-                                                                            strict=True)]
-    frame, teachers = (t[t["dataset"].isin(list(UCR_SIZES))] for t in (frame, teachers))
-    per_unit = frame.groupby("method")["train_seconds"].sum() / frame.groupby("method")["units"].sum()
-    epochs = frame.groupby("method")["epochs_run"].median()
-    teacher_unit = teachers["train_seconds"].sum() / teachers["units"].sum()
-    teacher_epochs = float(teachers["epochs_run"].median())
-    by_dataset: dict[str, list[RunConfig]] = {}
-    for c in full.configs():  # once: a profile of 30 datasets expands to thousands of configs
-        by_dataset.setdefault(c.dataset, []).append(c)
-    rows = []
-    for dataset in (d for d in full.datasets if d in UCR_SIZES):
-        configs = by_dataset[dataset]
-        units = work_units(dataset, length, stretch)
-        n_teachers = len(configs[0].teacher_candidates())
-        expected = sum(per_unit.get(c.method, per_unit.median()) * units * epochs.get(c.method, epochs.median())
-                       for c in configs) + n_teachers * teacher_unit * units * teacher_epochs
-        bound = sum(per_unit.get(c.method, per_unit.median()) * units * c.epochs for c in configs) \
-            + n_teachers * teacher_unit * units * (configs[0].teacher_epochs or configs[0].epochs)
-        state = paper.coverage["runs"].get(dataset)
-        rows.append({"dataset": dataset, "train series": UCR_SIZES[dataset][0], "length": UCR_SIZES[dataset][2],
-                     "archived runs": state or "not in this archive's profile",
-                     "complete": dataset in paper.complete,
-                     "CPU hours (expected)": np.nan if dataset in paper.complete else expected / 3600,
-                     "CPU hours (upper bound)": np.nan if dataset in paper.complete else bound / 3600})
-    table = pd.DataFrame(rows).set_index("dataset")
-    rest = table[~table["complete"]]
-    return table, {"complete": int(table["complete"].sum()), "datasets": len(table), "rest": len(rest),
-                   "hours": float(rest["CPU hours (expected)"].sum()),
-                   "hours_bound": float(rest["CPU hours (upper bound)"].sum()), "cpu": cpu, "length": length}

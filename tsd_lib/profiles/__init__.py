@@ -98,6 +98,7 @@ class Profile:
     baselines: dict[str, Any] = field(default_factory=dict)
     ablations: dict[str, Any] = field(default_factory=dict)
     chapters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _expanded: dict[str, list[RunConfig]] = field(default_factory=dict, init=False, repr=False, compare=False)
     archive: str | None = None
     results: str | None = None
     extend_to: int | None = None
@@ -227,13 +228,19 @@ class Profile:
         return list({c.key(): c for _, _, c in self.ablation_axes()}.values())
 
     def configs(self) -> list[RunConfig]:
-        """Every run of the profile, main grid first, without duplicates."""
-        seen, out = set(), []
-        for c in self.main_configs() + self.pair_configs() + self.baseline_configs() + self.ablation_configs():
-            if c.key() not in seen:
-                seen.add(c.key())
-                out.append(c)
-        return out
+        """Every run of the profile, main grid first, without duplicates. Expanded once per state of the
+        profile (its ``repr``: a profile edited in place expands again), since the paper's expands to
+        thousands of configs."""
+        state = repr(self)
+        if state not in self._expanded:
+            seen, out = set(), []
+            for c in self.main_configs() + self.pair_configs() + self.baseline_configs() + self.ablation_configs():
+                if c.key() not in seen:
+                    seen.add(c.key())
+                    out.append(c)
+            self._expanded.clear()
+            self._expanded[state] = out
+        return list(self._expanded[state])
 
     def chapter_parameters(self, chapter: str) -> dict[str, Any]:
         return dict(self.chapters.get(chapter, {}))

@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tsd_lib import __version__
+from tsd_lib.experiment import RunConfig, RunStore, data_fingerprint
+from tsd_lib.experiment.faithfulness import load_faithfulness
+from tsd_lib.experiment.store import same_data
+from tsd_lib.profiles import Profile
 from tsd_lib.runs.archive import (
     MANIFEST,
     Archive,
@@ -34,11 +38,7 @@ from tsd_lib.runs.archive import (
     run_signature,
     teacher_signature,
 )
-from tsd_lib.experiment import RunConfig, RunStore, data_fingerprint
-from tsd_lib.experiment.faithfulness import load_faithfulness
-from tsd_lib.experiment.store import same_data
 from tsd_lib.runs.grid import GridSummary, measure_faithfulness, run_grid
-from tsd_lib.profiles import Profile
 from tsd_lib.utils import atomic_write_bytes, machine, versions
 
 
@@ -46,9 +46,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
-def profile_teachers(profile: Profile) -> list[RunConfig]:
-    """Every teacher a profile trains: the candidates of its runs and its teacher studies."""
-    teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
+def profile_teachers(profile: Profile, configs: list[RunConfig] | None = None) -> list[RunConfig]:
+    """Every teacher a profile trains: the candidates of its runs (``configs``, when already expanded) and
+    its teacher studies."""
+    configs = profile.configs() if configs is None else configs
+    teachers = {t.teacher_key(): t for c in configs for t in c.teacher_candidates()}
     teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
     return list(teachers.values())
 
@@ -156,7 +158,8 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     teachers before its runs, and export the archive after each dataset: a stopped archive keeps
     what finished, and running it again resumes (the store keeps every finished run)."""
     total = GridSummary()
-    configs, teachers = profile.configs(), profile_teachers(profile)
+    configs = profile.configs()
+    teachers = profile_teachers(profile, configs)
     entries = _current_entries(Path(out), profile.data_dir)
     kept = _by_signature(entries)
     current = set(kept) | {_entry_signature(e) for e in entries}
