@@ -96,15 +96,17 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     archived = _current_entries(out, profile.data_dir)
     known = _Known(store, _by_signature(archived))  # a chain may start in the archive (older, certified code)
     teachers = {_entry_signature(e) for e in archived if e["kind"] == "teacher"}
-    missing = (sum(not known.has(c) for c in profile.configs())
-               + sum(not (store.has_teacher(t) or teacher_signature(t) in teachers) for t in profile_teachers(profile)))
-    chains = [extension_chain(c, known.has, known.load_record) for c in profile.configs()]
+    configs = profile.configs()
+    planned_teachers = profile_teachers(profile, configs)
+    missing = (sum(not known.has(c) for c in configs)
+               + sum(not (store.has_teacher(t) or teacher_signature(t) in teachers) for t in planned_teachers))
+    chains = [extension_chain(c, known.has, known.load_record) for c in configs]
     runs, extends = [e for chain in chains for e in chain], {e.key(): ch[0].key() for ch in chains for e in ch[1:]}
     kinds = [("run", runs, store.has, store.load_record, RunConfig.key),
-             ("teacher", profile_teachers(profile), store.has_teacher, store.load_teacher_record,
+             ("teacher", planned_teachers, store.has_teacher, store.load_teacher_record,
               RunConfig.teacher_key)]
-    for kind, configs, has, load, key in kinds:
-        for config in configs:
+    for kind, candidates, has, load, key in kinds:
+        for config in candidates:
             if not has(config):
                 continue
             record = _portable(load(config))
@@ -131,7 +133,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     for dataset, rows in lines.items():
         atomic_write_bytes(out / f"{dataset}.jsonl", ("\n".join(sorted(rows)) + "\n").encode())
     previous = read_manifest(out)
-    planned = Counter(c.dataset for c in profile.configs())
+    planned = Counter(c.dataset for c in configs)
     per_dataset = {}
     for dataset, rows in sorted(lines.items()):
         entries = [json.loads(line) for line in rows]
