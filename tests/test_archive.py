@@ -449,15 +449,20 @@ def test_a_continuation_whose_first_run_is_only_archived_is_exported(tmp_path):
     assert archive.converged_record(config)["epochs_run"] == 4
 
 
-def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_path):
-    """A run archived (by older, certified code) without its faithfulness, on a machine whose store
-    lacks its model: tsd archive trains that run again, measures it and keeps the same record."""
+@pytest.mark.parametrize("older", ["no faithfulness", "no gradient agreement"])
+def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_path, older):
+    """A run archived (by older, certified code) without its faithfulness, or with one older code
+    measured without a measure the current code takes, on a machine whose store lacks its model: tsd
+    archive trains that run again, measures it and keeps the same record."""
     profile, _, out = tiny
     arch = _copy(out, tmp_path / "arch")
     (path,) = arch.glob("*.jsonl")
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     ce = next(e for e in entries if e["kind"] == "run" and e["config"]["method"] == "ce")
-    del ce["faithfulness"]
+    if older == "no faithfulness":
+        del ce["faithfulness"]
+    else:
+        del ce["faithfulness"]["gradient_agreement"]
     path.write_text("\n".join(json.dumps(e, sort_keys=True) for e in entries) + "\n")
     store = RunStore(tmp_path / "fresh")
     summary = make_archive(profile, store, arch, show_progress=False)
@@ -465,6 +470,26 @@ def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_p
     assert summary.done == 1 and store.has(config)  # only the unmeasured run, not kd+tsd
     assert not store.has(next(c for c in profile.configs() if c.method == "kd+tsd"))
     archive = Archive.load(arch)
-    assert archive.faithfulness(config)["key"] == ce["key"]
+    assert archive.faithfulness(config)["key"] == ce["key"] and "gradient_agreement" in archive.faithfulness(config)
     timeless = lambda record: {k: v for k, v in record.items() if not k.endswith("seconds")}  # noqa: E731
     assert timeless(archive.load_record(config)) == timeless(ce["record"])
+
+
+def test_archive_trains_the_datasets_asked_for_and_keeps_the_others(tmp_path, capsys):
+    spec = {**TINY, "name": "two", "datasets": ["ItalyPowerDemand", "synthetic"], "methods": ["ce"]}
+    del spec["teacher_study"]
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(spec))
+    profile = load_profile(tmp_path / "two.yaml")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"Nope: not a dataset of profile two \(its datasets: ItalyPowerDemand, "):
+        make_archive(profile, RunStore(tmp_path / "s0"), out, show_progress=False, datasets=["Nope"])
+    assert main(["archive", "--profile", str(tmp_path / "two.yaml"), "--store", str(tmp_path / "s0"),
+                 "--out", str(out), "--datasets", "Nope", "--quiet"]) != 0
+    assert "Nope: not a dataset of profile two" in capsys.readouterr().err and not out.exists()
+    synthetic = profile.configs()[-1].dataset
+    first = make_archive(profile, RunStore(tmp_path / "s1"), out, show_progress=False, datasets=[synthetic])
+    assert first.done == 1 and [p.stem for p in out.glob("*.jsonl")] == [synthetic]
+    second = make_archive(profile, RunStore(tmp_path / "s2"), out, show_progress=False, datasets=["ItalyPowerDemand"])
+    assert second.done == 1  # a fresh store: the synthetic run is not trained again, and not lost
+    assert sorted(p.stem for p in out.glob("*.jsonl")) == sorted(["ItalyPowerDemand", synthetic])
+    assert Archive.load(out).manifest["runs"] == 2

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="archive folder (default results/PROFILE)")
     p.add_argument("--n-jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel workers for the grid (at most the cores here)")
+    p.add_argument("--datasets", default=None,
+                   help="comma-separated datasets of the profile to train, in this order (default: all, in the "
+                        "profile's order); the archive keeps every dataset's records")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_archive)
 

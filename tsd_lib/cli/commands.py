@@ -257,6 +257,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated list (``--datasets``) as names, or ``None`` when not given."""
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
 def cmd_archive(args: argparse.Namespace) -> int:
     from tsd_lib.experiment import RunStore
     from tsd_lib.profiles import load_profile
@@ -269,7 +274,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     print(f"profile {profile.name}: {len(profile.configs())} runs -> archive {out} (store {store.root})")
     command = f"tsd archive --profile {args.profile}" + (" --data-dir DIR" if args.data_dir else "")  # no local path
     summary = make_archive(profile, store, out, n_jobs=args.n_jobs, command=command,
-                           show_progress=False if args.quiet else None)
+                           show_progress=False if args.quiet else None, datasets=_names(args.datasets))
     print(summary)
     for err in summary.errors[:10]:
         print(f"  failed: {err.get('dataset', '')} {err.get('key', '')}: {err['error']}")
@@ -285,8 +290,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise ValueError(f"the archive {archive.path} holds no run records (a manifest without records); "
                          "fill it with `tsd archive --profile NAME`")
     if args.certify:
-        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
-        cert = certify(archive, datasets=datasets, seed=args.seed, data_dir=args.data_dir,
+        cert = certify(archive, datasets=_names(args.datasets), seed=args.seed, data_dir=args.data_dir,
                        store=args.store, baseline=args.baseline)
         print(cert)
         return 0 if cert.ok else 1

@@ -3,7 +3,8 @@
 :func:`make_archive` (``tsd archive``) trains one dataset at a time what the archive at its folder
 does not already hold for the current code (:meth:`~tsd_lib.runs.archive.Archive.current_entries`),
 measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`;
-an archived run without it, made by older certified code, is trained again to have a model to measure)
+an archived run without it, or whose faithfulness older code measured with fewer measures, is trained
+again to have a model to measure)
 and calls :func:`export_archive`, which writes the store's finished records into the folder with
 the entries it keeps, a ``manifest.json`` and a generated ``README.md``. :func:`write_certificate`
 records ``tsd verify --certify``'s outcome in the manifest.
@@ -40,6 +41,11 @@ from tsd_lib.runs.archive import (
 )
 from tsd_lib.runs.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.utils import atomic_write_bytes, machine, versions
+
+
+#: The fields of :func:`tsd_lib.experiment.faithfulness.measure` (without planted truth) that an archived
+#: run's faithfulness must hold to count as measured.
+FAITHFULNESS_MEASURES = ("areas", "curves", "gradient_agreement")
 
 
 def _now() -> str:
@@ -155,19 +161,22 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
 
 
 def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n_jobs: int = 1,
-                 command: str = "", show_progress: bool | None = None) -> GridSummary:
-    """Train the profile one dataset at a time, in the profile's order (put the smallest first), its
-    teachers before its runs, and export the archive after each dataset: a stopped archive keeps
-    what finished, and running it again resumes (the store keeps every finished run)."""
+                 command: str = "", show_progress: bool | None = None,
+                 datasets: Iterable[str] | None = None) -> GridSummary:
+    """Train the profile one dataset at a time, in the profile's order (put the smallest first; or only
+    ``datasets``, in their order), its teachers before its runs, and export the archive after each dataset:
+    a stopped archive keeps what finished, and running it again resumes (the store keeps every finished run).
+    The export always keeps every dataset of the profile."""
     total = GridSummary()
     configs = profile.configs()
     teachers = profile_teachers(profile, configs)
+    order = _dataset_order(profile, [*configs, *teachers], datasets)
     entries = _current_entries(Path(out), profile.data_dir)
     kept = _by_signature(entries)
     current = set(kept) | {_entry_signature(e) for e in entries}
     known = _Known(store, kept)
-    measured = {run_signature(RunConfig.from_dict(e["config"])) for e in entries if "faithfulness" in e}
-    for dataset in dict.fromkeys(c.dataset for c in [*configs, *teachers]):
+    measured = {run_signature(RunConfig.from_dict(e["config"])) for e in entries if _fully_measured(e)}
+    for dataset in order:
         todo = [c for c in configs if c.dataset == dataset and run_signature(c) not in current]
         needed = [t for t in teachers if t.dataset == dataset and teacher_signature(t) not in current]
         _add(total, run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed))
@@ -176,7 +185,7 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
                 break
         final = [extension_chain(c, known.has, known.load_record)[-1] for c in configs if c.dataset == dataset]
         unmeasured = [c for c in final if known.has(c) and not store.has(c) and run_signature(c) not in measured]
-        if unmeasured:  # archived by older (certified) code: the current code remakes the model to measure
+        if unmeasured:  # archived by older (certified) code, or measured by older code: remade to be measured
             _add(total, run_grid(unmeasured, store, n_jobs=n_jobs, show_progress=show_progress))
         faith = measure_faithfulness([c for c in final if store.has(c)], store, n_jobs=n_jobs,
                                      show_progress=show_progress)
@@ -184,6 +193,25 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
         total.errors += faith.errors
         export_archive(profile, store, out, command=command)
     return total
+
+
+def _dataset_order(profile: Profile, configs: list[RunConfig], datasets: Iterable[str] | None) -> list[str]:
+    """The profile's datasets in its order, or ``datasets`` in theirs (each must be one of the profile's)."""
+    order = list(dict.fromkeys(c.dataset for c in configs))
+    if datasets is None:
+        return order
+    wanted = list(dict.fromkeys(datasets))
+    unknown = [d for d in wanted if d not in order]
+    if unknown or not wanted:
+        raise ValueError(f"{', '.join(unknown) or 'no dataset given'}: not a dataset of profile {profile.name} "
+                         f"(its datasets: {', '.join(order)})")
+    return wanted
+
+
+def _fully_measured(entry: dict[str, Any]) -> bool:
+    """Whether an archived run's faithfulness holds every measure the current code takes (older code took
+    fewer: such a run is trained again and measured)."""
+    return all(name in (entry.get("faithfulness") or {}) for name in FAITHFULNESS_MEASURES)
 
 
 def _add(total: GridSummary, part: GridSummary) -> GridSummary:
