@@ -52,11 +52,9 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
-def profile_teachers(profile: Profile, configs: list[RunConfig] | None = None) -> list[RunConfig]:
-    """Every teacher a profile trains: the candidates of its runs (``configs``, when already expanded) and
-    its teacher studies."""
-    configs = profile.configs() if configs is None else configs
-    teachers = {t.teacher_key(): t for c in configs for t in c.teacher_candidates()}
+def profile_teachers(profile: Profile) -> list[RunConfig]:
+    """Every teacher a profile trains: the candidates of its runs and its teacher studies."""
+    teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
     teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
     return list(teachers.values())
 
@@ -103,7 +101,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     known = _Known(store, _by_signature(archived))  # a chain may start in the archive (older, certified code)
     teachers = {_entry_signature(e) for e in archived if e["kind"] == "teacher"}
     configs = profile.configs()
-    planned_teachers = profile_teachers(profile, configs)
+    planned_teachers = profile_teachers(profile)
     missing = (sum(not known.has(c) for c in configs)
                + sum(not (store.has_teacher(t) or teacher_signature(t) in teachers) for t in planned_teachers))
     chains = [extension_chain(c, known.has, known.load_record) for c in configs]
@@ -169,7 +167,7 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     The export always keeps every dataset of the profile."""
     total = GridSummary()
     configs = profile.configs()
-    teachers = profile_teachers(profile, configs)
+    teachers = profile_teachers(profile)
     order = _dataset_order(profile, [*configs, *teachers], datasets)
     entries = _current_entries(Path(out), profile.data_dir)
     kept = _by_signature(entries)
