@@ -465,8 +465,11 @@ def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_p
         del ce["faithfulness"]["gradient_agreement"]
     path.write_text("\n".join(json.dumps(e, sort_keys=True) for e in entries) + "\n")
     store = RunStore(tmp_path / "fresh")
-    summary = make_archive(profile, store, arch, show_progress=False)
     config = RunConfig.from_dict(ce["config"])
+    assert make_archive(profile, store, arch, show_progress=False, remeasure=False).done == 0  # coverage first
+    kept = Archive.load(arch).faithfulness(config) or {}
+    assert not store.has(config) and "gradient_agreement" not in kept
+    summary = make_archive(profile, store, arch, show_progress=False)
     assert summary.done == 1 and store.has(config)  # only the unmeasured run, not kd+tsd
     assert not store.has(next(c for c in profile.configs() if c.method == "kd+tsd"))
     archive = Archive.load(arch)

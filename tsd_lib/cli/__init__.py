@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default=None,
                    help="comma-separated datasets of the profile to train, in this order (default: all, in the "
                         "profile's order); the archive keeps every dataset's records")
+    p.add_argument("--no-remeasure", dest="remeasure", action="store_false",
+                   help="train only what the archive lacks; runs whose faithfulness older code measured without a "
+                        "current measure are trained again and measured on a later run without this flag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_archive)
 

@@ -274,7 +274,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     print(f"profile {profile.name}: {len(profile.configs())} runs -> archive {out} (store {store.root})")
     command = f"tsd archive --profile {args.profile}" + (" --data-dir DIR" if args.data_dir else "")  # no local path
     summary = make_archive(profile, store, out, n_jobs=args.n_jobs, command=command,
-                           show_progress=False if args.quiet else None, datasets=_names(args.datasets))
+                           show_progress=False if args.quiet else None, datasets=_names(args.datasets),
+                           remeasure=args.remeasure)
     print(summary)
     for err in summary.errors[:10]:
         print(f"  failed: {err.get('dataset', '')} {err.get('key', '')}: {err['error']}")

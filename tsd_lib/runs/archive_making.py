@@ -160,11 +160,13 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
 
 def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n_jobs: int = 1,
                  command: str = "", show_progress: bool | None = None,
-                 datasets: Iterable[str] | None = None) -> GridSummary:
+                 datasets: Iterable[str] | None = None, remeasure: bool = True) -> GridSummary:
     """Train the profile one dataset at a time, in the profile's order (put the smallest first; or only
     ``datasets``, in their order), its teachers before its runs, and export the archive after each dataset:
     a stopped archive keeps what finished, and running it again resumes (the store keeps every finished run).
-    The export always keeps every dataset of the profile."""
+    The export always keeps every dataset of the profile. An archived run whose faithfulness older code
+    measured without a measure the current code takes is trained again and measured, unless ``remeasure``
+    is false (then only what the archive lacks is trained: coverage first, the remeasuring on a later run)."""
     total = GridSummary()
     configs = profile.configs()
     teachers = profile_teachers(profile)
@@ -183,7 +185,7 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
                 break
         final = [extension_chain(c, known.has, known.load_record)[-1] for c in configs if c.dataset == dataset]
         unmeasured = [c for c in final if known.has(c) and not store.has(c) and run_signature(c) not in measured]
-        if unmeasured:  # archived by older (certified) code, or measured by older code: remade to be measured
+        if unmeasured and remeasure:  # archived by older (certified) code, or measured by older code: remade
             _add(total, run_grid(unmeasured, store, n_jobs=n_jobs, show_progress=show_progress))
         faith = measure_faithfulness([c for c in final if store.has(c)], store, n_jobs=n_jobs,
                                      show_progress=show_progress)
