@@ -478,6 +478,23 @@ def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_p
     assert timeless(archive.load_record(config)) == timeless(ce["record"])
 
 
+def test_export_drops_archived_entries_the_profile_no_longer_plans(tiny, tmp_path):
+    """When a profile's settings change (here the teacher's cap), the records of the old settings are not
+    the profile's any more: the export keeps the runs still planned and drops the others."""
+    profile, _, out = tiny
+    arch = _copy(out, tmp_path / "arch")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**TINY, "teacher_epochs": 3}))  # every teacher (seeds 0, 1) changes
+    new = load_profile(changed)
+    manifest = export_archive(new, RunStore(tmp_path / "empty"), arch)
+    archive = Archive.load(arch)
+    assert (manifest["runs"], manifest["teachers"], manifest["missing"]) == (0, 0, 2 + 2)
+    assert not any(archive.has(c) for c in [*new.configs(), *profile.configs()])
+    assert not any(archive.has_teacher(t) for t in [*new.teacher_configs(), *profile.teacher_configs()])
+    again = export_archive(profile, RunStore(tmp_path / "empty"), _copy(out, tmp_path / "same"))
+    assert (again["runs"], again["teachers"], again["missing"]) == (2, 2, 0)  # unchanged settings keep all
+
+
 def test_archive_trains_the_datasets_asked_for_and_keeps_the_others(tmp_path, capsys):
     spec = {**TINY, "name": "two", "datasets": ["ItalyPowerDemand", "synthetic"], "methods": ["ce"]}
     del spec["teacher_study"]

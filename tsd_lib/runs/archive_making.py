@@ -80,14 +80,14 @@ def _entry_signature(entry: dict[str, Any]) -> str:
     return run_signature(config) if entry["kind"] == "run" else teacher_signature(config)
 
 
-def _kept_entries(out: Path, profile: Profile, exported: set[str]) -> list[dict[str, Any]]:
-    """Entries of the archive already at ``out`` that the store does not replace, on the profile's
-    datasets: a session on a fresh machine retrains none of them and loses none of them."""
+def _kept_entries(out: Path, planned: set[str], exported: set[str]) -> list[dict[str, Any]]:
+    """Entries of the archive already at ``out`` that the store does not replace, among the profile's
+    ``planned`` runs, continuations and teachers (signatures): a session on a fresh machine retrains none
+    of them and loses none of them. An entry the profile no longer plans (its settings changed) is
+    dropped; git history keeps it."""
     if not (out / MANIFEST).exists():
         return []
-    datasets = {c.dataset for c in profile.configs()}
-    return [e for e in Archive(out).entries
-            if e["config"]["dataset"] in datasets and _entry_signature(e) not in exported]
+    return [e for e in Archive(out).entries if _entry_signature(e) in planned - exported]
 
 
 def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
@@ -124,7 +124,8 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
             lines[config.dataset].append(json.dumps(entry, sort_keys=True))
             counts[kind] += 1
     exported = {_entry_signature(json.loads(line)) for rows in lines.values() for line in rows}
-    for entry in _kept_entries(out, profile, exported):
+    planned = {run_signature(c) for c in runs} | {teacher_signature(t) for t in planned_teachers}
+    for entry in _kept_entries(out, planned, exported):
         lines[entry["config"]["dataset"]].append(json.dumps(entry, sort_keys=True))
         codes.add(entry["record"]["code"])
         kind = entry["kind"]
