@@ -173,40 +173,64 @@ def test_matching_candidates():
     assert matching_candidates(quick.base_config("GunPoint"), studies.teacher_study_configs()) == []
 
 
-def test_resampling_cost_averages_each_variant_over_the_archived_seeds():
+def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
     from types import SimpleNamespace
 
-    from tsd_lib.analysis.teacher_quality import resampling_cost
+    from tsd_lib.analysis.teacher_quality import variant_comparison
 
-    def cfg(seed, length):
-        return SimpleNamespace(dataset="BeetleFly", teacher_seed=seed, length=length)
+    def cfg(seed, length, dataset="BeetleFly"):
+        return SimpleNamespace(dataset=dataset, teacher_seed=seed, length=length)
 
-    studies = {"BeetleFly": {"resampled to 100": [cfg(1, 100), cfg(2, 100)], "full length": [cfg(1, None)]}}
-    accuracy = {(1, 100): 0.7, (2, 100): 0.8}
+    studies = {"BeetleFly": {"resampled to 100": [cfg(1, 100), cfg(2, 100)], "full length": [cfg(1, None)]},
+               "warm-up": {"no warm-up": [cfg(1, 100, "OliveOil")]}}  # lacks the variants: left out
+    found = {(1, 100): (0.7, 10, True), (2, 100): (0.8, 31, False)}
 
     class Records:
         def has_teacher(self, c):
-            return (c.teacher_seed, c.length) in accuracy
+            return c.dataset == "BeetleFly" and (c.teacher_seed, c.length) in found
 
         def load_teacher_record(self, c):
-            return {"test_accuracy": accuracy[(c.teacher_seed, c.length)]}
+            acc, best, stopped = found[(c.teacher_seed, c.length)]
+            return {"test_accuracy": acc, "best_epoch": best, "stopped_early": stopped}
 
-    table = resampling_cost(studies, Records())
+    table = variant_comparison(studies, Records(), ("resampled to 100", "full length"))
+    assert list(table.index) == ["BeetleFly"]
     assert table.loc["BeetleFly", "resampled to 100"] == pytest.approx(0.75)
+    assert table.loc["BeetleFly", "resampled to 100: best epoch"] == pytest.approx(20.5)
+    assert table.loc["BeetleFly", ["resampled to 100: capped", "full length: capped"]].tolist() == [1, 0]
     assert table.loc["BeetleFly", "resampled to 100: seeds"] == 2 and table.loc["BeetleFly", "full length: seeds"] == 0
     assert np.isnan(table.loc["BeetleFly", "full length"]) and table.loc["BeetleFly", "published FCN"] == 0.91
 
 
-def test_resampling_numbers_count_the_sets_each_variant_wins():
+def test_comparison_numbers_count_the_sets_each_variant_wins():
     import pandas as pd
 
-    from tsd_lib.analysis.teacher_quality import resampling_numbers
+    from tsd_lib.analysis.teacher_quality import comparison_numbers
 
     table = pd.DataFrame({"resampled to 100": [0.8, 0.6, 0.7, 0.5], "resampled to 100: seeds": [3, 3, 2, 3],
+                          "resampled to 100: capped": [0, 1, 0, 0],
                           "full length": [0.8, 0.7, 0.65, np.nan], "full length: seeds": [3, 3, 3, 0],
+                          "full length: capped": [0, 0, 2, 0],
                           "published FCN": [0.9] * 4}, index=pd.Index(list("ABCD"), name="dataset"))
-    numbers = resampling_numbers(table)
-    assert numbers == pytest.approx({"sets": 4, "compared": 3, "full_better": 1, "equal": 1, "full_worse": 1,
-                                     "largest_gain": 10.0, "largest_loss": 5.0, "seeds": 0})
+    numbers = comparison_numbers(table, "full length")
+    assert numbers == pytest.approx({"sets": 4, "compared": 3, "better": 1, "equal": 1, "worse": 1,
+                                     "largest_gain": 10.0, "largest_loss": 5.0, "seeds": 0, "capped": 3})
     assert all(type(v) in (int, float) for v in numbers.values())  # glue needs plain numbers
-    assert resampling_numbers(pd.DataFrame())["compared"] == 0
+    flipped = comparison_numbers(table, "resampled to 100")
+    assert (flipped["better"], flipped["worse"], flipped["largest_gain"]) == (1, 1, pytest.approx(5.0))
+    assert comparison_numbers(pd.DataFrame(), "full length")["compared"] == 0
+
+
+def test_variant_plot_draws_a_bar_per_dataset_and_variant_and_the_published_fcn():
+    import pandas as pd
+
+    from tsd_lib.analysis.teacher_quality import variant_plot
+
+    table = pd.DataFrame({"no warm-up": [0.4, 0.46], "warm-up 200": [0.77, 0.9], "published FCN": [0.72, 0.94]},
+                         index=pd.Index(["OliveOil", "MoteStrain"], name="dataset"))
+    ax = variant_plot(table, ("no warm-up", "warm-up 200")).axes[0]
+    assert sorted(round(p.get_height(), 2) for p in ax.patches) == [0.4, 0.46, 0.77, 0.9]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["OliveOil", "MoteStrain"]
+    assert ax.collections[0].get_offsets()[:, 1].tolist() == [0.72, 0.94]
+    empty = variant_plot(pd.DataFrame(), ("a", "b")).axes[0]
+    assert "No teacher" in empty.texts[0].get_text()

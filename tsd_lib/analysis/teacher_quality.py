@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from tsd_lib.analysis.published import published_fcn, published_resnet
+from tsd_lib.report.style import COLUMN_WIDTH, other_color
 
 #: A teacher this far below the published FCN accuracy is weak.
 WEAK_GAP = 0.10
@@ -46,37 +48,66 @@ def strong_teacher_datasets(table: pd.DataFrame) -> list[str]:
     return [d for d, bad in flagged.items() if not bad]
 
 
-def resampling_cost(studies: Mapping[str, Mapping[str, list[Any]]], records: Any) -> pd.DataFrame:
-    """Per teacher study (``Profile.teacher_study_configs()``: a dataset's teachers under the variants
-    "resampled to 100" and "full length"): each variant's mean test accuracy over the seeds whose
-    teacher is in ``records`` (an archive or a store), the number of seeds, and the published FCN."""
+def variant_comparison(studies: Mapping[str, Mapping[str, list[Any]]], records: Any,
+                       variants: tuple[str, str]) -> pd.DataFrame:
+    """Per teacher study (``Profile.teacher_study_configs()``) that holds both ``variants`` (the protocol's
+    first, the remedy second), one row per dataset: each variant's mean test accuracy over the seeds whose
+    teacher is in ``records`` (an archive or a store), the number of those seeds, their median best epoch
+    and how many of them the epoch cap ended; and the published FCN."""
     rows = []
-    for name, variants in studies.items():
-        row: dict[str, Any] = {"dataset": name}
-        for variant, configs in variants.items():
-            found = [records.load_teacher_record(c)["test_accuracy"] for c in configs if records.has_teacher(c)]
-            row[variant] = float(np.mean(found)) if found else np.nan
+    for study in studies.values():
+        if not set(variants) <= set(study):
+            continue
+        dataset = study[variants[0]][0].dataset
+        row: dict[str, Any] = {"dataset": dataset}
+        for variant in variants:
+            found = [records.load_teacher_record(c) for c in study[variant] if records.has_teacher(c)]
+            row[variant] = float(np.mean([r["test_accuracy"] for r in found])) if found else np.nan
             row[f"{variant}: seeds"] = len(found)
-        fcn = published_fcn(next(iter(variants.values()))[0].dataset)
+            row[f"{variant}: best epoch"] = float(np.median([r["best_epoch"] for r in found])) if found else np.nan
+            row[f"{variant}: capped"] = sum(not r["stopped_early"] for r in found)
+        fcn = published_fcn(dataset)
         row["published FCN"] = np.nan if fcn is None else fcn
         rows.append(row)
     return pd.DataFrame(rows).set_index("dataset") if rows else pd.DataFrame()
 
 
-def resampling_numbers(table: pd.DataFrame, full: str = "full length", tol: float = 1e-9) -> dict[str, Any]:
-    """For the prose, from :func:`resampling_cost`: the study's ``sets``, on how many of them the ``full``
-    variant's mean test accuracy is above (``full_better``), equal to (``equal``) or below (``full_worse``)
-    the other variant's (the protocol's), where both have a seed archived, and the largest difference either
-    way in accuracy points (``largest_gain``: full minus the other; ``largest_loss``: the other minus full;
-    0 where none), and the fewest seeds behind a mean (``seeds``; 0 before any)."""
-    if table.empty or full not in table:
-        return {"sets": len(table), "compared": 0, "full_better": 0, "equal": 0, "full_worse": 0,
-                "largest_gain": 0.0, "largest_loss": 0.0, "seeds": 0}
-    other = next(c for c in table.columns if c != full and not c.endswith(": seeds") and c != "published FCN")
-    diff = (table[full] - table[other]).dropna()
-    seeds = table[[f"{other}: seeds", f"{full}: seeds"]].min(axis=1)
-    return {"sets": len(table), "compared": len(diff), "full_better": int((diff > tol).sum()),
-            "equal": int((diff.abs() <= tol).sum()), "full_worse": int((diff < -tol).sum()),
+def comparison_numbers(table: pd.DataFrame, remedy: str, tol: float = 1e-9) -> dict[str, Any]:
+    """For the prose, from :func:`variant_comparison`: its ``sets``, on how many of them the ``remedy``
+    variant's mean test accuracy is above (``better``), equal to (``equal``) or below (``worse``) the
+    protocol's, where both have a seed archived (``compared``), the largest difference either way in accuracy
+    points (``largest_gain``: remedy minus protocol; ``largest_loss``: protocol minus remedy; 0 where none),
+    the fewest seeds behind a mean (``seeds``; 0 before any) and the seeds the cap ended (``capped``)."""
+    if table.empty or remedy not in table:
+        return {"sets": len(table), "compared": 0, "better": 0, "equal": 0, "worse": 0,
+                "largest_gain": 0.0, "largest_loss": 0.0, "seeds": 0, "capped": 0}
+    variants = [c for c in table.columns if f"{c}: seeds" in table.columns]
+    other = next(v for v in variants if v != remedy)
+    diff = (table[remedy] - table[other]).dropna()
+    seeds = table[[f"{other}: seeds", f"{remedy}: seeds"]].min(axis=1)
+    return {"sets": len(table), "compared": len(diff), "better": int((diff > tol).sum()),
+            "equal": int((diff.abs() <= tol).sum()), "worse": int((diff < -tol).sum()),
             "largest_gain": float(100 * max(diff.max(), 0.0)) if len(diff) else 0.0,
             "largest_loss": float(100 * max(-diff.min(), 0.0)) if len(diff) else 0.0,
-            "seeds": int(seeds.min()) if len(seeds) else 0}
+            "seeds": int(seeds.min()) if len(seeds) else 0,
+            "capped": int(sum(table[f"{v}: capped"].sum() for v in variants))}
+
+
+def variant_plot(table: pd.DataFrame, variants: tuple[str, str]) -> Figure:
+    """:func:`variant_comparison` as a bare figure: per dataset, each variant's mean test accuracy (a bar)
+    and the published FCN (a black tick); a line says so when no dataset has a study yet."""
+    fig = Figure(figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    if table.empty:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "No teacher of these variants is archived yet.", ha="center", va="center",
+                transform=ax.transAxes)
+        return fig
+    x, width = np.arange(len(table)), 0.8 / len(variants)
+    for j, variant in enumerate(variants):
+        ax.bar(x + (j - (len(variants) - 1) / 2) * width, table[variant], width, color=other_color(j), label=variant)
+    ax.scatter(x, table["published FCN"], marker="_", s=900, color="black", zorder=3, label="published FCN")
+    ax.set(xticks=x, ylabel="mean test accuracy", ylim=(0, 1.05))
+    ax.set_xticklabels(table.index)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    return fig
