@@ -478,6 +478,27 @@ def test_an_archived_run_without_faithfulness_is_remade_and_measured(tiny, tmp_p
     assert timeless(archive.load_record(config)) == timeless(ce["record"])
 
 
+def test_an_archived_run_distilled_from_other_teacher_weights_is_retrained(tiny, tmp_path):
+    """Code certified equal can train other weights on another machine: an archived run whose teacher
+    metrics are not the archived teacher's is not used (a warning counts them) and is trained again, so
+    that every method on a dataset learns from one teacher; the others are kept."""
+    profile, _, out = tiny
+    arch = _copy(out, tmp_path / "arch")
+    (path,) = arch.glob("*.jsonl")
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    run = next(e for e in entries if e["kind"] == "run" and e["config"]["method"] == "kd+tsd")
+    run["record"]["teacher_auc_pr"] += 0.01
+    path.write_text("\n".join(json.dumps(e, sort_keys=True) for e in entries) + "\n")
+    store = RunStore(tmp_path / "fresh")
+    with pytest.warns(StoreWarning, match="1 archived runs of ItalyPowerDemand were distilled from other weights"):
+        summary = make_archive(profile, store, arch, show_progress=False)
+    config = RunConfig.from_dict(run["config"])
+    assert summary.done == 1 and store.has(config)
+    assert not store.has(next(c for c in profile.configs() if c.method == "ce"))  # the other run is kept
+    teacher = Archive.load(arch).load_teacher_record(config)
+    assert Archive.load(arch).load_record(config)["teacher_auc_pr"] == teacher["test_auc_pr"]
+
+
 def test_export_drops_archived_entries_the_profile_no_longer_plans(tiny, tmp_path):
     """When a profile's settings change (here the teacher's cap), the records of the old settings are not
     the profile's any more: the export keeps the runs still planned and drops the others."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 from tsd_lib import __version__
 from tsd_lib.experiment import RunConfig, RunStore, data_fingerprint
 from tsd_lib.experiment.faithfulness import load_faithfulness
-from tsd_lib.experiment.store import same_data
+from tsd_lib.experiment.store import StoreWarning, same_data
 from tsd_lib.profiles import Profile
 from tsd_lib.runs.archive import (
     MANIFEST,
@@ -224,9 +225,33 @@ def _add(total: GridSummary, part: GridSummary) -> GridSummary:
 
 
 def _current_entries(out: Path, data_dir: str | None) -> list[dict[str, Any]]:
-    """The entries of the archive at ``out`` the current code stands behind, on the data they were made on."""
+    """The entries of the archive at ``out`` the current code stands behind, on the data they were made on,
+    each run distilled from the weights of the teacher the archive holds (:func:`_same_teacher`)."""
     archived = Archive(out) if (out / MANIFEST).exists() else None
-    return [e for e in (archived.current_entries() if archived else []) if _same_data(e, data_dir)]
+    entries = [e for e in (archived.current_entries() if archived else []) if _same_data(e, data_dir)]
+    teachers = {teacher_signature(RunConfig.from_dict(e["config"])): e["record"]
+                for e in entries if e["kind"] == "teacher"}
+    other = [e for e in entries if e["kind"] == "run" and not _same_teacher(e, teachers)]
+    for dataset, n in Counter(e["config"]["dataset"] for e in other).items():
+        warnings.warn(f"{n} archived runs of {dataset} were distilled from other weights of their teacher than the "
+                      "archive's teacher (code certified equal, trained on another machine): they are not used, "
+                      "and tsd archive trains them again", StoreWarning, stacklevel=2)
+    dropped = {id(e) for e in other}
+    return [e for e in entries if id(e) not in dropped]
+
+
+def _same_teacher(entry: dict[str, Any], teachers: dict[str, dict[str, Any]]) -> bool:
+    """Whether an archived run was distilled from the teacher the archive holds for it (``teachers``: teacher
+    records by signature): its record's teacher test accuracy and AUC-PR are the teacher's. Code certified
+    equal can still train other weights on another machine; a run distilled from those is retrained, so that
+    every method on a dataset learns from one teacher. A run whose teacher is not archived is kept."""
+    record = entry["record"]
+    config = RunConfig.from_dict(entry["config"])
+    chosen = next((t for t in config.teacher_candidates() if t.teacher_seed == record.get("teacher_seed_chosen")),
+                  config)
+    teacher = teachers.get(teacher_signature(chosen))
+    return teacher is None or (record.get("teacher_accuracy"), record.get("teacher_auc_pr")) == (
+        teacher["test_accuracy"], teacher["test_auc_pr"])
 
 
 def _by_signature(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
