@@ -173,6 +173,32 @@ def test_matching_candidates():
     assert matching_candidates(quick.base_config("GunPoint"), studies.teacher_study_configs()) == []
 
 
+def test_teacher_quality_flags_weak_beaten_and_capped_teachers():
+    from tsd_lib.analysis.teacher_quality import WEAK_GAP, strong_teacher_datasets, teacher_quality
+
+    def run(dataset, teacher, method, accuracy, teacher_accuracy, seed=24):
+        return {"dataset": dataset, "teacher": teacher, "method": method, "accuracy": accuracy,
+                "teacher_accuracy": teacher_accuracy, "teacher_auc_pr": teacher_accuracy / 2,
+                "teacher_seed": 1, "teacher_seed_chosen": seed}
+
+    runs = [run("CBF", "lstm_teacher", "ce", 0.90, 0.947), run("CBF", "lstm_teacher", "kd", 0.96, 0.947),
+            run("OliveOil", "fcn", "ce", 0.40, 0.72 - WEAK_GAP - 0.01), run("Beef", "fcn", "ce", 0.5, 0.75, seed=1)]
+    teachers = [{"dataset": "CBF", "teacher": "lstm_teacher", "teacher_seed": 24, "test_accuracy": 0.947,
+                 "test_auc_pr": 0.947 / 2, "stopped_early": False},
+                {"dataset": "CBF", "teacher": "lstm_teacher", "teacher_seed": 1, "test_accuracy": 0.947,
+                 "test_auc_pr": 0.947 / 2, "stopped_early": True},  # another seed: not the chosen teacher
+                {"dataset": "OliveOil", "teacher": "fcn", "teacher_seed": 24, "test_accuracy": 0.61,
+                 "test_auc_pr": 0.305, "stopped_early": True}]
+    table = teacher_quality(runs, teachers).set_index("dataset")
+    assert table.loc["CBF", "teacher capped"] is True and table.loc["OliveOil", "teacher capped"] is False
+    assert table.loc["Beef", "teacher capped"] is None  # no teacher record matches
+    assert table.loc["CBF", "students beat it"] and table.loc["CBF", "best student"] == "kd"
+    assert table.loc["OliveOil", "weak teacher"] and not table.loc["CBF", "weak teacher"]
+    assert table.loc["OliveOil", "gap to FCN"] == pytest.approx(-WEAK_GAP - 0.01)
+    assert strong_teacher_datasets(table.reset_index()) == ["Beef"]
+    assert "teacher capped" in teacher_quality([]).columns
+
+
 def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
     from types import SimpleNamespace
 

@@ -17,29 +17,43 @@ from tsd_lib.report.style import COLUMN_WIDTH, other_color
 WEAK_GAP = 0.10
 
 
-def teacher_quality(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def teacher_quality(records: Iterable[Mapping[str, Any]],
+                    teachers: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """Per (dataset, teacher architecture) of student records: the chosen teacher's test accuracy,
     the published FCN and ResNet accuracy, the gap to the FCN, the best student method's mean
-    accuracy (over seeds, every setting), and two flags: the teacher is weak (more than
-    :data:`WEAK_GAP` below the published FCN) or students beat it."""
+    accuracy (over seeds, every setting), and three flags: the teacher is weak (more than
+    :data:`WEAK_GAP` below the published FCN), students beat it, and the epoch cap ended it (from the
+    teacher records ``teachers``, found by seed and test metrics; ``None`` where none matches)."""
     df = pd.DataFrame([dict(r) for r in records])
     if df.empty:
         return pd.DataFrame(columns=["dataset", "teacher", "teacher accuracy", "published FCN", "published ResNet",
                                      "gap to FCN", "best student", "best student accuracy", "weak teacher",
-                                     "students beat it"])
+                                     "students beat it", "teacher capped"])
+    teachers = list(teachers)
     rows = []
     for (dataset, teacher), group in df.groupby(["dataset", "teacher"], sort=False):
         best = group.groupby("method")["accuracy"].mean()
         fcn, resnet = published_fcn(dataset), published_resnet(dataset)
-        acc = float(group["teacher_accuracy"].iloc[0])
+        first = group.iloc[0]
+        acc = float(first["teacher_accuracy"])
         rows.append({"dataset": dataset, "teacher": teacher, "teacher accuracy": acc,
                      "published FCN": np.nan if fcn is None else fcn,
                      "published ResNet": np.nan if resnet is None else resnet,
                      "gap to FCN": np.nan if fcn is None else acc - fcn,
                      "best student": best.idxmax(), "best student accuracy": float(best.max()),
                      "weak teacher": fcn is not None and acc < fcn - WEAK_GAP,
-                     "students beat it": bool(best.max() > acc)})
+                     "students beat it": bool(best.max() > acc), "teacher capped": _capped(first, teachers)})
     return pd.DataFrame(rows)
+
+
+def _capped(run: Mapping[str, Any], teachers: list[Mapping[str, Any]]) -> bool | None:
+    """Whether the epoch cap ended the teacher a run learned from: the teacher record of the run's dataset,
+    architecture and chosen seed whose test accuracy and AUC-PR are the run's teacher's (``None``: none)."""
+    found = [t for t in teachers
+             if (t["dataset"], t["teacher"], t["teacher_seed"], t["test_accuracy"], t["test_auc_pr"])
+             == (run["dataset"], run["teacher"], run.get("teacher_seed_chosen", run.get("teacher_seed")),
+                 run["teacher_accuracy"], run.get("teacher_auc_pr"))]
+    return not found[0]["stopped_early"] if found else None
 
 
 def strong_teacher_datasets(table: pd.DataFrame) -> list[str]:

@@ -4,8 +4,8 @@
 does not already hold for the current code (:meth:`~tsd_lib.runs.archive.Archive.current_entries`),
 measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`;
 an archived run without it, or whose faithfulness older code measured with fewer measures, is trained
-again to have a model to measure)
-and calls :func:`export_archive`, which writes the store's finished records into the folder with
+again to have a model to measure; so is an archived run distilled from other weights of its teacher than
+the archive holds, so that every method on a dataset learns from one teacher) and calls :func:`export_archive`, which writes the store's finished records into the folder with
 the entries it keeps, a ``manifest.json`` and a generated ``README.md``. :func:`write_certificate`
 records ``tsd verify --certify``'s outcome in the manifest.
 
@@ -234,7 +234,7 @@ def _current_entries(out: Path, data_dir: str | None) -> list[dict[str, Any]]:
     other = [e for e in entries if e["kind"] == "run" and not _same_teacher(e, teachers)]
     for dataset, n in Counter(e["config"]["dataset"] for e in other).items():
         warnings.warn(f"{n} archived runs of {dataset} were distilled from other weights of their teacher than the "
-                      "archive's teacher (code certified equal, trained on another machine): they are not used, "
+                      "archive's teacher (code certified equal can train other weights elsewhere): they are not used, "
                       "and tsd archive trains them again", StoreWarning, stacklevel=2)
     dropped = {id(e) for e in other}
     return [e for e in entries if id(e) not in dropped]
