@@ -76,6 +76,15 @@ def extensions_to_train(configs: Iterable[RunConfig], store: RunStore | _Known, 
     return todo
 
 
+def _possible_extensions(config: RunConfig, limit: int | None) -> list[RunConfig]:
+    """Every continuation of ``config`` a profile with ``extend_to`` = ``limit`` may train."""
+    out = []
+    while limit and 2 * config.epochs <= limit:
+        config = extension(config)
+        out.append(config)
+    return out
+
+
 def _entry_signature(entry: dict[str, Any]) -> str:
     config = RunConfig.from_dict(entry["config"])
     return run_signature(config) if entry["kind"] == "run" else teacher_signature(config)
@@ -125,7 +134,8 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
             lines[config.dataset].append(json.dumps(entry, sort_keys=True))
             counts[kind] += 1
     exported = {_entry_signature(json.loads(line)) for rows in lines.values() for line in rows}
-    planned = {run_signature(c) for c in runs} | {teacher_signature(t) for t in planned_teachers}
+    planned = ({run_signature(c) for c in runs} | {teacher_signature(t) for t in planned_teachers}
+               | {run_signature(e) for c in configs for e in _possible_extensions(c, profile.extend_to)})
     for entry in _kept_entries(out, planned, exported):
         lines[entry["config"]["dataset"]].append(json.dumps(entry, sort_keys=True))
         codes.add(entry["record"]["code"])
