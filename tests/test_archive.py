@@ -280,6 +280,10 @@ def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
     assert extension_numbers(paper) == {"capped": 1, "methods": "ce", "continued": 1, "waiting": 0, "settled": 0,
                                         "longest": 8, "max_change": pytest.approx(abs(row["change"])),
                                         "mean_change": pytest.approx(row["change"]), "still_capped": 1}
+    (path,) = (tmp_path / "out").glob("*.jsonl")  # the first run leaves the archive (it is to be retrained):
+    path.write_text("\n".join(line for line in path.read_text().splitlines() if '"extends"' in line) + "\n")
+    kept = export_archive(profile, RunStore(tmp_path / "empty"), tmp_path / "out")
+    assert (kept["runs"], kept["extensions"]) == (0, 2)  # its continuations are still the profile's: kept
 
 
 @pytest.fixture
