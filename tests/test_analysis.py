@@ -228,6 +228,31 @@ def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
     assert np.isnan(table.loc["BeetleFly", "full length"]) and table.loc["BeetleFly", "published FCN"] == 0.91
 
 
+def test_study_seeds_lists_every_archived_teacher_of_a_study():
+    from types import SimpleNamespace
+
+    from tsd_lib.analysis.teacher_quality import study_seeds
+
+    study = {"protocol": [SimpleNamespace(teacher_seed=1), SimpleNamespace(teacher_seed=2)],
+             "remedy": [SimpleNamespace(teacher_seed=1)]}
+    found = {("protocol", 1): 0.4, ("remedy", 1): 0.63}
+
+    class Records:
+        def has_teacher(self, c):
+            return any(c is x for v, cs in study.items() for x in cs if (v, c.teacher_seed) in found)
+
+        def load_teacher_record(self, c):
+            variant = next(v for v, cs in study.items() if any(c is x for x in cs))
+            acc = found[(variant, c.teacher_seed)]
+            return {"test_accuracy": acc, "test_auc_pr": acc / 2, "best_epoch": 8, "epochs_run": 58,
+                    "stopped_early": 1}
+
+    table = study_seeds(study, Records())
+    assert table[["variant", "seed", "test accuracy"]].values.tolist() == [["protocol", 1, 0.4], ["remedy", 1, 0.63]]
+    assert table["stopped early"].tolist() == [True, True] and table["test AUC-PR"].tolist() == [0.2, 0.315]
+    assert study_seeds({}, Records()).empty and "best epoch" in study_seeds({}, Records()).columns
+
+
 def test_comparison_numbers_count_the_sets_each_variant_wins():
     import pandas as pd
 

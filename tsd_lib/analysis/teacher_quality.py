@@ -86,6 +86,18 @@ def variant_comparison(studies: Mapping[str, Mapping[str, list[Any]]], records: 
     return pd.DataFrame(rows).set_index("dataset") if rows else pd.DataFrame()
 
 
+def study_seeds(study: Mapping[str, list[Any]], records: Any) -> pd.DataFrame:
+    """One teacher study (``{variant: [one config per seed]}``) seed by seed: each archived teacher's variant,
+    seed, test accuracy and AUC-PR, best epoch, epochs run and whether early stopping ended it."""
+    rows = [{"variant": variant, "seed": c.teacher_seed, "test accuracy": r["test_accuracy"],
+             "test AUC-PR": r["test_auc_pr"], "best epoch": r["best_epoch"], "epochs run": r["epochs_run"],
+             "stopped early": bool(r["stopped_early"])}
+            for variant, configs in study.items() for c in configs if records.has_teacher(c)
+            for r in [records.load_teacher_record(c)]]
+    return pd.DataFrame(rows, columns=["variant", "seed", "test accuracy", "test AUC-PR", "best epoch", "epochs run",
+                                       "stopped early"])
+
+
 def comparison_numbers(table: pd.DataFrame, remedy: str, tol: float = 1e-9) -> dict[str, Any]:
     """For the prose, from :func:`variant_comparison`: its ``sets``, on how many of them the ``remedy``
     variant's mean test accuracy is above (``better``), equal to (``equal``) or below (``worse``) the
