@@ -270,6 +270,8 @@ def test_comparison_numbers_count_the_sets_each_variant_wins():
     flipped = comparison_numbers(table, "resampled to 100")
     assert (flipped["better"], flipped["worse"], flipped["largest_gain"]) == (1, 1, pytest.approx(5.0))
     assert comparison_numbers(pd.DataFrame(), "full length")["compared"] == 0
+    same = comparison_numbers(table.assign(**{"full length": table["resampled to 100"]}), "full length")
+    assert str(same["largest_loss"]) == "0.0" and str(same["largest_gain"]) == "0.0"  # no "-0.0" in the prose
 
 
 def test_variant_plot_draws_a_bar_per_dataset_and_variant_and_the_published_fcn():

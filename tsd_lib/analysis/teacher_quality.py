@@ -63,9 +63,9 @@ def strong_teacher_datasets(table: pd.DataFrame) -> list[str]:
 
 
 def variant_comparison(studies: Mapping[str, Mapping[str, list[Any]]], records: Any,
-                       variants: tuple[str, str]) -> pd.DataFrame:
-    """Per teacher study (``Profile.teacher_study_configs()``) that holds both ``variants`` (the protocol's
-    first, the remedy second), one row per dataset: each variant's mean test accuracy over the seeds whose
+                       variants: tuple[str, ...]) -> pd.DataFrame:
+    """Per teacher study (``Profile.teacher_study_configs()``) that holds all ``variants`` (the protocol's
+    first, then the remedies), one row per dataset: each variant's mean test accuracy over the seeds whose
     teacher is in ``records`` (an archive or a store), the number of those seeds, their median best epoch
     and how many of them the epoch cap ended; and the published FCN."""
     rows = []
@@ -113,15 +113,16 @@ def comparison_numbers(table: pd.DataFrame, remedy: str, tol: float = 1e-9) -> d
     seeds = table[[f"{other}: seeds", f"{remedy}: seeds"]].min(axis=1)
     return {"sets": len(table), "compared": len(diff), "better": int((diff > tol).sum()),
             "equal": int((diff.abs() <= tol).sum()), "worse": int((diff < -tol).sum()),
-            "largest_gain": float(100 * max(diff.max(), 0.0)) if len(diff) else 0.0,
-            "largest_loss": float(100 * max(-diff.min(), 0.0)) if len(diff) else 0.0,
+            "largest_gain": float(100 * max(0.0, diff.max())) if len(diff) else 0.0,  # 0.0 first: never -0.0
+            "largest_loss": float(100 * max(0.0, -diff.min())) if len(diff) else 0.0,
             "seeds": int(seeds.min()) if len(seeds) else 0,
             "capped": int(sum(table[f"{v}: capped"].sum() for v in variants))}
 
 
-def variant_plot(table: pd.DataFrame, variants: tuple[str, str]) -> Figure:
-    """:func:`variant_comparison` as a bare figure: per dataset, each variant's mean test accuracy (a bar)
-    and the published FCN (a black tick); a line says so when no dataset has a study yet."""
+def variant_plot(table: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
+    """:func:`variant_comparison` as a bare figure: per dataset, each variant's mean test accuracy (a bar; none
+    where the variant has no seed) and the published FCN (a black tick); a line says so when no dataset has a
+    study yet."""
     fig = Figure(figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if table.empty:
