@@ -284,6 +284,6 @@ def test_variant_plot_draws_a_bar_per_dataset_and_variant_and_the_published_fcn(
     ax = variant_plot(table, ("no warm-up", "warm-up 200")).axes[0]
     assert sorted(round(p.get_height(), 2) for p in ax.patches) == [0.4, 0.46, 0.77, 0.9]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["OliveOil", "MoteStrain"]
-    assert ax.collections[0].get_offsets()[:, 1].tolist() == [0.72, 0.94]
+    assert [seg[0][1] for seg in ax.collections[0].get_segments()] == [0.72, 0.94]
     empty = variant_plot(pd.DataFrame(), ("a", "b")).axes[0]
     assert "No teacher" in empty.texts[0].get_text()

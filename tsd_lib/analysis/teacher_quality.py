@@ -121,8 +121,8 @@ def comparison_numbers(table: pd.DataFrame, remedy: str, tol: float = 1e-9) -> d
 
 def variant_plot(table: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     """:func:`variant_comparison` as a bare figure: per dataset, each variant's mean test accuracy (a bar; none
-    where the variant has no seed) and the published FCN (a black tick); a line says so when no dataset has a
-    study yet."""
+    where the variant has no seed) and the published FCN (a black line across the group); a line of text says
+    so when no dataset has a study yet."""
     fig = Figure(figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if table.empty:
@@ -133,7 +133,7 @@ def variant_plot(table: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     x, width = np.arange(len(table)), 0.8 / len(variants)
     for j, variant in enumerate(variants):
         ax.bar(x + (j - (len(variants) - 1) / 2) * width, table[variant], width, color=other_color(j), label=variant)
-    ax.scatter(x, table["published FCN"], marker="_", s=900, color="black", zorder=3, label="published FCN")
+    ax.hlines(table["published FCN"], x - 0.45, x + 0.45, color="black", lw=2, zorder=3, label="published FCN")
     ax.set(xticks=x, ylabel="mean test accuracy", ylim=(0, 1.05))
     ax.set_xticklabels(table.index)
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
