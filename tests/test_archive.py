@@ -493,10 +493,13 @@ def test_an_archived_run_distilled_from_other_teacher_weights_is_retrained(tiny,
     run = next(e for e in entries if e["kind"] == "run" and e["config"]["method"] == "kd+tsd")
     run["record"]["teacher_auc_pr"] += 0.01
     path.write_text("\n".join(json.dumps(e, sort_keys=True) for e in entries) + "\n")
+    config = RunConfig.from_dict(run["config"])
+    kept = export_archive(profile, RunStore(tmp_path / "empty"), _copy(arch, tmp_path / "exported"))
+    assert (kept["runs"], kept["missing"]) == (1, 1)  # an export drops it at once: it is to be retrained
+    assert not Archive.load(tmp_path / "exported").has(config)
     store = RunStore(tmp_path / "fresh")
     with pytest.warns(StoreWarning, match="1 archived runs of ItalyPowerDemand were distilled from other weights"):
         summary = make_archive(profile, store, arch, show_progress=False)
-    config = RunConfig.from_dict(run["config"])
     assert summary.done == 1 and store.has(config)
     assert not store.has(next(c for c in profile.configs() if c.method == "ce"))  # the other run is kept
     teacher = Archive.load(arch).load_teacher_record(config)

@@ -90,14 +90,18 @@ def _entry_signature(entry: dict[str, Any]) -> str:
     return run_signature(config) if entry["kind"] == "run" else teacher_signature(config)
 
 
-def _kept_entries(out: Path, planned: set[str], exported: set[str]) -> list[dict[str, Any]]:
-    """Entries of the archive already at ``out`` that the store does not replace, among the profile's
-    ``planned`` runs, continuations and teachers (signatures): a session on a fresh machine retrains none
-    of them and loses none of them. An entry the profile no longer plans (its settings changed) is
-    dropped; git history keeps it."""
+def _kept_entries(out: Path, planned: set[str], exported: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries of the archive already at ``out`` that the store does not replace (``exported``: the store's
+    entries), among the profile's ``planned`` runs, continuations and teachers (signatures): a session on a
+    fresh machine retrains none of them and loses none of them. An entry the profile no longer plans (its
+    settings changed), or a run distilled from other weights of its teacher than the archive now holds
+    (:func:`_same_teacher`: it is to be retrained), is dropped; git history keeps it."""
     if not (out / MANIFEST).exists():
         return []
-    return [e for e in Archive(out).entries if _entry_signature(e) in planned - exported]
+    done = {_entry_signature(e) for e in exported}
+    kept = [e for e in Archive(out).entries if _entry_signature(e) in planned - done]
+    teachers = {_entry_signature(e): e["record"] for e in [*kept, *exported] if e["kind"] == "teacher"}
+    return [e for e in kept if e["kind"] == "teacher" or _same_teacher(e, teachers)]
 
 
 def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, command: str = "") -> dict[str, Any]:
@@ -133,7 +137,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
                 entry["faithfulness"] = faith
             lines[config.dataset].append(json.dumps(entry, sort_keys=True))
             counts[kind] += 1
-    exported = {_entry_signature(json.loads(line)) for rows in lines.values() for line in rows}
+    exported = [json.loads(line) for rows in lines.values() for line in rows]
     planned = ({run_signature(c) for c in runs} | {teacher_signature(t) for t in planned_teachers}
                | {run_signature(e) for c in configs for e in _possible_extensions(c, profile.extend_to)})
     for entry in _kept_entries(out, planned, exported):
