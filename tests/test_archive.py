@@ -174,6 +174,20 @@ def test_committed_paper_archive_holds_the_required_sets_converged():
     assert set(paper.profile.configs()) <= set(load_profile("paper").configs())  # the paper profile's own runs
 
 
+def test_committed_paper_archive_distils_each_arm_from_one_teacher_per_dataset():
+    """Every run of an arm on a dataset learned from the same teacher weights (seed and test metrics), and
+    that teacher is archived beside them."""
+    archive = Archive.load(archive_dir("paper"))
+    seen: dict[tuple[str, str], set[tuple]] = {}
+    for r in archive.records():
+        seen.setdefault((r["dataset"], r["teacher"]), set()).add(
+            (r["teacher_seed_chosen"], r["teacher_accuracy"], r["teacher_auc_pr"]))
+    assert {k: v for k, v in seen.items() if len(v) > 1} == {}
+    teachers = {(t["dataset"], t["teacher"], t["teacher_seed"], t["test_accuracy"], t["test_auc_pr"])
+                for t in archive.teacher_records()}
+    assert all((*k, *next(iter(v))) in teachers for k, v in seen.items())
+
+
 def test_quick_lstm_teacher_seed_is_the_one_validation_picks_in_the_archive():
     quick, studies = load_profile("quick"), load_profile("studies")
     pair = quick.pair_configs("lstm")[0]
