@@ -5,8 +5,9 @@ does not already hold for the current code (:meth:`~tsd_lib.runs.archive.Archive
 measures each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`;
 an archived run without it, or whose faithfulness older code measured with fewer measures, is trained
 again to have a model to measure; so is an archived run distilled from other weights of its teacher than
-the archive holds, so that every method on a dataset learns from one teacher) and calls :func:`export_archive`, which writes the store's finished records into the folder with
-the entries it keeps, a ``manifest.json`` and a generated ``README.md``. :func:`write_certificate`
+the archive holds, so that every method on a dataset learns from one teacher) and calls
+:func:`export_archive`, which writes the store's finished records into the folder with the entries it
+keeps, a ``manifest.json`` and a generated ``README.md``. :func:`write_certificate`
 records ``tsd verify --certify``'s outcome in the manifest.
 
 Convergence: a profile with ``extend_to`` continues every student run that the epoch cap ended
@@ -243,15 +244,15 @@ def _current_entries(out: Path, data_dir: str | None) -> list[dict[str, Any]]:
     each run distilled from the weights of the teacher the archive holds (:func:`_same_teacher`)."""
     archived = Archive(out) if (out / MANIFEST).exists() else None
     entries = [e for e in (archived.current_entries() if archived else []) if _same_data(e, data_dir)]
-    teachers = {teacher_signature(RunConfig.from_dict(e["config"])): e["record"]
-                for e in entries if e["kind"] == "teacher"}
-    other = [e for e in entries if e["kind"] == "run" and not _same_teacher(e, teachers)]
+    teachers = {_entry_signature(e): e["record"] for e in entries if e["kind"] == "teacher"}
+    kept, other = [], []
+    for e in entries:
+        (kept if e["kind"] == "teacher" or _same_teacher(e, teachers) else other).append(e)
     for dataset, n in Counter(e["config"]["dataset"] for e in other).items():
         warnings.warn(f"{n} archived runs of {dataset} were distilled from other weights of their teacher than the "
                       "archive's teacher (code certified equal can train other weights elsewhere): they are not used, "
                       "and tsd archive trains them again", StoreWarning, stacklevel=2)
-    dropped = {id(e) for e in other}
-    return [e for e in entries if id(e) not in dropped]
+    return kept
 
 
 def _same_teacher(entry: dict[str, Any], teachers: dict[str, dict[str, Any]]) -> bool:
