@@ -13,8 +13,23 @@ from tsd_lib.analysis.teacher_views import choose_seed, matching_candidates
 from tsd_lib.cli import main
 from tsd_lib.experiment import RunConfig, RunStore, StoreWarning, data_fingerprint
 from tsd_lib.profiles import load_profile
-from tsd_lib.runs.archive import Archive, Records, archive_dir, extension, extension_chain, study_source
-from tsd_lib.runs.archive_making import export_archive, extensions_to_train, make_archive
+from tsd_lib.runs.archive import (
+    Archive,
+    Records,
+    archive_dir,
+    extension,
+    extension_chain,
+    resolve_teachers,
+    study_source,
+    teacher_chain,
+)
+from tsd_lib.runs.archive_making import (
+    _Known,
+    export_archive,
+    extensions_to_train,
+    make_archive,
+    teacher_extensions_to_train,
+)
 from tsd_lib.runs.grid import run_grid
 
 TINY = {
@@ -273,7 +288,7 @@ def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
     profile = load_profile(tmp_path / "c.yaml")
     store = RunStore(tmp_path / "store")
     assert make_archive(profile, store, tmp_path / "out", show_progress=False).failed == 0
-    (config,) = profile.configs()
+    (config,) = resolve_teachers(profile.configs(), store.has_teacher, store.load_teacher_record)
     chain = extension_chain(config, store.has, store.load_record)
     assert [c.epochs for c in chain] == [2, 4, 8]  # patience 50: the cap ends each; 16 would pass extend_to
     assert extensions_to_train([config], store, 8) == [] and extensions_to_train([config], store, 16)[0].epochs == 16
@@ -295,7 +310,8 @@ def test_capped_runs_are_continued_and_the_chain_is_archived(tmp_path):
                                         "longest": 8, "max_change": pytest.approx(abs(row["change"])),
                                         "mean_change": pytest.approx(row["change"]), "still_capped": 1}
     (path,) = (tmp_path / "out").glob("*.jsonl")  # the first run leaves the archive (it is to be retrained):
-    path.write_text("\n".join(line for line in path.read_text().splitlines() if '"extends"' in line) + "\n")
+    path.write_text("\n".join(line for line in path.read_text().splitlines()
+                               if '"extends"' in line or '"kind": "teacher"' in line) + "\n")
     kept = export_archive(profile, RunStore(tmp_path / "empty"), tmp_path / "out")
     assert (kept["runs"], kept["extensions"]) == (0, 2)  # its continuations are still the profile's: kept
 
@@ -447,6 +463,39 @@ def test_the_certify_sample_covers_each_method_on_as_many_datasets_as_hold_it():
     assert ("D1", "fitnets") in picked and len({d for d, m in picked if m == "ce"}) == 3 and len(sample) == 4
 
 
+def test_capped_teachers_are_continued_before_any_student_learns_from_them(tmp_path):
+    """The cap ends the teacher (patience 50, 2 epochs): it is trained again with twice the cap until
+    ``extend_to``, and the student learns from the last one; the archive keeps the chain, and an export
+    from a fresh machine (an empty store) finds it again."""
+    spec = {"name": "capped", "datasets": ["ItalyPowerDemand"], "methods": ["ce"], "seeds": [0],
+            "teacher": "fcn_small", "student": "fcn_small", "epochs": 8, "patience": 50, "teacher_epochs": 2,
+            "saliency_eval_series": 4, "extend_to": 8}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
+    profile = load_profile(tmp_path / "c.yaml")
+    store = RunStore(tmp_path / "store")
+    assert make_archive(profile, store, tmp_path / "out", show_progress=False).failed == 0
+    (base,) = profile.configs()
+    chain = teacher_chain(base, store.has_teacher, store.load_teacher_record)
+    assert [c.teacher_epochs for c in chain] == [2, 4, 8]  # 16 would pass extend_to
+    (config,) = resolve_teachers([base], store.has_teacher, store.load_teacher_record)
+    assert config == chain[-1] and store.has(config) and not store.has(base)  # no student of a capped teacher
+    assert store.load_record(config)["teacher_key"] == config.teacher_key()
+    first, second = (store.load_teacher_history(c)["epochs"] for c in chain[:2])
+    assert second[:2] == [{**e, "seconds": second[i]["seconds"]} for i, e in enumerate(first)]  # the same start
+    known = _Known(store, [])
+    assert teacher_extensions_to_train([base], known, 8) == []
+    assert [t.teacher_epochs for t in teacher_extensions_to_train([base], known, 16)] == [16]
+    archive = Archive.load(tmp_path / "out")
+    assert sorted(e["record"]["epochs_run"] for e in archive.entries if e["kind"] == "teacher") == [2, 4, 8]
+    assert [e["config"]["teacher_epochs"] for e in archive.entries if e["kind"] == "run"] == [8]
+    again = export_archive(profile, RunStore(tmp_path / "empty"), tmp_path / "out")
+    assert (again["runs"], again["teachers"], again["missing"]) == (1, 3, 0)
+    from tsd_lib.analysis.paper_views import load_paper_archive
+
+    (record,) = load_paper_archive(path=tmp_path / "out", profile=profile).records
+    assert record["teacher_epochs"] == 8
+
+
 def test_a_continuation_whose_first_run_is_only_archived_is_exported(tmp_path):
     """After a code change the store holds a continuation but not the archived run it continues: the
     export still finds the chain through the archive and adds the continuation."""
@@ -454,11 +503,11 @@ def test_a_continuation_whose_first_run_is_only_archived_is_exported(tmp_path):
             "teacher": "fcn_small", "student": "fcn_small", "epochs": 2, "patience": 50, "teacher_epochs": 2,
             "saliency_eval_series": 4, "extend_to": 2}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
-    make_archive(load_profile(tmp_path / "c.yaml"), RunStore(tmp_path / "first"), tmp_path / "out",
-                 show_progress=False)
+    first = RunStore(tmp_path / "first")
+    make_archive(load_profile(tmp_path / "c.yaml"), first, tmp_path / "out", show_progress=False)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**spec, "extend_to": 4}))
     profile = load_profile(tmp_path / "c.yaml")
-    (config,) = profile.configs()
+    (config,) = resolve_teachers(profile.configs(), first.has_teacher, first.load_teacher_record)
     fresh = RunStore(tmp_path / "fresh")  # holds only the continuation
     assert run_grid([extension(config)], fresh, show_progress=False).failed == 0 and not fresh.has(config)
     manifest = export_archive(profile, fresh, tmp_path / "out")

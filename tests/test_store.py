@@ -341,3 +341,19 @@ def test_per_term_settings_are_validated_normalised_and_hashed():
         RunConfig(**dkd, settings={"dkd": {"gamma": 1}})
     with pytest.raises(ValueError, match="free of 'tsd'"):
         RunConfig(**{**TINY, "method": "kd+tsd"}, settings={"tsd": {"n_windows": 3}})
+
+
+def test_a_run_of_the_same_key_distilled_from_another_teacher_is_retrained(tmp_path):
+    """A run's key hashes the student's protocol, not the teacher's: with an LSTM student (warm-up 200 by
+    default) and an FCN teacher (none), ``warmup=200`` changes only the teacher. The store tells the two
+    runs apart by the teacher that each was distilled from."""
+    store = RunStore(tmp_path / "store")
+    plain = RunConfig(**{**TINY, "teacher": "fcn", "student": "lstm_student"}, method="kd")
+    warm = plain.replace(warmup=200)
+    assert plain.key() == warm.key() and plain.teacher_key() != warm.teacher_key()
+    run(plain, store, progress=False)
+    assert store.has(plain)
+    with pytest.warns(StoreWarning, match="distilled from another teacher"):
+        assert not store.has(warm)
+    assert run(warm, store, progress=False)["teacher_key"] == warm.teacher_key()
+    assert store.has(warm) and not store.has(plain)

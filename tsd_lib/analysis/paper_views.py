@@ -25,7 +25,7 @@ from tsd_lib.report import (
     summary_table,
     win_tie_loss,
 )
-from tsd_lib.runs.archive import Archive, archive_dir, extension_chain
+from tsd_lib.runs.archive import Archive, archive_dir, extension_chain, resolve_teachers
 from tsd_lib.runs.certification import is_current
 
 #: Results-code digests whose DT2W runs drew a new random subset of teacher channels every batch (the
@@ -101,6 +101,8 @@ def load_paper_archive(name: str = "paper", *, path: str | os.PathLike | None = 
     archive = Archive(folder)
     profile = profile or load_profile(archive.profile)
     arms = {"main": profile.main_configs(), **{arm: profile.pair_configs(arm) for arm in profile.pairs}}
+    arms = {arm: resolve_teachers(configs, archive.has_teacher, archive.load_teacher_record)  # continued teachers
+            for arm, configs in arms.items()}
     rows, records, extended = [], [], []
     by_method: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     defaults: list[dict[str, Any]] = []

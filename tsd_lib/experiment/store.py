@@ -100,6 +100,22 @@ def same_data(record: dict[str, Any], fingerprint: str, what: str) -> bool:
     return False
 
 
+def same_teacher(record: dict[str, Any], config: RunConfig, what: str) -> bool:
+    """Whether a student's ``record`` was distilled from one of ``config``'s candidate teachers (its
+    ``teacher_key``). A run's key hashes the student's protocol but not the teacher's, so two configs
+    that differ only in the teacher's warm-up or schedule share a folder; when the stored run is the
+    other config's, a :class:`StoreWarning` says so (once) and the caller trains this one over it."""
+    stored = record.get("teacher_key")
+    if stored is None or stored in {t.teacher_key() for t in config.teacher_candidates()}:
+        return True
+    if (what, stored) not in _WARNED:
+        _WARNED.add((what, stored))
+        warnings.warn(f"{what} was distilled from another teacher (key {stored}: a config that differs only in the "
+                      "teacher's warm-up or schedule shares its folder): it is not used (running it again retrains "
+                      "it)", StoreWarning, stacklevel=3)
+    return False
+
+
 def _damage_reason(path: Path) -> str | None:
     try:
         obj = json.loads(path.read_text())
@@ -128,15 +144,17 @@ class RunStore:
     def has(self, config: RunConfig) -> bool:
         """True when the run's record is complete (a damaged record is not) and was computed on
         the data the config loads now (:func:`same_data`; data that cannot be loaded here leaves
-        nothing to compare with, and the record stands)."""
-        return self._current(self.run_dir(config), config, f"run {config.key()} of {config.dataset}")
+        nothing to compare with, and the record stands), distilled from one of the config's teachers
+        (:func:`same_teacher`)."""
+        what = f"run {config.key()} of {config.dataset}"
+        return self._current(self.run_dir(config), config, what, student=True)
 
     def has_teacher(self, config: RunConfig) -> bool:
         """True when the teacher's record is complete and computed on the data the config loads now
         (its weights are checked when loaded)."""
         return self._current(self.teacher_dir(config), config, f"teacher {config.teacher_key()} of {config.dataset}")
 
-    def _current(self, folder: Path, config: RunConfig, what: str) -> bool:
+    def _current(self, folder: Path, config: RunConfig, what: str, *, student: bool = False) -> bool:
         path = folder / "record.json"
         if not path.exists():
             return False
@@ -144,7 +162,7 @@ class RunStore:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             return False
-        if not isinstance(record, dict):
+        if not isinstance(record, dict) or (student and not same_teacher(record, config, what)):
             return False
         try:
             fingerprint = data_fingerprint(config)

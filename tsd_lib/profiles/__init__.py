@@ -53,8 +53,8 @@ except ``datasets`` and ``methods``)::
     archive: studies                # a profile whose committed archive (results/studies/) supplies
                                     # the teacher study and ablations this profile does not run
     results: paper                  # the folder results/NAME that `tsd archive` writes (default: name)
-    extend_to: 4000                 # `tsd archive`: a student the epoch cap ended is continued, its
-                                    # cap doubled, up to this many epochs (see tsd_lib.runs.archive)
+    extend_to: 4000                 # `tsd archive`: a student or teacher the epoch cap ended is continued,
+                                    # its cap doubled, up to this many epochs (see tsd_lib.runs.archive)
 """
 
 from __future__ import annotations

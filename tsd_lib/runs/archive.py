@@ -12,6 +12,8 @@ Convergence: a profile with ``extend_to`` continues every student run that the e
 (:func:`extension`: the same config with twice the cap; the seed fixes the trajectory, so its
 first epochs replay the capped run) until early stopping ends it or the cap would pass
 ``extend_to``. The archive keeps both records; :meth:`Archive.converged_record` follows the chain.
+Teachers too: a run whose candidate teachers include one the cap ended learns from them continued
+(:func:`teacher_extension`, :func:`resolve_teachers`), and the archive keeps every teacher of the chain.
 Each run's faithfulness (deletion/insertion curves, :mod:`tsd_lib.experiment.faithfulness`) is
 measured after training and travels with its entry.
 """
@@ -25,10 +27,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tsd_lib.runs.certification import currency, is_current
 from tsd_lib.experiment import RunConfig, RunStore
 from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.profiles import Profile, load_profile
+from tsd_lib.runs.certification import currency, is_current
 
 MANIFEST = "manifest.json"
 
@@ -64,6 +66,45 @@ def extension_chain(config: RunConfig, has: Callable[[RunConfig], bool],
     while has(chain[-1]) and not load(chain[-1])["stopped_early"] and has(extension(chain[-1])):
         chain.append(extension(chain[-1]))
     return chain
+
+
+def teacher_extension(config: RunConfig) -> RunConfig:
+    """``config`` distilled from its teachers continued: their epoch cap doubled (same seeds, so the same
+    first epochs)."""
+    return config.replace(teacher_epochs=2 * (config.teacher_epochs or config.epochs))
+
+
+def teachers_capped(config: RunConfig, has_teacher: Callable[[RunConfig], bool],
+                    load_teacher: Callable[[RunConfig], dict[str, Any]]) -> bool:
+    """Whether every candidate teacher of ``config`` is finished and the epoch cap ended one of them."""
+    candidates = config.teacher_candidates()
+    return all(map(has_teacher, candidates)) and any(not load_teacher(t)["stopped_early"] for t in candidates)
+
+
+def teacher_chain(config: RunConfig, has_teacher: Callable[[RunConfig], bool],
+                  load_teacher: Callable[[RunConfig], dict[str, Any]]) -> list[RunConfig]:
+    """``config`` and its continuations (:func:`teacher_extension`), in order: the chain goes on while the cap
+    ended one of the last config's candidate teachers and every candidate at twice the cap is finished."""
+    chain = [config]
+    while (teachers_capped(chain[-1], has_teacher, load_teacher)
+           and all(map(has_teacher, teacher_extension(chain[-1]).teacher_candidates()))):
+        chain.append(teacher_extension(chain[-1]))
+    return chain
+
+
+def resolve_teachers(configs: Iterable[RunConfig], has_teacher: Callable[[RunConfig], bool],
+                     load_teacher: Callable[[RunConfig], dict[str, Any]]) -> list[RunConfig]:
+    """Each config at the end of its :func:`teacher_chain`: the students a profile with ``extend_to``
+    trains learn from teachers that early stopping ended (one chain per set of candidate teachers)."""
+    caps: dict[tuple[str, ...], int | None] = {}
+    out = []
+    for config in configs:
+        arm = tuple(t.teacher_key() for t in config.teacher_candidates())
+        if arm not in caps:
+            last = teacher_chain(config, has_teacher, load_teacher)[-1]
+            caps[arm] = last.teacher_epochs if last is not config else None
+        out.append(config if caps[arm] is None else config.replace(teacher_epochs=caps[arm]))
+    return out
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

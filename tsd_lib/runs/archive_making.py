@@ -13,7 +13,10 @@ records ``tsd verify --certify``'s outcome in the manifest.
 Convergence: a profile with ``extend_to`` continues every student run that the epoch cap ended
 (:func:`~tsd_lib.runs.archive.extension`: the same config with twice the cap; the seed fixes the
 trajectory, so its first epochs replay the capped run) until early stopping ends it or the cap
-would pass ``extend_to`` (:func:`extensions_to_train`). The archive keeps both records.
+would pass ``extend_to`` (:func:`extensions_to_train`). The archive keeps both records. Teachers first: when
+the cap ended one of a run's candidate teachers, every candidate is trained again with twice the cap
+(:func:`teacher_extensions_to_train`) before any student of that arm trains, and the students learn from the
+continued teachers (:func:`~tsd_lib.runs.archive.resolve_teachers`); the archive keeps every teacher of the chain.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from tsd_lib.runs.archive import (
     extension,
     extension_chain,
     read_manifest,
+    resolve_teachers,
     run_signature,
+    teacher_extension,
     teacher_signature,
+    teachers_capped,
 )
 from tsd_lib.runs.grid import GridSummary, measure_faithfulness, run_grid
 from tsd_lib.utils import atomic_write_bytes, machine, versions
-
 
 #: The fields of :func:`tsd_lib.experiment.faithfulness.measure` (without planted truth) that an archived
 #: run's faithfulness must hold to count as measured.
@@ -75,6 +80,37 @@ def extensions_to_train(configs: Iterable[RunConfig], store: RunStore | _Known, 
         if store.has(last) and not store.load_record(last)["stopped_early"] and 2 * last.epochs <= limit:
             todo.append(extension(last))
     return todo
+
+
+def _arms(configs: Iterable[RunConfig]) -> list[RunConfig]:
+    """One config per set of candidate teachers among ``configs``."""
+    return list({tuple(t.teacher_key() for t in c.teacher_candidates()): c for c in configs}.values())
+
+
+def teacher_extensions_to_train(configs: Iterable[RunConfig], known: _Known, limit: int | None) -> list[RunConfig]:
+    """The candidate teachers, with twice the cap, of every arm among ``configs`` whose last finished candidates
+    include one the cap ended, while the doubled cap stays within ``limit`` (none without a limit)."""
+    todo = {}
+    arms = resolve_teachers(_arms(configs), known.has_teacher, known.load_teacher_record) if limit else []
+    for config in arms:
+        if teachers_capped(config, known.has_teacher, known.load_teacher_record) \
+                and 2 * (config.teacher_epochs or config.epochs) <= limit:
+            todo.update({t.teacher_key(): t for t in teacher_extension(config).teacher_candidates()
+                         if not known.has_teacher(t)})
+    return list(todo.values())
+
+
+def _plan(profile: Profile, known: _Known) -> tuple[list[RunConfig], list[RunConfig]]:
+    """The profile's runs, each distilled from its teachers continued as far as they are finished
+    (:func:`~tsd_lib.runs.archive.resolve_teachers`), and every teacher they and the teacher studies use,
+    each continuation's included."""
+    teachers = {t.teacher_key(): t for t in profile_teachers(profile)}
+    for arm in _arms(profile.configs()):
+        last = resolve_teachers([arm], known.has_teacher, known.load_teacher_record)[0]
+        while (arm.teacher_epochs or arm.epochs) < (last.teacher_epochs or last.epochs):
+            arm = teacher_extension(arm)
+            teachers.update({t.teacher_key(): t for t in arm.teacher_candidates()})
+    return resolve_teachers(profile.configs(), known.has_teacher, known.load_teacher_record), list(teachers.values())
 
 
 def _possible_extensions(config: RunConfig, limit: int | None) -> list[RunConfig]:
@@ -113,10 +149,9 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     lines: dict[str, list[str]] = defaultdict(list)
     codes, counts = set(), {"run": 0, "extension": 0, "teacher": 0}
     archived = _current_entries(out, profile.data_dir)
-    known = _Known(store, _by_signature(archived))  # a chain may start in the archive (older, certified code)
+    known = _Known(store, archived)  # a chain may start in the archive (older, certified code)
     teachers = {_entry_signature(e) for e in archived if e["kind"] == "teacher"}
-    configs = profile.configs()
-    planned_teachers = profile_teachers(profile)
+    configs, planned_teachers = _plan(profile, known)
     missing = (sum(not known.has(c) for c in configs)
                + sum(not (store.has_teacher(t) or teacher_signature(t) in teachers) for t in planned_teachers))
     chains = [extension_chain(c, known.has, known.load_record) for c in configs]
@@ -189,18 +224,25 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
     teachers = profile_teachers(profile)
     order = _dataset_order(profile, [*configs, *teachers], datasets)
     entries = _current_entries(Path(out), profile.data_dir)
-    kept = _by_signature(entries)
-    current = set(kept) | {_entry_signature(e) for e in entries}
-    known = _Known(store, kept)
+    current = {_entry_signature(e) for e in entries}
+    known = _Known(store, entries)
     measured = {run_signature(RunConfig.from_dict(e["config"])) for e in entries if _fully_measured(e)}
     for dataset in order:
-        todo = [c for c in configs if c.dataset == dataset and run_signature(c) not in current]
         needed = [t for t in teachers if t.dataset == dataset and teacher_signature(t) not in current]
-        _add(total, run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed))
-        while todo := extensions_to_train([c for c in configs if c.dataset == dataset], known, profile.extend_to):
+        _add(total, run_grid([], store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed))
+        planned = [c for c in configs if c.dataset == dataset]
+        tried: set[str] = set()
+        while (more := teacher_extensions_to_train(planned, known, profile.extend_to)) \
+                and not tried >= {t.teacher_key() for t in more}:  # a teacher that failed is not tried again
+            tried |= {t.teacher_key() for t in more}
+            _add(total, run_grid([], store, n_jobs=n_jobs, show_progress=show_progress, teachers=more))
+        planned = resolve_teachers(planned, known.has_teacher, known.load_teacher_record)
+        todo = [c for c in planned if run_signature(c) not in current]
+        _add(total, run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress))
+        while todo := extensions_to_train(planned, known, profile.extend_to):
             if _add(total, run_grid(todo, store, n_jobs=n_jobs, show_progress=show_progress)).failed:
                 break
-        final = [extension_chain(c, known.has, known.load_record)[-1] for c in configs if c.dataset == dataset]
+        final = [extension_chain(c, known.has, known.load_record)[-1] for c in planned]
         unmeasured = [c for c in final if known.has(c) and not store.has(c) and run_signature(c) not in measured]
         if unmeasured and remeasure:  # archived by older (certified) code, or measured by older code: remade
             _add(total, run_grid(unmeasured, store, n_jobs=n_jobs, show_progress=show_progress))
@@ -296,16 +338,25 @@ def write_certificate(archive: Archive, entry: dict[str, Any]) -> dict[str, Any]
 
 
 class _Known:
-    """Finished runs: the store's, then the archive's current records (by signature)."""
+    """Finished runs and teachers: the store's, then the archive's current ``entries`` (by signature)."""
 
-    def __init__(self, store: RunStore, archived: dict[str, dict[str, Any]]) -> None:
-        self.store, self.archived = store, archived
+    def __init__(self, store: RunStore, entries: list[dict[str, Any]]) -> None:
+        self.store, self.archived = store, _by_signature(entries)
+        self.teachers = {_entry_signature(e): e["record"] for e in entries if e["kind"] == "teacher"}
 
     def has(self, config: RunConfig) -> bool:
         return self.store.has(config) or run_signature(config) in self.archived
 
     def load_record(self, config: RunConfig) -> dict[str, Any]:
         return self.store.load_record(config) if self.store.has(config) else self.archived[run_signature(config)]
+
+    def has_teacher(self, config: RunConfig) -> bool:
+        return self.store.has_teacher(config) or teacher_signature(config) in self.teachers
+
+    def load_teacher_record(self, config: RunConfig) -> dict[str, Any]:
+        if self.store.has_teacher(config):
+            return self.store.load_teacher_record(config)
+        return self.teachers[teacher_signature(config)]
 
 
 def readme(manifest: dict[str, Any]) -> str:
