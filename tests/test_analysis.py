@@ -217,7 +217,8 @@ def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
 
         def load_teacher_record(self, c):
             acc, best, stopped = found[(c.teacher_seed, c.length)]
-            return {"test_accuracy": acc, "best_epoch": best, "stopped_early": stopped}
+            return {"test_accuracy": acc, "test_auc_pr": acc, "best_epoch": best, "epochs_run": best + 50,
+                    "stopped_early": stopped}
 
     table = variant_comparison(studies, Records(), ("resampled to 100", "full length"))
     assert list(table.index) == ["BeetleFly"]

@@ -73,13 +73,14 @@ def variant_comparison(studies: Mapping[str, Mapping[str, list[Any]]], records: 
         if not set(variants) <= set(study):
             continue
         dataset = study[variants[0]][0].dataset
+        seeds = study_seeds(study, records).groupby("variant")
         row: dict[str, Any] = {"dataset": dataset}
         for variant in variants:
-            found = [records.load_teacher_record(c) for c in study[variant] if records.has_teacher(c)]
-            row[variant] = float(np.mean([r["test_accuracy"] for r in found])) if found else np.nan
-            row[f"{variant}: seeds"] = len(found)
-            row[f"{variant}: best epoch"] = float(np.median([r["best_epoch"] for r in found])) if found else np.nan
-            row[f"{variant}: capped"] = sum(not r["stopped_early"] for r in found)
+            found = seeds.get_group(variant) if variant in seeds.groups else None
+            row[variant] = np.nan if found is None else float(found["test accuracy"].mean())
+            row[f"{variant}: seeds"] = 0 if found is None else len(found)
+            row[f"{variant}: best epoch"] = np.nan if found is None else float(found["best epoch"].median())
+            row[f"{variant}: capped"] = 0 if found is None else int((~found["stopped early"]).sum())
         fcn = published_fcn(dataset)
         row["published FCN"] = np.nan if fcn is None else fcn
         rows.append(row)
