@@ -199,28 +199,38 @@ def test_teacher_quality_flags_weak_beaten_and_capped_teachers():
     assert "teacher capped" in teacher_quality([]).columns
 
 
-def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
-    from types import SimpleNamespace
+class _Teachers:
+    """Teacher records by teacher key, with an archive's teacher lookups."""
 
+    def __init__(self, records):
+        self.records = {c.teacher_key(): r for c, r in records}
+
+    def has_teacher(self, c):
+        return c.teacher_key() in self.records
+
+    def load_teacher_record(self, c):
+        return self.records[c.teacher_key()]
+
+
+def _teacher(seed, dataset="BeetleFly", **changes):
+    from tsd_lib.experiment import RunConfig
+
+    return RunConfig(**{"dataset": dataset, "teacher": "fcn", "teacher_seed": seed, "teacher_epochs": 500, **changes})
+
+
+def _teacher_record(acc, best, stopped, epochs=None):
+    return {"test_accuracy": acc, "test_auc_pr": acc / 2, "best_epoch": best, "epochs_run": epochs or best + 50,
+            "stopped_early": stopped}
+
+
+def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
     from tsd_lib.analysis.teacher_quality import variant_comparison
 
-    def cfg(seed, length, dataset="BeetleFly"):
-        return SimpleNamespace(dataset=dataset, teacher_seed=seed, length=length)
-
-    studies = {"BeetleFly": {"resampled to 100": [cfg(1, 100), cfg(2, 100)], "full length": [cfg(1, None)]},
-               "warm-up": {"no warm-up": [cfg(1, 100, "OliveOil")]}}  # lacks the variants: left out
-    found = {(1, 100): (0.7, 10, True), (2, 100): (0.8, 31, False)}
-
-    class Records:
-        def has_teacher(self, c):
-            return c.dataset == "BeetleFly" and (c.teacher_seed, c.length) in found
-
-        def load_teacher_record(self, c):
-            acc, best, stopped = found[(c.teacher_seed, c.length)]
-            return {"test_accuracy": acc, "test_auc_pr": acc, "best_epoch": best, "epochs_run": best + 50,
-                    "stopped_early": stopped}
-
-    table = variant_comparison(studies, Records(), ("resampled to 100", "full length"))
+    studies = {"BeetleFly": {"resampled to 100": [_teacher(1), _teacher(2)], "full length": [_teacher(1, length=None)]},
+               "warm-up": {"no warm-up": [_teacher(1, "OliveOil")]}}  # lacks the variants: left out
+    records = _Teachers([(_teacher(1), _teacher_record(0.7, 10, True)),
+                         (_teacher(2), _teacher_record(0.8, 31, False, 500))])
+    table = variant_comparison(studies, records, ("resampled to 100", "full length"))
     assert list(table.index) == ["BeetleFly"]
     assert table.loc["BeetleFly", "resampled to 100"] == pytest.approx(0.75)
     assert table.loc["BeetleFly", "resampled to 100: best epoch"] == pytest.approx(20.5)
@@ -229,29 +239,17 @@ def test_variant_comparison_averages_each_variant_over_the_archived_seeds():
     assert np.isnan(table.loc["BeetleFly", "full length"]) and table.loc["BeetleFly", "published FCN"] == 0.91
 
 
-def test_study_seeds_lists_every_archived_teacher_of_a_study():
-    from types import SimpleNamespace
-
+def test_study_seeds_lists_every_archived_teacher_of_a_study_at_the_end_of_its_continuations():
     from tsd_lib.analysis.teacher_quality import study_seeds
 
-    study = {"protocol": [SimpleNamespace(teacher_seed=1), SimpleNamespace(teacher_seed=2)],
-             "remedy": [SimpleNamespace(teacher_seed=1)]}
-    found = {("protocol", 1): 0.4, ("remedy", 1): 0.63}
-
-    class Records:
-        def has_teacher(self, c):
-            return any(c is x for v, cs in study.items() for x in cs if (v, c.teacher_seed) in found)
-
-        def load_teacher_record(self, c):
-            variant = next(v for v, cs in study.items() if any(c is x for x in cs))
-            acc = found[(variant, c.teacher_seed)]
-            return {"test_accuracy": acc, "test_auc_pr": acc / 2, "best_epoch": 8, "epochs_run": 58,
-                    "stopped_early": 1}
-
-    table = study_seeds(study, Records())
+    study = {"protocol": [_teacher(1), _teacher(2)], "remedy": [_teacher(1, warmup=200)]}
+    records = _Teachers([(_teacher(1), _teacher_record(0.3, 500, False, 500)),  # capped, then continued:
+                         (_teacher(1, teacher_epochs=1000), _teacher_record(0.4, 8, True)),
+                         (_teacher(1, warmup=200), _teacher_record(0.63, 8, True))])
+    table = study_seeds(study, records)
     assert table[["variant", "seed", "test accuracy"]].values.tolist() == [["protocol", 1, 0.4], ["remedy", 1, 0.63]]
     assert table["stopped early"].tolist() == [True, True] and table["test AUC-PR"].tolist() == [0.2, 0.315]
-    assert study_seeds({}, Records()).empty and "best epoch" in study_seeds({}, Records()).columns
+    assert study_seeds({}, records).empty and "best epoch" in study_seeds({}, records).columns
 
 
 def test_comparison_numbers_count_the_sets_each_variant_wins():

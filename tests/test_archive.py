@@ -469,7 +469,7 @@ def test_capped_teachers_are_continued_before_any_student_learns_from_them(tmp_p
     from a fresh machine (an empty store) finds it again."""
     spec = {"name": "capped", "datasets": ["ItalyPowerDemand"], "methods": ["ce"], "seeds": [0],
             "teacher": "fcn_small", "student": "fcn_small", "epochs": 8, "patience": 50, "teacher_epochs": 2,
-            "saliency_eval_series": 4, "extend_to": 8}
+            "saliency_eval_series": 4, "extend_to": 8, "teacher_study": {"name": "alone", "seeds": [5]}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
     profile = load_profile(tmp_path / "c.yaml")
     store = RunStore(tmp_path / "store")
@@ -486,10 +486,12 @@ def test_capped_teachers_are_continued_before_any_student_learns_from_them(tmp_p
     assert teacher_extensions_to_train([base], known, 8) == []
     assert [t.teacher_epochs for t in teacher_extensions_to_train([base], known, 16)] == [16]
     archive = Archive.load(tmp_path / "out")
-    assert sorted(e["record"]["epochs_run"] for e in archive.entries if e["kind"] == "teacher") == [2, 4, 8]
+    teachers = [e["record"] for e in archive.entries if e["kind"] == "teacher"]
+    assert sorted((r["teacher_seed"], r["epochs_run"]) for r in teachers) == [(0, 2), (0, 4), (0, 8), (5, 2), (5, 4),
+                                                                               (5, 8)]  # the study's too
     assert [e["config"]["teacher_epochs"] for e in archive.entries if e["kind"] == "run"] == [8]
     again = export_archive(profile, RunStore(tmp_path / "empty"), tmp_path / "out")
-    assert (again["runs"], again["teachers"], again["missing"]) == (1, 3, 0)
+    assert (again["runs"], again["teachers"], again["missing"]) == (1, 6, 0)
     from tsd_lib.analysis.paper_views import load_paper_archive
 
     (record,) = load_paper_archive(path=tmp_path / "out", profile=profile).records

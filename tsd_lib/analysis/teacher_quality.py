@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from tsd_lib.analysis.published import published_fcn, published_resnet
 from tsd_lib.report.style import COLUMN_WIDTH, other_color
+from tsd_lib.runs.archive import resolve_teachers
 
 #: A teacher this far below the published FCN accuracy is weak.
 WEAK_GAP = 0.10
@@ -89,7 +90,10 @@ def variant_comparison(studies: Mapping[str, Mapping[str, list[Any]]], records: 
 
 def study_seeds(study: Mapping[str, list[Any]], records: Any) -> pd.DataFrame:
     """One teacher study (``{variant: [one config per seed]}``) seed by seed: each archived teacher's variant,
-    seed, test accuracy and AUC-PR, best epoch, epochs run and whether early stopping ended it."""
+    seed, test accuracy and AUC-PR, best epoch, epochs run and whether early stopping ended it (a teacher the
+    cap ended is read at the end of its continuations, :func:`~tsd_lib.runs.archive.resolve_teachers`)."""
+    study = {variant: resolve_teachers(configs, records.has_teacher, records.load_teacher_record)
+             for variant, configs in study.items()}
     rows = [{"variant": variant, "seed": c.teacher_seed, "test accuracy": r["test_accuracy"],
              "test AUC-PR": r["test_auc_pr"], "best epoch": r["best_epoch"], "epochs run": r["epochs_run"],
              "stopped early": bool(r["stopped_early"])}

@@ -17,6 +17,7 @@ would pass ``extend_to`` (:func:`extensions_to_train`). The archive keeps both r
 the cap ended one of a run's candidate teachers, every candidate is trained again with twice the cap
 (:func:`teacher_extensions_to_train`) before any student of that arm trains, and the students learn from the
 continued teachers (:func:`~tsd_lib.runs.archive.resolve_teachers`); the archive keeps every teacher of the chain.
+A teacher study's teacher the cap ended is continued the same way.
 """
 
 from __future__ import annotations
@@ -103,9 +104,9 @@ def teacher_extensions_to_train(configs: Iterable[RunConfig], known: _Known, lim
 def _plan(profile: Profile, known: _Known) -> tuple[list[RunConfig], list[RunConfig]]:
     """The profile's runs, each distilled from its teachers continued as far as they are finished
     (:func:`~tsd_lib.runs.archive.resolve_teachers`), and every teacher they and the teacher studies use,
-    each continuation's included."""
+    each continuation's included (a study's teacher the cap ended is continued too)."""
     teachers = {t.teacher_key(): t for t in profile_teachers(profile)}
-    for arm in _arms(profile.configs()):
+    for arm in _arms([*profile.configs(), *profile.teacher_configs()]):
         last = resolve_teachers([arm], known.has_teacher, known.load_teacher_record)[0]
         while (arm.teacher_epochs or arm.epochs) < (last.teacher_epochs or last.epochs):
             arm = teacher_extension(arm)
@@ -231,8 +232,9 @@ def make_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *, n
         needed = [t for t in teachers if t.dataset == dataset and teacher_signature(t) not in current]
         _add(total, run_grid([], store, n_jobs=n_jobs, show_progress=show_progress, teachers=needed))
         planned = [c for c in configs if c.dataset == dataset]
+        studied = [t for t in profile.teacher_configs() if t.dataset == dataset]
         tried: set[str] = set()
-        while (more := teacher_extensions_to_train(planned, known, profile.extend_to)) \
+        while (more := teacher_extensions_to_train([*planned, *studied], known, profile.extend_to)) \
                 and not tried >= {t.teacher_key() for t in more}:  # a teacher that failed is not tried again
             tried |= {t.teacher_key() for t in more}
             _add(total, run_grid([], store, n_jobs=n_jobs, show_progress=show_progress, teachers=more))
