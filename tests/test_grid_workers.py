@@ -66,3 +66,23 @@ def test_dask_workers_die_when_the_grid_is_killed():
         for proc in started:
             if not _gone(proc):
                 proc.kill()
+
+
+def test_loky_replacing_a_grown_worker_is_not_reported_as_a_leak():
+    """loky replaces a worker whose memory grew by 300 MB between two calls and warns of a memory leak; the
+    pool hides that one warning (loky's own text, checked here) and no other."""
+    import inspect
+    import warnings
+
+    from joblib.externals.loky import process_executor
+
+    from tsd_lib.runs.grid import _WORKER_REPLACED, _executor
+
+    source = " ".join(inspect.getsource(process_executor).split()).replace('" "', "")  # joined literals
+    assert _WORKER_REPLACED in source
+    with warnings.catch_warnings(record=True) as shown, _executor("local", 2, None) as map_calls:
+        warnings.warn(f"{_WORKER_REPLACED}. This can be caused by a too short worker timeout or by a memory leak.",
+                      UserWarning, stacklevel=1)
+        warnings.warn("a damaged record", UserWarning, stacklevel=1)
+        assert list(map_calls([])) == []
+    assert [str(w.message) for w in shown] == ["a damaged record"]

@@ -16,6 +16,7 @@ import os
 import signal
 import time
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -172,6 +173,9 @@ def check_datasets(configs: Iterable[RunConfig]) -> dict[str, str]:
 MapFn = Callable[[list[dict[str, Any]]], Iterator[dict[str, Any]]]
 
 
+_WORKER_REPLACED = "A worker stopped while some jobs were given to the executor"
+
+
 @contextmanager
 def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapFn]:
     """A function running ``execute(**call)`` for a list of calls on the backend, yielding results as
@@ -188,6 +192,10 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None) -> Iterator[MapF
 
         from joblib.externals.loky import get_reusable_executor
 
+        # loky replaces a worker whose memory grew by 300 MB since its first call (torch's allocator keeps
+        # what it took), between two calls: nothing is lost, and the grid counts every failure itself, so its
+        # "A worker stopped ... a memory leak" warning tells a user nothing
+        warnings.filterwarnings("ignore", message=_WORKER_REPLACED, category=UserWarning)
         # at most one worker per core; every worker ends when this process dies: a killed grid leaves no
         # workers behind; an idle worker (waiting while the other trains the last teacher) is kept for
         # 10 minutes, not loky's 10 s
