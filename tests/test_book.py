@@ -173,6 +173,24 @@ def test_chapter_fingerprint_tracks_its_inputs(tmp_path):
     assert chapter_fingerprint(src, {"dataset": "A"}, smoke, RunStore(tmp_path / "elsewhere")) == base
 
 
+def test_chapter_fingerprint_tracks_the_archive_its_parameters_name(tmp_path, monkeypatch):
+    """Chapter 9's ``paper_archive`` defaults to "paper": a change to results/paper re-executes it."""
+    import tsd_lib.book.reproduce as book
+
+    monkeypatch.setattr(book, "archive_dir", lambda name: tmp_path / "results" / name)
+    src = REPO / "notebooks" / "09_results.ipynb"
+    smoke, store = load_profile("smoke"), RunStore(tmp_path / "store")
+    folder = tmp_path / "results" / "paper"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    (folder / "A.jsonl").write_text("one\n")
+    assert book.archives_read(src, {"profile": "smoke"}) == [folder]
+    before = chapter_fingerprint(src, {"profile": "smoke"}, smoke, store)
+    (folder / "A.jsonl").write_text("two\n")
+    assert chapter_fingerprint(src, {"profile": "smoke"}, smoke, store) != before
+    assert book.archives_read(REPO / "notebooks" / f"{chapter_stems(REPO)[0]}.ipynb", {"profile": "smoke"}) == []
+
+
 def test_unknown_chapter_fails_before_any_training(tmp_path, monkeypatch):
     import tsd_lib.book.reproduce as book
 

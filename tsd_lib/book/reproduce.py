@@ -27,7 +27,7 @@ from tsd_lib.book.landing import write_finding
 from tsd_lib.experiment import RunStore
 from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.runs.archive import archive_dir, files_digest
+from tsd_lib.runs.archive import MANIFEST, archive_dir, files_digest
 from tsd_lib.runs.grid import run_grid
 from tsd_lib.utils import progress
 
@@ -53,9 +53,21 @@ def chapter_fingerprint(src: Path, parameters: dict[str, Any], profile: Profile,
     location: a store swapped under the same path re-executes the chapter)."""
     h = hashlib.sha256(src.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    for folder in archives_read(src, parameters):  # chapter 9 reads results/paper
+        h.update(files_digest(folder).encode())
     h.update(json.dumps([c.key() for c in profile.configs()]).encode())
     h.update(f"{__version__} {_library_digest(src.resolve())} {records_digest(profile, store)}".encode())
     return h.hexdigest()
+
+
+def archives_read(src: Path, parameters: dict[str, Any]) -> list[Path]:
+    """The committed results archives (``results/<name>``) that a chapter's parameters name, its own
+    defaults included: a chapter re-executes when the archive it shows changes."""
+    import papermill
+
+    defaults = [str(p["default"]).strip("\"'") for p in papermill.inspect_notebook(str(src)).values()]
+    names = [*defaults, *(v for v in parameters.values() if isinstance(v, str))]
+    return [archive_dir(n) for n in dict.fromkeys(names) if n and (archive_dir(n) / MANIFEST).is_file()]
 
 
 def records_digest(profile: Profile, store: RunStore) -> str:
