@@ -105,13 +105,16 @@ def _plan(profile: Profile, known: _Known) -> tuple[list[RunConfig], list[RunCon
     """The profile's runs, each distilled from its teachers continued as far as they are finished
     (:func:`~tsd_lib.runs.archive.resolve_teachers`), and every teacher they and the teacher studies use,
     each continuation's included (a study's teacher the cap ended is continued too)."""
+    configs = profile.configs()  # expanded once: thousands of configs
+    base = [*configs, *profile.teacher_configs()]
+    resolved = resolve_teachers(base, known.has_teacher, known.load_teacher_record)
     teachers = {t.teacher_key(): t for t in profile_teachers(profile)}
-    for arm in _arms([*profile.configs(), *profile.teacher_configs()]):
-        last = resolve_teachers([arm], known.has_teacher, known.load_teacher_record)[0]
+    for arm, last in {tuple(t.teacher_key() for t in c.teacher_candidates()): (c, r)
+                      for c, r in zip(base, resolved, strict=True)}.values():
         while (arm.teacher_epochs or arm.epochs) < (last.teacher_epochs or last.epochs):
             arm = teacher_extension(arm)
             teachers.update({t.teacher_key(): t for t in arm.teacher_candidates()})
-    return resolve_teachers(profile.configs(), known.has_teacher, known.load_teacher_record), list(teachers.values())
+    return resolved[:len(configs)], list(teachers.values())
 
 
 def _possible_extensions(config: RunConfig, limit: int | None) -> list[RunConfig]:
