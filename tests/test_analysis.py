@@ -175,11 +175,12 @@ def test_matching_candidates():
 
 def test_teacher_quality_flags_weak_beaten_and_capped_teachers():
     from tsd_lib.analysis.teacher_quality import WEAK_GAP, strong_teacher_datasets, teacher_quality
+    from tsd_lib.analysis.ucr_sizes import UCR_SIZES
 
     def run(dataset, teacher, method, accuracy, teacher_accuracy, seed=24):
         return {"dataset": dataset, "teacher": teacher, "method": method, "accuracy": accuracy,
                 "teacher_accuracy": teacher_accuracy, "teacher_auc_pr": teacher_accuracy / 2,
-                "teacher_seed": 1, "teacher_seed_chosen": seed}
+                "teacher_seed": 1, "teacher_seed_chosen": seed, "n_test": UCR_SIZES[dataset][1]}
 
     runs = [run("CBF", "lstm_teacher", "ce", 0.90, 0.947), run("CBF", "lstm_teacher", "kd", 0.96, 0.947),
             run("OliveOil", "fcn", "ce", 0.40, 0.72 - WEAK_GAP - 0.01), run("Beef", "fcn", "ce", 0.5, 0.75, seed=1)]
@@ -197,6 +198,49 @@ def test_teacher_quality_flags_weak_beaten_and_capped_teachers():
     assert table.loc["OliveOil", "gap to FCN"] == pytest.approx(-WEAK_GAP - 0.01)
     assert strong_teacher_datasets(table.reset_index()) == ["Beef"]
     assert "teacher capped" in teacher_quality([]).columns
+    assert not table["near chance"].any()  # 0.947 of 900 CBF series, 0.75 of 30 Beef: far above one class
+    # Herring's LSTM teacher scores what always predicting its largest test class scores (38 of 64): near chance,
+    # though within WEAK_GAP of the published FCN (0.644); a missing test count leaves the flag unknown
+    herring = [run("Herring", "lstm_teacher", "ce", 0.59, 38 / 64), {**run("Beef", "lstm_teacher", "ce", 0.5, 0.7),
+                                                                        "n_test": None}]
+    both = teacher_quality(runs + herring, teachers)
+    row = both.set_index(["dataset", "teacher"]).loc[("Herring", "lstm_teacher")]
+    assert row["near chance"] and not row["weak teacher"] and not row["students beat it"]
+    assert row["majority class"] == pytest.approx(38 / 64) and row["chance p"] == pytest.approx(0.5537, abs=1e-4)
+    assert both.set_index(["dataset", "teacher"]).loc[("Beef", "lstm_teacher"), "near chance"] is None
+    assert strong_teacher_datasets(both) == ["Beef"]  # Herring left out by its near-chance teacher
+
+
+def test_chance_p_is_the_exact_binomial_tail():
+    from tsd_lib.analysis.teacher_quality import CHANCE_LEVEL, chance_p
+
+    assert chance_p(1.0, 3, 0.5) == pytest.approx(1 / 8)  # 3 of 3 at share 1/2: P(X >= 3)
+    assert chance_p(0.5, 2, 0.5) == pytest.approx(3 / 4)  # P(X >= 1) = 1 - 1/4
+    assert chance_p(0.7, 20, 0.5) > CHANCE_LEVEL > chance_p(0.75, 20, 0.5)  # 14 of 20 is not enough, 15 is
+
+
+def test_test_majority_matches_the_files(shared_ucr_dir):
+    from collections import Counter
+
+    from tsd_lib.analysis.ucr_sizes import UCR_SIZES, UCR_TEST_MAJORITY
+
+    for name, largest in UCR_TEST_MAJORITY.items():
+        path = shared_ucr_dir / name / f"{name}_TEST.tsv"
+        if not path.exists():
+            continue
+        labels = [line.split("\t", 1)[0] for line in path.read_text().splitlines() if line.strip()]
+        assert (max(Counter(labels).values()), len(labels)) == (largest, UCR_SIZES[name][1]), name
+
+
+def test_test_majority_of_the_shipped_dataset():
+    import numpy as np
+
+    from tsd_lib.analysis.ucr_sizes import majority_share
+    from tsd_lib.data.ucr import load_dataset
+
+    y = load_dataset("ItalyPowerDemand").y_test
+    assert majority_share("ItalyPowerDemand") == np.bincount(y).max() / len(y)
+    assert majority_share("NoSuchSet") is None
 
 
 class _Teachers:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from tsd_lib.analysis.budget import CONVERGED, budget_gap, nearest_budget
 from tsd_lib.analysis.seed_tables import mean_std, method_label
+from tsd_lib.analysis.teacher_quality import flagged
 from tsd_lib.analysis.verdicts import Claim, claims, claims_frame, verdict_summary
 from tsd_lib.report import average_ranks, order_methods, select, summary_table
 from tsd_lib.report.style import COLUMN_WIDTH, method_color, other_color
@@ -134,14 +135,13 @@ def every_comparison(found_by_arm: Mapping[str, Sequence[Claim]]) -> pd.DataFram
 def strong_teacher_claims(df: pd.DataFrame, quality: pd.DataFrame, **kwargs: Any
                           ) -> dict[str, tuple[list[str], list[Claim]]]:
     """Per (teacher, student) arm of ``df`` (``records_to_frame`` runs), keyed "teacher -> student": the
-    datasets where that arm's teacher is neither weak nor beaten by its students (``quality`` from
+    datasets where that arm's teacher is neither weak, near chance nor beaten by its students (``quality`` from
     :func:`~tsd_lib.analysis.teacher_quality.teacher_quality`) and the engine's claims on those datasets
     alone (``[]`` when there is none)."""
     out = {}
     for (teacher, student), part in df.groupby(["teacher", "student"], sort=False):
         mine = quality[quality["teacher"] == teacher]
-        flagged = mine["weak teacher"].astype(bool) | mine["students beat it"].astype(bool)
-        strong = [d for d in dict.fromkeys(part["dataset"]) if d in set(mine.loc[~flagged, "dataset"])]
+        strong = [d for d in dict.fromkeys(part["dataset"]) if d in set(mine.loc[~flagged(mine), "dataset"])]
         kept = part[part["dataset"].isin(strong)]
         out[f"{teacher} -> {student}"] = (strong, claims(kept, **kwargs) if len(kept) else [])
     return out

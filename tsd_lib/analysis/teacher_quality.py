@@ -1,5 +1,6 @@
-"""Teachers in view: every archived teacher beside the published FCN and ResNet accuracy, and the
-datasets where a conclusion about distillation rests on a weak teacher (the results page)."""
+"""Teachers in view: every archived teacher beside the published FCN and ResNet accuracy and the
+majority class, and the datasets where a conclusion about distillation rests on a weak teacher (the
+results page)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.stats import binomtest
 
 from tsd_lib.analysis.published import published_fcn, published_resnet
+from tsd_lib.analysis.ucr_sizes import majority_share
 from tsd_lib.report.style import COLUMN_WIDTH, other_color
 from tsd_lib.runs.archive import resolve_teachers
 
 #: A teacher this far below the published FCN accuracy is weak.
 WEAK_GAP = 0.10
+#: A teacher whose test accuracy an exact one-sided binomial test cannot tell, at this level, from the
+#: share of the largest test class (always predicting that class) is near chance.
+CHANCE_LEVEL = 0.05
+#: The flags that leave a dataset out of the strong-teacher view.
+FLAGS = ("weak teacher", "near chance", "students beat it")
 
 
 def teacher_quality(records: Iterable[Mapping[str, Any]],
                     teachers: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """Per (dataset, teacher architecture) of student records: the chosen teacher's test accuracy,
     the published FCN and ResNet accuracy, the gap to the FCN, the best student method's mean
-    accuracy (over seeds, every setting), and three flags: the teacher is weak (more than
-    :data:`WEAK_GAP` below the published FCN), students beat it, and the epoch cap ended it (from the
-    teacher records ``teachers``, found by seed and test metrics; ``None`` where none matches)."""
+    accuracy (over seeds, every setting), and four flags: the teacher is weak (more than
+    :data:`WEAK_GAP` below the published FCN), near chance (:func:`near_chance`; ``None`` where the
+    majority class or the number of test series is unknown), students beat it, and the epoch cap ended
+    it (from the teacher records ``teachers``, found by seed and test metrics; ``None`` where none
+    matches)."""
     df = pd.DataFrame([dict(r) for r in records])
     if df.empty:
         return pd.DataFrame(columns=["dataset", "teacher", "teacher accuracy", "published FCN", "published ResNet",
-                                     "gap to FCN", "best student", "best student accuracy", "weak teacher",
-                                     "students beat it", "teacher capped"])
+                                     "gap to FCN", "majority class", "best student", "best student accuracy",
+                                     "weak teacher", "near chance", "chance p", "students beat it",
+                                     "teacher capped"])
     teachers = list(teachers)
     rows = []
     for (dataset, teacher), group in df.groupby(["dataset", "teacher"], sort=False):
@@ -37,12 +48,16 @@ def teacher_quality(records: Iterable[Mapping[str, Any]],
         fcn, resnet = published_fcn(dataset), published_resnet(dataset)
         first = group.iloc[0]
         acc = float(first["teacher_accuracy"])
+        share, n_test = majority_share(dataset), first.get("n_test")
+        p = None if share is None or pd.isna(n_test) else chance_p(acc, int(n_test), share)
         rows.append({"dataset": dataset, "teacher": teacher, "teacher accuracy": acc,
                      "published FCN": np.nan if fcn is None else fcn,
                      "published ResNet": np.nan if resnet is None else resnet,
                      "gap to FCN": np.nan if fcn is None else acc - fcn,
+                     "majority class": np.nan if share is None else share,
                      "best student": best.idxmax(), "best student accuracy": float(best.max()),
                      "weak teacher": fcn is not None and acc < fcn - WEAK_GAP,
+                     "near chance": None if p is None else p >= CHANCE_LEVEL, "chance p": np.nan if p is None else p,
                      "students beat it": bool(best.max() > acc), "teacher capped": _capped(first, teachers)})
     return pd.DataFrame(rows)
 
@@ -57,10 +72,22 @@ def _capped(run: Mapping[str, Any], teachers: list[Mapping[str, Any]]) -> bool |
     return not found[0]["stopped_early"] if found else None
 
 
+def chance_p(accuracy: float, n_test: int, share: float) -> float:
+    """The exact one-sided binomial p that a model with ``accuracy`` on ``n_test`` series beats always
+    predicting the largest class (``share`` of the series): at or above :data:`CHANCE_LEVEL` the model is
+    near chance."""
+    return float(binomtest(round(accuracy * n_test), n_test, share, alternative="greater").pvalue)
+
+
+def flagged(table: pd.DataFrame) -> pd.Series:
+    """Per row of :func:`teacher_quality`, whether any of :data:`FLAGS` is set (an unknown flag is not)."""
+    return table[list(FLAGS)].eq(True).any(axis=1)
+
+
 def strong_teacher_datasets(table: pd.DataFrame) -> list[str]:
-    """The datasets whose every teacher is neither weak nor beaten by its students."""
-    flagged = table.groupby("dataset")[["weak teacher", "students beat it"]].any().any(axis=1)
-    return [d for d, bad in flagged.items() if not bad]
+    """The datasets whose every teacher is neither weak, near chance nor beaten by its students."""
+    bad = flagged(table).groupby(table["dataset"]).any()
+    return [d for d, b in bad.items() if not b]
 
 
 def variant_comparison(studies: Mapping[str, Mapping[str, list[Any]]], records: Any,

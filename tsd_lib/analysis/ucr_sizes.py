@@ -1,5 +1,6 @@
 """Sizes of the paper's 30 UCR datasets (UCR 2018 archive: train series, test series, length), so
-the results page can say what the datasets not archived would cost without their data."""
+the results page can say what the datasets not archived would cost without their data, and the largest
+class of each test set held offline (what always predicting one class scores)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,22 @@ UCR_SIZES: dict[str, tuple[int, int, int]] = {
     "Trace": (100, 100, 275), "UWaveGestureLibraryAll": (896, 3582, 945), "Wafer": (1000, 6164, 152),
     "Yoga": (300, 3000, 426),
 }
+
+#: ``{name: test series of the largest class}`` of the UCR 2018 archive, for the datasets held offline
+#: (``tests/test_analysis.py`` checks it against the files when they are present).
+UCR_TEST_MAJORITY: dict[str, int] = {
+    "Adiac": 16, "Beef": 6, "BeetleFly": 10, "CBF": 302, "Computers": 125, "ECG200": 64, "ECGFiveDays": 433,
+    "FaceAll": 287, "Ham": 54, "Herring": 38, "ItalyPowerDemand": 516, "Lightning2": 33,
+    "MiddlePhalanxOutlineCorrect": 166, "MoteStrain": 675, "OliveOil": 12, "ShapesAll": 10,
+    "SonyAIBORobotSurface1": 343, "SonyAIBORobotSurface2": 588, "Strawberry": 238, "SwedishLeaf": 49, "Trace": 29,
+}
+
+
+def majority_share(dataset: str) -> float | None:
+    """The share of ``dataset``'s test series in its largest class (``None``: not in :data:`UCR_TEST_MAJORITY`)."""
+    if dataset not in UCR_TEST_MAJORITY:
+        return None
+    return UCR_TEST_MAJORITY[dataset] / UCR_SIZES[dataset][1]
 
 
 def work_units(dataset: str, length: int | None = ProtocolSettings.length, stretch: bool = False) -> float:
