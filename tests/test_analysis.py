@@ -330,3 +330,37 @@ def test_variant_plot_draws_a_bar_per_dataset_and_variant_and_the_published_fcn(
     assert [seg[0][1] for seg in ax.collections[0].get_segments()] == [0.72, 0.94]
     empty = variant_plot(pd.DataFrame(), ("a", "b")).axes[0]
     assert "No teacher" in empty.texts[0].get_text()
+
+
+def test_against_published_reads_each_gap_in_order():
+    import pandas as pd
+
+    from tsd_lib.analysis.teacher_quality import READINGS, against_published
+
+    def row(dataset, acc, fcn, n, teacher="fcn"):
+        return {"dataset": dataset, "teacher": teacher, "teacher accuracy": acc, "published FCN": fcn,
+                "test series": n}
+
+    table = pd.DataFrame([row("Beef", 0.74, 0.75, 30),  # 1 point below: reproduced
+                          row("Herring", 0.58, 0.644, 64),  # 6 points below on 64 series: sampling error
+                          row("MoteStrain", 0.50, 0.936, 1252),  # far below, but a remedy reaches 0.92
+                          row("ECGFiveDays", 0.90, 0.985, 861),  # far below, its study's remedy does not help
+                          row("CBF", 0.50, 0.99, 900, teacher="lstm_teacher")])  # another arm: not read
+    studies = {"MoteStrain": {"protocol": [_teacher(1, "MoteStrain")],
+                              "no validation split": [_teacher(1, "MoteStrain", val_fraction=0.0),
+                                                      _teacher(2, "MoteStrain", val_fraction=0.0)]},
+               "ECGFiveDays": {"protocol": [_teacher(1, "ECGFiveDays")],
+                               "full length": [_teacher(1, "ECGFiveDays", length=None)]},
+               "lstm": {"protocol": [_teacher(1, "Beef", teacher="lstm_teacher")]}}
+    records = _Teachers([(_teacher(1, "MoteStrain"), _teacher_record(0.5, 1, True)),
+                         (_teacher(1, "MoteStrain", val_fraction=0.0), _teacher_record(0.93, 900, True)),
+                         (_teacher(2, "MoteStrain", val_fraction=0.0), _teacher_record(0.91, 900, True)),
+                         (_teacher(1, "ECGFiveDays", length=None), _teacher_record(0.91, 40, True))])
+    gaps = against_published(table, "fcn", studies, records).set_index("dataset")
+    assert list(gaps.index) == ["Beef", "Herring", "MoteStrain", "ECGFiveDays"]
+    assert list(gaps["reading"]) == list(READINGS)
+    assert gaps.loc["Herring", "p against published"] > 0.05 > gaps.loc["ECGFiveDays", "p against published"]
+    assert gaps.loc["MoteStrain", "best remedy"] == "no validation split"
+    assert gaps.loc["MoteStrain", "remedy accuracy"] == pytest.approx(0.92)  # the mean over its two seeds
+    assert gaps.loc["Beef", "best remedy"] == "none" and gaps.loc["Beef", "gap"] == pytest.approx(-0.01)
+    assert against_published(table, "resnet", studies, records).empty

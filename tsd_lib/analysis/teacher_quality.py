@@ -24,23 +24,28 @@ WEAK_GAP = 0.10
 CHANCE_LEVEL = 0.05
 #: The flags that leave a dataset out of the strong-teacher view.
 FLAGS = ("weak teacher", "near chance", "students beat it")
+#: A teacher this close to the published FCN accuracy (or above it) reproduces it.
+REPRODUCED_GAP = 0.03
+#: How :func:`against_published` reads a teacher's gap to the published FCN, in that order.
+READINGS = (f"within {round(100 * REPRODUCED_GAP)} points", "within sampling error", "a remedy closes it",
+            "unexplained")
 
 
 def teacher_quality(records: Iterable[Mapping[str, Any]],
                     teachers: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """Per (dataset, teacher architecture) of student records: the chosen teacher's test accuracy,
     the published FCN and ResNet accuracy, the gap to the FCN, the best student method's mean
-    accuracy (over seeds, every setting), and four flags: the teacher is weak (more than
-    :data:`WEAK_GAP` below the published FCN), near chance (:func:`near_chance`; ``None`` where the
+    accuracy (over seeds, every setting), the number of test series, and four flags: the teacher is weak (more than
+    :data:`WEAK_GAP` below the published FCN), near chance (:func:`chance_p`; ``None`` where the
     majority class or the number of test series is unknown), students beat it, and the epoch cap ended
     it (from the teacher records ``teachers``, found by seed and test metrics; ``None`` where none
     matches)."""
     df = pd.DataFrame([dict(r) for r in records])
     if df.empty:
         return pd.DataFrame(columns=["dataset", "teacher", "teacher accuracy", "published FCN", "published ResNet",
-                                     "gap to FCN", "majority class", "best student", "best student accuracy",
-                                     "weak teacher", "near chance", "chance p", "students beat it",
-                                     "teacher capped"])
+                                     "gap to FCN", "majority class", "test series", "best student",
+                                     "best student accuracy", "weak teacher", "near chance", "chance p",
+                                     "students beat it", "teacher capped"])
     teachers = list(teachers)
     rows = []
     for (dataset, teacher), group in df.groupby(["dataset", "teacher"], sort=False):
@@ -55,6 +60,7 @@ def teacher_quality(records: Iterable[Mapping[str, Any]],
                      "published ResNet": np.nan if resnet is None else resnet,
                      "gap to FCN": np.nan if fcn is None else acc - fcn,
                      "majority class": np.nan if share is None else share,
+                     "test series": np.nan if pd.isna(n_test) else int(n_test),
                      "best student": best.idxmax(), "best student accuracy": float(best.max()),
                      "weak teacher": fcn is not None and acc < fcn - WEAK_GAP,
                      "near chance": None if p is None else p >= CHANCE_LEVEL, "chance p": np.nan if p is None else p,
@@ -77,6 +83,46 @@ def chance_p(accuracy: float, n_test: int, share: float) -> float:
     predicting the largest class (``share`` of the series): at or above :data:`CHANCE_LEVEL` the model is
     near chance."""
     return float(binomtest(round(accuracy * n_test), n_test, share, alternative="greater").pvalue)
+
+
+def against_published(table: pd.DataFrame, teacher: str, studies: Mapping[str, Mapping[str, list[Any]]],
+                      records: Any) -> pd.DataFrame:
+    """Per dataset, how ``teacher``'s gap to the published FCN reads (:func:`teacher_quality` rows): within
+    :data:`REPRODUCED_GAP`; else within the test set's sampling error (an exact two-sided binomial test of its
+    correct test series against the published accuracy, ``p`` at or above :data:`CHANCE_LEVEL`); else a remedy
+    closes it (some variant of a teacher study of that teacher on that dataset, ``studies`` as in
+    :func:`variant_comparison` with the protocol first, reaches within :data:`REPRODUCED_GAP` of the published
+    FCN on its mean over the seeds archived in ``records``); else unexplained. The best remedy and its mean are
+    given where a study exists."""
+    remedies = _best_remedies(studies, records, teacher)
+    rows = []
+    for _, row in table[(table["teacher"] == teacher) & table["published FCN"].notna()].iterrows():
+        acc, fcn, n = row["teacher accuracy"], row["published FCN"], row["test series"]
+        p = np.nan if pd.isna(n) else float(binomtest(round(acc * n), int(n), fcn).pvalue)
+        name, remedy = remedies.get(row["dataset"], ("none", np.nan))
+        reading = READINGS[0] if acc >= fcn - REPRODUCED_GAP else READINGS[1] if p >= CHANCE_LEVEL \
+            else READINGS[2] if remedy >= fcn - REPRODUCED_GAP else READINGS[3]
+        rows.append({"dataset": row["dataset"], "teacher accuracy": acc, "published FCN": fcn, "gap": acc - fcn,
+                     "p against published": p, "best remedy": name, "remedy accuracy": remedy, "reading": reading})
+    return pd.DataFrame(rows, columns=["dataset", "teacher accuracy", "published FCN", "gap", "p against published",
+                                       "best remedy", "remedy accuracy", "reading"])
+
+
+def _best_remedies(studies: Mapping[str, Mapping[str, list[Any]]], records: Any,
+                   teacher: str) -> dict[str, tuple[str, float]]:
+    """Per dataset, the variant after the protocol's (the first) of ``teacher``'s studies with the highest
+    mean test accuracy over its archived seeds, and that mean."""
+    best: dict[str, tuple[str, float]] = {}
+    for study in studies.values():
+        first = next(iter(study.values()))
+        if not first or first[0].teacher != teacher:
+            continue
+        seeds = study_seeds(study, records)
+        means = seeds[seeds["variant"] != next(iter(study))].groupby("variant")["test accuracy"].mean()
+        dataset = first[0].dataset
+        if len(means) and means.max() > best.get(dataset, (None, -np.inf))[1]:
+            best[dataset] = (str(means.idxmax()), float(means.max()))
+    return best
 
 
 def flagged(table: pd.DataFrame) -> pd.Series:
