@@ -347,16 +347,19 @@ def test_against_published_reads_each_gap_in_order():
                           row("ECGFiveDays", 0.90, 0.985, 861),  # far below, its study's remedy does not help
                           row("CBF", 0.50, 0.99, 900, teacher="lstm_teacher")])  # another arm: not read
     studies = {"MoteStrain": {"protocol": [_teacher(1, "MoteStrain")],
+                              "the arm's": [_teacher(3, "MoteStrain")],  # the arm's own teacher: no remedy
                               "no validation split": [_teacher(1, "MoteStrain", val_fraction=0.0),
                                                       _teacher(2, "MoteStrain", val_fraction=0.0)]},
                "ECGFiveDays": {"protocol": [_teacher(1, "ECGFiveDays")],
                                "full length": [_teacher(1, "ECGFiveDays", length=None)]},
                "lstm": {"protocol": [_teacher(1, "Beef", teacher="lstm_teacher")]}}
     records = _Teachers([(_teacher(1, "MoteStrain"), _teacher_record(0.5, 1, True)),
+                         (_teacher(3, "MoteStrain"), _teacher_record(0.95, 60, True)),
                          (_teacher(1, "MoteStrain", val_fraction=0.0), _teacher_record(0.93, 900, True)),
                          (_teacher(2, "MoteStrain", val_fraction=0.0), _teacher_record(0.91, 900, True)),
                          (_teacher(1, "ECGFiveDays", length=None), _teacher_record(0.91, 40, True))])
-    gaps = against_published(table, "fcn", studies, records).set_index("dataset")
+    gaps = against_published(table, "fcn", studies, records, [_teacher(3, "MoteStrain").teacher_key()])
+    gaps = gaps.set_index("dataset")
     assert list(gaps.index) == ["Beef", "Herring", "MoteStrain", "ECGFiveDays"]
     assert list(gaps["reading"]) == list(READINGS)
     assert gaps.loc["Herring", "p against published"] > 0.05 > gaps.loc["ECGFiveDays", "p against published"]

@@ -4,7 +4,7 @@ results page)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -86,15 +86,16 @@ def chance_p(accuracy: float, n_test: int, share: float) -> float:
 
 
 def against_published(table: pd.DataFrame, teacher: str, studies: Mapping[str, Mapping[str, list[Any]]],
-                      records: Any) -> pd.DataFrame:
+                      records: Any, protocol: Collection[str] = ()) -> pd.DataFrame:
     """Per dataset, how ``teacher``'s gap to the published FCN reads (:func:`teacher_quality` rows): within
     :data:`REPRODUCED_GAP`; else within the test set's sampling error (an exact two-sided binomial test of its
     correct test series against the published accuracy, ``p`` at or above :data:`CHANCE_LEVEL`); else a remedy
     closes it (some variant of a teacher study of that teacher on that dataset, ``studies`` as in
-    :func:`variant_comparison` with the protocol first, reaches within :data:`REPRODUCED_GAP` of the published
-    FCN on its mean over the seeds archived in ``records``); else unexplained. The best remedy and its mean are
-    given where a study exists."""
-    remedies = _best_remedies(studies, records, teacher)
+    :func:`variant_comparison` with the study's baseline first, reaches within :data:`REPRODUCED_GAP` of the
+    published FCN on its mean over the seeds archived in ``records``; a variant whose every teacher key is in
+    ``protocol``, the arm's own candidates, is no remedy); else unexplained. The best remedy and its mean are
+    given where a study has one."""
+    remedies = _best_remedies(studies, records, teacher, set(protocol))
     rows = []
     for _, row in table[(table["teacher"] == teacher) & table["published FCN"].notna()].iterrows():
         acc, fcn, n = row["teacher accuracy"], row["published FCN"], row["test series"]
@@ -108,17 +109,19 @@ def against_published(table: pd.DataFrame, teacher: str, studies: Mapping[str, M
                                        "best remedy", "remedy accuracy", "reading"])
 
 
-def _best_remedies(studies: Mapping[str, Mapping[str, list[Any]]], records: Any,
-                   teacher: str) -> dict[str, tuple[str, float]]:
-    """Per dataset, the variant after the protocol's (the first) of ``teacher``'s studies with the highest
-    mean test accuracy over its archived seeds, and that mean."""
+def _best_remedies(studies: Mapping[str, Mapping[str, list[Any]]], records: Any, teacher: str,
+                   protocol: set[str]) -> dict[str, tuple[str, float]]:
+    """Per dataset, the variant of ``teacher``'s studies, neither the first nor the arm's ``protocol`` (teacher
+    keys), with the highest mean test accuracy over its archived seeds, and that mean."""
     best: dict[str, tuple[str, float]] = {}
     for study in studies.values():
         first = next(iter(study.values()))
         if not first or first[0].teacher != teacher:
             continue
+        remedies = [v for i, (v, configs) in enumerate(study.items())
+                    if i and not {c.teacher_key() for c in configs} <= protocol]
         seeds = study_seeds(study, records)
-        means = seeds[seeds["variant"] != next(iter(study))].groupby("variant")["test accuracy"].mean()
+        means = seeds[seeds["variant"].isin(remedies)].groupby("variant")["test accuracy"].mean()
         dataset = first[0].dataset
         if len(means) and means.max() > best.get(dataset, (None, -np.inf))[1]:
             best[dataset] = (str(means.idxmax()), float(means.max()))
