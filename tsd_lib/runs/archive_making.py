@@ -60,9 +60,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
-def profile_teachers(profile: Profile) -> list[RunConfig]:
-    """Every teacher a profile trains: the candidates of its runs and its teacher studies."""
-    teachers = {t.teacher_key(): t for c in profile.configs() for t in c.teacher_candidates()}
+def profile_teachers(profile: Profile, configs: list[RunConfig] | None = None) -> list[RunConfig]:
+    """Every teacher a profile trains: the candidates of its runs (``configs``, when already expanded) and
+    its teacher studies."""
+    configs = profile.configs() if configs is None else configs
+    teachers = {t.teacher_key(): t for c in configs for t in c.teacher_candidates()}
     teachers.update({t.teacher_key(): t for t in profile.teacher_configs()})
     return list(teachers.values())
 
@@ -108,7 +110,7 @@ def _plan(profile: Profile, known: _Known) -> tuple[list[RunConfig], list[RunCon
     configs = profile.configs()  # expanded once: thousands of configs
     base = [*configs, *profile.teacher_configs()]
     resolved = resolve_teachers(base, known.has_teacher, known.load_teacher_record)
-    teachers = {t.teacher_key(): t for t in profile_teachers(profile)}
+    teachers = {t.teacher_key(): t for t in profile_teachers(profile, configs)}
     for arm, last in {tuple(t.teacher_key() for t in c.teacher_candidates()): (c, r)
                       for c, r in zip(base, resolved, strict=True)}.values():
         while (arm.teacher_epochs or arm.epochs) < (last.teacher_epochs or last.epochs):
