@@ -66,7 +66,10 @@ def test_export_holds_every_record_with_its_config(tiny):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["runs"] == 2 and manifest["teachers"] == 2 and manifest["missing"] == 0
     assert "tsd archive --profile tiny.yaml" in (out / "README.md").read_text()
-    assert manifest["datasets"] == {"ItalyPowerDemand": {"runs": 2, "of": 2, "continuations": 0, "teachers": 2}}
+    here = manifest["machine"]
+    assert manifest["datasets"] == {"ItalyPowerDemand": {"runs": 2, "of": 2, "continuations": 0, "teachers": 2,
+                                                         "machines": [here]}}
+    assert manifest["machines"] == [here]
     assert "| ItalyPowerDemand | 2 of 2 | 0 | 2 |" in (out / "README.md").read_text()
     assert not archive.stale
     facts = archive.facts()  # what a chapter glues: every record made by the current code
@@ -218,6 +221,36 @@ def test_exported_entries_carry_no_machine_paths(tiny):
     _, _, out = tiny
     for entry in Archive.load(out).entries:
         assert entry["config"].get("data_dir") is None and entry["record"].get("data_dir") is None
+
+
+def test_each_dataset_names_the_machines_that_made_its_records(tiny, tmp_path, monkeypatch):
+    """An export on another machine keeps the machine that made the records it keeps (a manifest older than
+    per-dataset machines names one for all) and adds its own for the records it exports."""
+    import shutil
+
+    from tsd_lib.runs import archive_making
+
+    profile, store, out = tiny
+    old, new = ({"cpu": f"{name} CPU", "cores": 2, "gpu": None, "system": "Linux"} for name in ("Old", "New"))
+    archive = _copy(out, tmp_path / "arch")
+    manifest = json.loads((archive / "manifest.json").read_text())
+    manifest["machine"] = old
+    for d in manifest["datasets"].values():
+        del d["machines"]
+    (archive / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(archive_making, "machine", lambda: new)
+    partial = RunStore(tmp_path / "partial")  # this machine trained one of the two runs again, and no teacher
+    shutil.copytree(store.run_dir(profile.configs()[0]), partial.run_dir(profile.configs()[0]))
+    manifest = export_archive(profile, partial, archive)
+    assert manifest["datasets"]["ItalyPowerDemand"]["machines"] == [old, new] and manifest["machines"] == [old, new]
+    assert "Machines: Old CPU, 2 cores, no GPU (ItalyPowerDemand); New CPU, 2 cores, no GPU (ItalyPowerDemand)" \
+        in (archive / "README.md").read_text()
+    assert Archive.load(archive).facts()["machine"] == "Old CPU (2 cores) and New CPU (2 cores)"
+    manifest = export_archive(profile, RunStore(tmp_path / "empty"), archive)  # a fresh machine: every record kept
+    assert manifest["machines"] == [old, new]
+    manifest = export_archive(profile, store, archive)  # every record exported again here
+    assert manifest["datasets"]["ItalyPowerDemand"]["machines"] == [new]
+    assert "- Machine: New CPU, 2 cores, no GPU\n" in (archive / "README.md").read_text()
 
 
 def test_paper_archive_coverage_results_and_cost(tmp_path):

@@ -263,12 +263,26 @@ class Archive:
         the current code stands to its records (:func:`~tsd_lib.runs.certification.currency`: ``code``,
         ``earlier``, ``own``, ``certified``, ``stale``, ``stale_methods``; the next ``tsd archive`` retrains
         the stale ones)."""
-        where = self.manifest.get("machine", {})
-        machine = f"{where.get('cpu', 'an unrecorded CPU')} ({where.get('cores', '?')} cores)" + (
-            f" with GPU {where['gpu']}" if where.get("gpu") else "")
+        where = self.manifest.get("machines") or [self.manifest.get("machine", {})]
+        machine = " and ".join(describe_machine(m, short=True) for m in where)
         return {"profile": self.profile, "runs": len(self._runs), "teachers": len(self._teachers),
                 "machine": machine, "updated": str(self.manifest.get("updated", "an unrecorded date"))[:10],
                 **currency((e["record"] for e in self.entries), self.manifest)}
+
+
+def describe_machine(m: dict[str, Any], *, short: bool = False) -> str:
+    """A machine of a manifest in words: ``CPU, N cores, no GPU``, or ``CPU (N cores)`` when ``short``."""
+    cpu, cores = m.get("cpu", "an unrecorded CPU"), m.get("cores", "?")
+    if short:
+        return f"{cpu} ({cores} cores)" + (f" with GPU {m['gpu']}" if m.get("gpu") else "")
+    return f"{cpu}, {cores} cores" + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+
+
+def dataset_machines(manifest: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
+    """The machines that made a dataset's archived records, as a manifest names them (one written before
+    manifests named them per dataset names one machine for all)."""
+    named = ((manifest.get("datasets") or {}).get(dataset) or {}).get("machines")
+    return named if named is not None else ([manifest["machine"]] if manifest.get("machine") else [])
 
 
 class Records:

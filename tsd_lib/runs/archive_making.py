@@ -39,6 +39,8 @@ from tsd_lib.profiles import Profile
 from tsd_lib.runs.archive import (
     MANIFEST,
     Archive,
+    dataset_machines,
+    describe_machine,
     extension,
     extension_chain,
     read_manifest,
@@ -182,7 +184,9 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
     exported = [json.loads(line) for rows in lines.values() for line in rows]
     planned = ({run_signature(c) for c in runs} | {teacher_signature(t) for t in planned_teachers}
                | {run_signature(e) for c in configs for e in _possible_extensions(c, profile.extend_to)})
+    fresh, kept = {e["config"]["dataset"] for e in exported}, set()
     for entry in _kept_entries(out, planned, exported):
+        kept.add(entry["config"]["dataset"])
         lines[entry["config"]["dataset"]].append(json.dumps(entry, sort_keys=True))
         codes.add(entry["record"]["code"])
         kind = entry["kind"]
@@ -194,7 +198,7 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
             old.unlink()
     for dataset, rows in lines.items():
         atomic_write_bytes(out / f"{dataset}.jsonl", ("\n".join(sorted(rows)) + "\n").encode())
-    previous = read_manifest(out)
+    previous, here = read_manifest(out), machine()
     planned = Counter(c.dataset for c in configs)
     per_dataset = {}
     for dataset, rows in sorted(lines.items()):
@@ -202,10 +206,13 @@ def export_archive(profile: Profile, store: RunStore, out: str | os.PathLike, *,
         per_dataset[dataset] = {
             "runs": sum(e["kind"] == "run" and "extends" not in e for e in entries), "of": planned[dataset],
             "continuations": sum("extends" in e for e in entries),
-            "teachers": sum(e["kind"] == "teacher" for e in entries)}
+            "teachers": sum(e["kind"] == "teacher" for e in entries),
+            "machines": _unique([*(dataset_machines(previous, dataset) if dataset in kept else []),
+                                 *([here] if dataset in fresh else [])])}
     manifest = {
         "profile": profile.name, "description": profile.description, "command": command,
-        "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": machine(),
+        "code": sorted(codes), "tsd_lib": __version__, "versions": versions(), "machine": here,
+        "machines": _unique([m for d in per_dataset.values() for m in d["machines"]]),
         "created": previous.get("created", _now()), "updated": _now(),
         "runs": counts["run"] - counts["extension"], "extensions": counts["extension"], "teachers": counts["teacher"],
         "missing": missing, "datasets": per_dataset,
@@ -278,6 +285,11 @@ def _fully_measured(entry: dict[str, Any]) -> bool:
     """Whether an archived run's faithfulness holds every measure the current code takes (older code took
     fewer: such a run is trained again and measured)."""
     return all(name in (entry.get("faithfulness") or {}) for name in FAITHFULNESS_MEASURES)
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    """``items`` without repeats, in their order."""
+    return [item for i, item in enumerate(items) if item not in items[:i]]
 
 
 def _add(total: GridSummary, part: GridSummary) -> GridSummary:
@@ -368,8 +380,10 @@ class _Known:
 
 def readme(manifest: dict[str, Any]) -> str:
     """The archive's README: what it holds and how it was produced."""
-    m = manifest["machine"]
-    hw = f"{m['cpu']}, {m['cores']} cores" + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+    made = {dataset: dataset_machines(manifest, dataset) for dataset in manifest.get("datasets") or {}}
+    machines = _unique([m for ms in made.values() for m in ms]) or [manifest["machine"]]
+    hw = "; ".join(describe_machine(m) + (f" ({', '.join(d for d, ms in made.items() if m in ms)})"
+                                          if len(machines) > 1 else "") for m in machines)
     return (
         f"# Results archive: profile `{manifest['profile']}`\n\n{manifest['description']}\n\n"
         f"- Produced by: `{manifest['command'] or 'tsd archive --profile ' + manifest['profile']}`\n"
@@ -380,7 +394,7 @@ def readme(manifest: dict[str, Any]) -> str:
         f"- Code digest (`tsd_lib.provenance.results_digest`): {', '.join(manifest['code']) or '-'}; "
         f"tsd_lib {manifest['tsd_lib']}; "
         + ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()) if k != "tsd_lib") + "\n"
-        f"- Machine: {hw}\n- First records exported {manifest['created']}, last updated {manifest['updated']} (UTC)\n\n"
+        f"- {'Machines' if len(machines) > 1 else 'Machine'}: {hw}\n- First records exported {manifest['created']}, last updated {manifest['updated']} (UTC)\n\n"
         "One JSON-lines file per dataset: each line is a run or teacher record with its config (no "
         "weights). `tsd verify --archive <this folder> --sample N` re-runs archived configs and "
         "compares. This file is generated by `tsd archive`; do not edit it.\n"
@@ -388,7 +402,7 @@ def readme(manifest: dict[str, Any]) -> str:
     )
 
 
-def _dataset_table(datasets: dict[str, dict[str, int]]) -> str:
+def _dataset_table(datasets: dict[str, dict[str, Any]]) -> str:
     """What the archive holds per dataset, as a Markdown table (empty without datasets)."""
     if not datasets:
         return ""
