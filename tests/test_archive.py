@@ -107,10 +107,13 @@ def test_export_again_is_identical(tiny, tmp_path):
 def test_verify_reproduces_and_catches_a_changed_number(tiny, tmp_path, capsys):
     _, _, out = tiny
     assert main(["verify", "--archive", str(out), "--sample", "2"]) == 0
-    assert "2 of 2 runs match" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 of 2 runs match" in printed and "another CPU" not in printed and "made on this CPU" in printed
     forged = tmp_path / "forged"
     forged.mkdir()
-    (forged / "manifest.json").write_text((out / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["datasets"]["ItalyPowerDemand"]["machines"] = [{"cpu": "Other CPU", "cores": 2}]
+    (forged / "manifest.json").write_text(json.dumps(manifest))
     lines = []
     for line in (out / "ItalyPowerDemand.jsonl").read_text().splitlines():
         entry = json.loads(line)
@@ -120,7 +123,8 @@ def test_verify_reproduces_and_catches_a_changed_number(tiny, tmp_path, capsys):
     (forged / "ItalyPowerDemand.jsonl").write_text("\n".join(lines))
     key = next(json.loads(x)["key"] for x in lines if json.loads(x)["kind"] == "run")
     assert main(["verify", "--archive", str(forged), "--key", key[:8]]) == 1
-    assert "0 of 1 runs match" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "0 of 1 runs match" in printed and "1 of the 1 runs were made on another CPU (Other CPU)" in printed
     assert main(["verify", "--archive", str(forged), "--key", "ffffffff"]) == 2
     assert main(["verify", "--archive", str(tmp_path / "none"), "--sample", "1"]) == 2
 

@@ -23,12 +23,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tsd_lib.runs.archive import Archive, sample_entries
+from tsd_lib.runs.archive import Archive, dataset_machines, sample_entries
 from tsd_lib.runs.certification import archive_code, is_current
 from tsd_lib.experiment import RunConfig, RunStore, run
 from tsd_lib.runs.grid import RUN_THREADS
 from tsd_lib.paths import PROJECT_ROOT
 from tsd_lib.provenance import results_digest
+from tsd_lib.utils import machine
 
 #: The metrics compared (a record's headline numbers).
 METRICS: tuple[str, ...] = ("accuracy", "auc_pr", "saliency_spearman", "agreement", "teacher_accuracy")
@@ -78,13 +79,26 @@ def verify(archive: Archive, *, sample: int | None = None, keys: list[str] | Non
     if archive.stale:
         notes.append(f"note: the archive was made by code {', '.join(sorted(archive.codes))}, the current code is "
                      f"{results_digest()}: differences are expected where that code changed results")
+    here = machine()["cpu"]
+    made = {e["config"]["dataset"]: [m.get("cpu") for m in dataset_machines(archive.manifest, e["config"]["dataset"])]
+            for e in entries}
+    elsewhere = sorted({cpu for cpus in made.values() if here not in cpus for cpu in cpus})
+    if elsewhere:
+        n = sum(here not in made[e["config"]["dataset"]] for e in entries)
+        notes.append(f"note: {n} of the {len(entries)} runs were made on another CPU ({', '.join(elsewhere)}) than this "
+                     f"one ({here}); the CPU that made a record reproduces it exactly, but another CPU's math "
+                     "libraries (MKL, oneDNN) round differently and training amplifies it, so such a run can differ "
+                     "beyond the tolerance with the same code")
     threads = torch.get_num_threads()
     torch.set_num_threads(RUN_THREADS)  # as the grid trains every run: results depend on the thread count
     try:
         rows = _rerun(entries, store, data_dir, tolerance)
     finally:
         torch.set_num_threads(threads)
-    return Verification(pd.DataFrame(rows), tolerance, notes)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(len(table.columns) - 1, "made on this CPU", [here in made[d] for d in table["dataset"]])
+    return Verification(table, tolerance, notes)
 
 
 def _rerun(entries: list[dict[str, Any]], store: str | None, data_dir: str | None, tolerance: float) -> list[dict]:
@@ -220,6 +234,7 @@ import torch
 torch.set_num_threads(1)
 from tsd_lib.experiment import RunConfig, RunStore, run
 from tsd_lib.provenance import results_digest
+from tsd_lib.utils import machine
 req = json.load(sys.stdin)
 store = RunStore(req["store"])
 runs = [run(RunConfig.from_dict(c), store, progress=False) for c in req["runs"]]
