@@ -67,3 +67,9 @@ def test_no_complete_dataset_prices_nothing():
     table, numbers = coverage_and_cost(paper, paper.profile)
     assert table["CPU hours (expected)"].isna().all() and np.isnan(numbers["hours"])
     assert numbers["complete"] == 0 and numbers["checked"] == 0 and numbers["measured"] == 0
+
+
+def test_the_cost_names_every_cpu_that_made_the_archive():
+    paper = _paper({"ECGFiveDays": 2.0, "SonyAIBORobotSurface1": 2.0})
+    paper.archive.manifest = {"machine": {"cpu": "B CPU"}, "machines": [{"cpu": "A CPU"}, {"cpu": "B CPU"}]}
+    assert coverage_and_cost(paper, paper.profile)[1]["cpu"] == "A CPU and B CPU"
