@@ -125,6 +125,10 @@ def test_verify_reproduces_and_catches_a_changed_number(tiny, tmp_path, capsys):
     assert main(["verify", "--archive", str(forged), "--key", key[:8]]) == 1
     printed = capsys.readouterr().out
     assert "0 of 1 runs match" in printed and "1 of the 1 runs were made on another CPU (Other CPU)" in printed
+    assert main(["verify", "--archive", str(forged), "--sample", "1", "--made-here"]) == 2  # no dataset made here
+    assert "names no dataset made on this CPU" in capsys.readouterr().err
+    assert main(["verify", "--archive", str(out), "--sample", "1", "--made-here"]) == 0
+    assert "1 of 1 runs match" in capsys.readouterr().out
     assert main(["verify", "--archive", str(forged), "--key", "ffffffff"]) == 2
     assert main(["verify", "--archive", str(tmp_path / "none"), "--sample", "1"]) == 2
 

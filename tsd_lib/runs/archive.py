@@ -323,11 +323,14 @@ def study_source(profile: Profile, store: RunStore) -> tuple[Profile, RunStore |
     return load_profile(profile.archive, data_dir=profile.data_dir), Records(store, Archive.load(profile.archive))
 
 
-def sample_entries(archive: Archive, n: int | None = None, *, keys: Iterable[str] = (), seed: int = 0) -> list[dict]:
-    """Archived run entries named by ``keys`` (key prefixes), else ``n`` chosen at random with ``seed``."""
+def sample_entries(archive: Archive, n: int | None = None, *, keys: Iterable[str] = (), seed: int = 0,
+                   datasets: Iterable[str] | None = None) -> list[dict]:
+    """Archived run entries named by ``keys`` (key prefixes), else ``n`` chosen at random with ``seed``
+    (among the runs of ``datasets`` when given)."""
     import random
 
-    runs = [e for e in archive.entries if e["kind"] == "run"]
+    wanted = None if datasets is None else set(datasets)
+    runs = [e for e in archive.entries if e["kind"] == "run" and (wanted is None or e["config"]["dataset"] in wanted)]
     keys = list(keys)
     if keys:
         chosen = [e for e in runs if any(e["key"].startswith(k) for k in keys)]

@@ -66,22 +66,29 @@ def _close(a: Any, b: Any, tol: float) -> bool:
 
 
 def verify(archive: Archive, *, sample: int | None = None, keys: list[str] | None = None, seed: int = 0,
-           data_dir: str | None = None, store: str | None = None, tolerance: float = TOLERANCE) -> Verification:
-    """Re-run archived run configs (``keys``, or ``sample`` chosen with ``seed``) into ``store``
-    (default: a temporary folder) and compare :data:`METRICS`."""
+           data_dir: str | None = None, store: str | None = None, tolerance: float = TOLERANCE,
+           made_here: bool = False) -> Verification:
+    """Re-run archived run configs (``keys``, or ``sample`` chosen with ``seed``; with ``made_here``, among the
+    datasets whose records the manifest says this CPU made) into ``store`` (default: a temporary folder) and
+    compare :data:`METRICS`."""
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"--tolerance must be a finite number >= 0, got {tolerance}")
     if not any(e["kind"] == "run" for e in archive.entries):
         raise ValueError(f"the archive {archive.path} holds no run records (a manifest without records); "
                          "fill it with `tsd archive --profile NAME`")
-    entries = sample_entries(archive, sample, keys=keys or (), seed=seed)
+    here = machine()["cpu"]
+    datasets = sorted({e["config"]["dataset"] for e in archive.entries})
+    made_by = {d: [m.get("cpu") for m in dataset_machines(archive.manifest, d)] for d in datasets}
+    ours = [d for d in datasets if here in made_by[d]] if made_here else None
+    if ours == []:
+        raise ValueError(f"the manifest of {archive.path} names no dataset made on this CPU ({here}); its records "
+                         f"were made on {', '.join(sorted({c for cs in made_by.values() for c in cs if c}))}")
+    entries = sample_entries(archive, sample, keys=keys or (), seed=seed, datasets=ours)
     notes = []
     if archive.stale:
         notes.append(f"note: the archive was made by code {', '.join(sorted(archive.codes))}, the current code is "
                      f"{results_digest()}: differences are expected where that code changed results")
-    here = machine()["cpu"]
-    made = {e["config"]["dataset"]: [m.get("cpu") for m in dataset_machines(archive.manifest, e["config"]["dataset"])]
-            for e in entries}
+    made = {e["config"]["dataset"]: made_by[e["config"]["dataset"]] for e in entries}
     elsewhere = sorted({cpu for cpus in made.values() if here not in cpus for cpu in cpus})
     if elsewhere:
         n = sum(here not in made[e["config"]["dataset"]] for e in entries)
