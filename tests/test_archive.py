@@ -194,7 +194,8 @@ def test_committed_paper_archive_holds_the_required_sets_converged():
     assert all(r["stopped_early"] for r in paper.records if r["dataset"] in ready)  # the complete, settled sets
     continued = paper.extensions[paper.extensions["dataset"].isin(ready)]
     assert len(continued) and continued["stopped early"].all()  # sets with no run awaiting one: all converged
-    runs = [c for c in paper.profile.main_configs() if c.dataset in set(paper.complete) & ready]
+    runs = resolve_teachers([c for c in paper.profile.main_configs() if c.dataset in set(paper.complete) & ready],
+                            paper.archive.has_teacher, paper.archive.load_teacher_record)  # continued teachers
     assert all(paper.archive.faithfulness(c) is not None or not paper.archive.load_record(c)["stopped_early"]
                for c in runs)  # every converged run carries its faithfulness
     assert set(paper.profile.configs()) <= set(load_profile("paper").configs())  # the paper profile's own runs
