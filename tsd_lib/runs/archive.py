@@ -30,6 +30,7 @@ from typing import Any
 from tsd_lib.experiment import RunConfig, RunStore
 from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.profiles import Profile, load_profile
+from tsd_lib.runs.archive_readme import describe_machine
 from tsd_lib.runs.certification import currency, is_current
 
 MANIFEST = "manifest.json"
@@ -268,21 +269,6 @@ class Archive:
         return {"profile": self.profile, "runs": len(self._runs), "teachers": len(self._teachers),
                 "machine": machine, "updated": str(self.manifest.get("updated", "an unrecorded date"))[:10],
                 **currency((e["record"] for e in self.entries), self.manifest)}
-
-
-def describe_machine(m: dict[str, Any], *, short: bool = False) -> str:
-    """A machine of a manifest in words: ``CPU, N cores, no GPU``, or ``CPU (N cores)`` when ``short``."""
-    cpu, cores = m.get("cpu", "an unrecorded CPU"), m.get("cores", "?")
-    if short:
-        return f"{cpu} ({cores} cores)" + (f" with GPU {m['gpu']}" if m.get("gpu") else "")
-    return f"{cpu}, {cores} cores" + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
-
-
-def dataset_machines(manifest: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
-    """The machines that made a dataset's archived records, as a manifest names them (one written before
-    manifests named them per dataset names one machine for all)."""
-    named = ((manifest.get("datasets") or {}).get(dataset) or {}).get("machines")
-    return named if named is not None else ([manifest["machine"]] if manifest.get("machine") else [])
 
 
 class Records:

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tsd_lib.runs.archive import Archive, dataset_machines, sample_entries
+from tsd_lib.runs.archive import Archive, sample_entries
+from tsd_lib.runs.archive_readme import dataset_machines
 from tsd_lib.runs.certification import archive_code, is_current
 from tsd_lib.experiment import RunConfig, RunStore, run
 from tsd_lib.runs.grid import RUN_THREADS
