@@ -23,6 +23,7 @@ from tsd_lib.analysis.paper_views import PaperArchive
 from tsd_lib.analysis.ucr_sizes import UCR_SIZES, work_units
 from tsd_lib.experiment import RunConfig
 from tsd_lib.profiles import Profile, load_profile
+from tsd_lib.runs.archive_readme import manifest_machines
 from tsd_lib.settings import ProtocolSettings
 
 Kind = tuple[str, ...]
@@ -93,8 +94,7 @@ def coverage_and_cost(paper: PaperArchive, full: Profile | None = None) -> tuple
     full = full or load_profile("paper")
     shown = [d for d in full.datasets if d in UCR_SIZES]
     complete = [d for d in paper.complete if d in UCR_SIZES]
-    manifest = paper.archive.manifest
-    cpus = dict.fromkeys(m.get("cpu") for m in manifest.get("machines") or [manifest.get("machine", {})])
+    cpus = dict.fromkeys(m.get("cpu") for m in manifest_machines(paper.archive.manifest))
     cpu = " and ".join(c for c in cpus if c) or "the archive's machine"
     measured = _measured([*paper.archive.records(), *paper.archive.teacher_records()])
     made = _planned(paper.profile, complete)

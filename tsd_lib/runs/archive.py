@@ -30,7 +30,7 @@ from typing import Any
 from tsd_lib.experiment import RunConfig, RunStore
 from tsd_lib.paths import ARCHIVE_ROOT
 from tsd_lib.profiles import Profile, load_profile
-from tsd_lib.runs.archive_readme import describe_machine
+from tsd_lib.runs.archive_readme import describe_machine, manifest_machines
 from tsd_lib.runs.certification import currency, is_current
 
 MANIFEST = "manifest.json"
@@ -264,8 +264,7 @@ class Archive:
         the current code stands to its records (:func:`~tsd_lib.runs.certification.currency`: ``code``,
         ``earlier``, ``own``, ``certified``, ``stale``, ``stale_methods``; the next ``tsd archive`` retrains
         the stale ones)."""
-        where = self.manifest.get("machines") or [self.manifest.get("machine", {})]
-        machine = " and ".join(describe_machine(m, short=True) for m in where)
+        machine = " and ".join(describe_machine(m, short=True) for m in manifest_machines(self.manifest) or [{}])
         return {"profile": self.profile, "runs": len(self._runs), "teachers": len(self._teachers),
                 "machine": machine, "updated": str(self.manifest.get("updated", "an unrecorded date"))[:10],
                 **currency((e["record"] for e in self.entries), self.manifest)}

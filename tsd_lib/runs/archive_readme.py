@@ -20,6 +20,11 @@ def dataset_machines(manifest: dict[str, Any], dataset: str) -> list[dict[str, A
     return named if named is not None else ([manifest["machine"]] if manifest.get("machine") else [])
 
 
+def manifest_machines(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every machine that made an archive's records (a manifest older than per-dataset machines names one)."""
+    return manifest.get("machines") or ([manifest["machine"]] if manifest.get("machine") else [])
+
+
 def unique(items: list[Any]) -> list[Any]:
     """``items`` without repeats, in their order."""
     return [item for i, item in enumerate(items) if item not in items[:i]]
@@ -28,7 +33,7 @@ def unique(items: list[Any]) -> list[Any]:
 def readme(manifest: dict[str, Any]) -> str:
     """The archive's README: what it holds and how it was produced."""
     made = {dataset: dataset_machines(manifest, dataset) for dataset in manifest.get("datasets") or {}}
-    machines = unique([m for ms in made.values() for m in ms]) or [manifest["machine"]]
+    machines = manifest_machines(manifest)
     hw = "; ".join(describe_machine(m) + (f" ({', '.join(d for d, ms in made.items() if m in ms)})"
                                           if len(machines) > 1 else "") for m in machines)
     return (
