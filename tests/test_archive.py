@@ -31,6 +31,7 @@ from tsd_lib.runs.archive_making import (
     teacher_extensions_to_train,
 )
 from tsd_lib.runs.grid import run_grid
+from tsd_lib.runs.verify import choose
 
 TINY = {
     "name": "tiny", "description": "two runs and a two-seed teacher study",
@@ -125,12 +126,38 @@ def test_verify_reproduces_and_catches_a_changed_number(tiny, tmp_path, capsys):
     assert main(["verify", "--archive", str(forged), "--key", key[:8]]) == 1
     printed = capsys.readouterr().out
     assert "0 of 1 runs match" in printed and "1 of the 1 runs were made on another CPU (Other CPU)" in printed
-    assert main(["verify", "--archive", str(forged), "--sample", "1", "--made-here"]) == 2  # no dataset made here
+    assert main(["verify", "--archive", str(forged), "--sample", "1", "--cpu", "here"]) == 2  # no dataset made here
     assert "names no dataset made on this CPU" in capsys.readouterr().err
-    assert main(["verify", "--archive", str(out), "--sample", "1", "--made-here"]) == 0
+    assert main(["verify", "--archive", str(out), "--sample", "1", "--cpu", "here"]) == 0
     assert "1 of 1 runs match" in capsys.readouterr().out
     assert main(["verify", "--archive", str(forged), "--key", "ffffffff"]) == 2
     assert main(["verify", "--archive", str(tmp_path / "none"), "--sample", "1"]) == 2
+
+
+def test_verify_samples_the_datasets_this_cpu_made(tiny, tmp_path):
+    _, _, out = tiny
+    manifest = json.loads((out / "manifest.json").read_text())
+    here = manifest["machine"]
+    manifest["datasets"]["Elsewhere"] = {**manifest["datasets"]["ItalyPowerDemand"],
+                                         "machines": [{"cpu": "Other CPU", "cores": 2}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "ItalyPowerDemand.jsonl").write_text((out / "ItalyPowerDemand.jsonl").read_text())
+    moved = [json.loads(line) for line in (out / "ItalyPowerDemand.jsonl").read_text().splitlines()]
+    for entry in moved:
+        entry["config"]["dataset"], entry["key"] = "Elsewhere", "e" + entry["key"][1:]
+    (tmp_path / "Elsewhere.jsonl").write_text("\n".join(json.dumps(e) for e in moved))
+    mixed = Archive.load(tmp_path)
+    entries, made, notes = choose(mixed, 4, seed=3)  # auto: only the runs this CPU made
+    assert {e["config"]["dataset"] for e in entries} == {"ItalyPowerDemand"} and len(entries) == 2
+    assert made == {"ItalyPowerDemand": [here["cpu"]]} and "the 1 of 2 datasets this CPU" in notes[0]
+    entries, made, notes = choose(mixed, 4, seed=3, cpu="any")
+    assert {e["config"]["dataset"] for e in entries} == {"ItalyPowerDemand", "Elsewhere"} and len(entries) == 4
+    assert len(notes) == 1 and "2 of the 4 runs were made on another CPU (Other CPU)" in notes[0]
+    key = next(e["key"] for e in moved if e["kind"] == "run")
+    entries, _, notes = choose(mixed, None, keys=[key])  # a named run is re-run whatever made it
+    assert [e["key"] for e in entries] == [key] and "another CPU" in notes[0]
+    with pytest.raises(ValueError, match="--cpu must be one of"):
+        choose(mixed, 1, cpu="mine")
 
 
 def test_a_damaged_archive_line_is_named(tiny, tmp_path):

@@ -196,9 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.01, help="largest absolute difference per metric")
     p.add_argument("--data-dir", default=None, help="local copy of the UCR/UEA archive")
     p.add_argument("--store", default=None, help="store for the re-runs (default: a temporary folder)")
-    p.add_argument("--made-here", action="store_true",
-                   help="sample only the datasets whose records the manifest says this CPU made (another CPU's "
-                        "math libraries round differently: only the CPU that made a record reproduces it exactly)")
+    p.add_argument("--cpu", choices=("auto", "here", "any"), default="auto",
+                   help="which runs to sample by the CPU that made them: only that CPU reproduces a record exactly "
+                        "(another's math libraries round differently). auto: the datasets this CPU made when the "
+                        "manifest names any, else all; here: only those; any: all")
     p.add_argument("--certify", action="store_true",
                    help="re-run one run per method on 3 datasets (teachers too); when every number reproduces "
                         "exactly, record the current code as certified equal to the archive's in its manifest "

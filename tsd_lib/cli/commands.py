@@ -296,7 +296,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(cert)
         return 0 if cert.ok else 1
     result = verify(archive, sample=args.sample, keys=args.key, seed=args.seed,
-                    data_dir=args.data_dir, store=args.store, tolerance=args.tolerance, made_here=args.made_here)
+                    data_dir=args.data_dir, store=args.store, tolerance=args.tolerance, cpu=args.cpu)
     print(result)
     return 0 if result.ok else 1
 

@@ -66,37 +66,24 @@ def _close(a: Any, b: Any, tol: float) -> bool:
     return abs(float(a) - float(b)) <= tol
 
 
+#: Which archived runs ``tsd verify`` samples, by the CPU that made them.
+CPU_CHOICES = ("auto", "here", "any")
+
+
 def verify(archive: Archive, *, sample: int | None = None, keys: list[str] | None = None, seed: int = 0,
            data_dir: str | None = None, store: str | None = None, tolerance: float = TOLERANCE,
-           made_here: bool = False) -> Verification:
-    """Re-run archived run configs (``keys``, or ``sample`` chosen with ``seed``; with ``made_here``, among the
-    datasets whose records the manifest says this CPU made) into ``store`` (default: a temporary folder) and
-    compare :data:`METRICS`."""
+           cpu: str = "auto") -> Verification:
+    """Re-run archived run configs (``keys``, or ``sample`` chosen with ``seed`` among the runs
+    :func:`choose` allows for ``cpu``) into ``store`` (default: a temporary folder) and compare :data:`METRICS`."""
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"--tolerance must be a finite number >= 0, got {tolerance}")
     if not any(e["kind"] == "run" for e in archive.entries):
         raise ValueError(f"the archive {archive.path} holds no run records (a manifest without records); "
                          "fill it with `tsd archive --profile NAME`")
-    here = machine()["cpu"]
-    datasets = sorted({e["config"]["dataset"] for e in archive.entries})
-    made_by = {d: [m.get("cpu") for m in dataset_machines(archive.manifest, d)] for d in datasets}
-    ours = [d for d in datasets if here in made_by[d]] if made_here else None
-    if ours == []:
-        raise ValueError(f"the manifest of {archive.path} names no dataset made on this CPU ({here}); its records "
-                         f"were made on {', '.join(sorted({c for cs in made_by.values() for c in cs if c}))}")
-    entries = sample_entries(archive, sample, keys=keys or (), seed=seed, datasets=ours)
-    notes = []
+    entries, made, notes = choose(archive, sample, keys=keys, seed=seed, cpu=cpu)
     if archive.stale:
         notes.append(f"note: the archive was made by code {', '.join(sorted(archive.codes))}, the current code is "
                      f"{results_digest()}: differences are expected where that code changed results")
-    made = {e["config"]["dataset"]: made_by[e["config"]["dataset"]] for e in entries}
-    elsewhere = sorted({cpu for cpus in made.values() if here not in cpus for cpu in cpus})
-    if elsewhere:
-        n = sum(here not in made[e["config"]["dataset"]] for e in entries)
-        notes.append(f"note: {n} of the {len(entries)} runs were made on another CPU ({', '.join(elsewhere)}) than this "
-                     f"one ({here}); the CPU that made a record reproduces it exactly, but another CPU's math "
-                     "libraries (MKL, oneDNN) round differently and training amplifies it, so such a run can differ "
-                     "beyond the tolerance with the same code")
     threads = torch.get_num_threads()
     torch.set_num_threads(RUN_THREADS)  # as the grid trains every run: results depend on the thread count
     try:
@@ -104,9 +91,47 @@ def verify(archive: Archive, *, sample: int | None = None, keys: list[str] | Non
     finally:
         torch.set_num_threads(threads)
     table = pd.DataFrame(rows)
+    here = machine()["cpu"]
     if len(table):
         table.insert(len(table.columns) - 1, "made on this CPU", [here in made[d] for d in table["dataset"]])
     return Verification(table, tolerance, notes)
+
+
+def choose(archive: Archive, sample: int | None, *, keys: list[str] | None = None, seed: int = 0,
+           cpu: str = "auto") -> tuple[list[dict[str, Any]], dict[str, list[str]], list[str]]:
+    """The run entries to re-run, the CPUs that made each dataset (as the manifest names them) and notes.
+
+    Only the CPU that made a record reproduces it exactly: another CPU's math libraries (MKL, oneDNN)
+    round differently and training amplifies it. So ``cpu="auto"`` samples among the datasets this CPU
+    made when the manifest names any, else among all; ``"here"`` requires such datasets; ``"any"``
+    samples all. ``keys`` name runs whatever made them."""
+    if cpu not in CPU_CHOICES:
+        raise ValueError(f"--cpu must be one of {', '.join(CPU_CHOICES)}, got {cpu!r}")
+    here = machine()["cpu"]
+    datasets = sorted({e["config"]["dataset"] for e in archive.entries})
+    made_by = {d: [m.get("cpu") for m in dataset_machines(archive.manifest, d)] for d in datasets}
+    ours = [d for d in datasets if here in made_by[d]]
+    others = sorted({c for cs in made_by.values() for c in cs if c and c != here})
+    notes = []
+    if cpu == "here" and not ours:
+        raise ValueError(f"the manifest of {archive.path} names no dataset made on this CPU ({here}); its records "
+                         f"were made on {', '.join(others)}")
+    narrow = not keys and cpu != "any" and bool(ours) and len(ours) < len(datasets)
+    if narrow:
+        notes.append(f"note: sampled among the {len(ours)} of {len(datasets)} datasets this CPU ({here}) made "
+                     f"({', '.join(ours)}), the runs it can reproduce exactly; the others were made on "
+                     f"{', '.join(others)}: verify them there (`--cpu any` samples them here too, compared within "
+                     "the tolerance)")
+    entries = sample_entries(archive, sample, keys=keys or (), seed=seed, datasets=ours if narrow else None)
+    made = {e["config"]["dataset"]: made_by[e["config"]["dataset"]] for e in entries}
+    elsewhere = sorted({c for cpus in made.values() if here not in cpus for c in cpus})
+    if elsewhere:
+        n = sum(here not in made[e["config"]["dataset"]] for e in entries)
+        notes.append(f"note: {n} of the {len(entries)} runs were made on another CPU ({', '.join(elsewhere)}) than this "
+                     f"one ({here}); the CPU that made a record reproduces it exactly, but another CPU's math "
+                     "libraries (MKL, oneDNN) round differently and training amplifies it, so such a run can differ "
+                     "beyond the tolerance with the same code")
+    return entries, made, notes
 
 
 def _rerun(entries: list[dict[str, Any]], store: str | None, data_dir: str | None, tolerance: float) -> list[dict]:
