@@ -125,7 +125,8 @@ def test_verify_reproduces_and_catches_a_changed_number(tiny, tmp_path, capsys):
     key = next(json.loads(x)["key"] for x in lines if json.loads(x)["kind"] == "run")
     assert main(["verify", "--archive", str(forged), "--key", key[:8]]) == 1
     printed = capsys.readouterr().out
-    assert "0 of 1 runs match" in printed and "1 of the 1 runs were made on another CPU (Other CPU)" in printed
+    assert "0 of 1 runs match" in printed and "1 of the 1 runs belong to datasets made in whole or in part on " \
+        "another CPU (Other CPU)" in printed
     assert main(["verify", "--archive", str(forged), "--sample", "1", "--cpu", "here"]) == 2  # no dataset made here
     assert "names no dataset made on this CPU" in capsys.readouterr().err
     assert main(["verify", "--archive", str(out), "--sample", "1", "--cpu", "here"]) == 0
@@ -138,8 +139,8 @@ def test_verify_samples_the_datasets_this_cpu_made(tiny, tmp_path):
     _, _, out = tiny
     manifest = json.loads((out / "manifest.json").read_text())
     here = manifest["machine"]
-    manifest["datasets"]["Elsewhere"] = {**manifest["datasets"]["ItalyPowerDemand"],
-                                         "machines": [{"cpu": "Other CPU", "cores": 2}]}
+    manifest["datasets"]["Elsewhere"] = {**manifest["datasets"]["ItalyPowerDemand"],  # made here and elsewhere
+                                         "machines": [here, {"cpu": "Other CPU", "cores": 2}]}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "ItalyPowerDemand.jsonl").write_text((out / "ItalyPowerDemand.jsonl").read_text())
     moved = [json.loads(line) for line in (out / "ItalyPowerDemand.jsonl").read_text().splitlines()]
@@ -149,10 +150,11 @@ def test_verify_samples_the_datasets_this_cpu_made(tiny, tmp_path):
     mixed = Archive.load(tmp_path)
     entries, made, notes = choose(mixed, 4, seed=3)  # auto: only the runs this CPU made
     assert {e["config"]["dataset"] for e in entries} == {"ItalyPowerDemand"} and len(entries) == 2
-    assert made == {"ItalyPowerDemand": [here["cpu"]]} and "the 1 of 2 datasets this CPU" in notes[0]
+    assert made == {"ItalyPowerDemand": True} and "the 1 of 2 datasets made on this CPU" in notes[0]
     entries, made, notes = choose(mixed, 4, seed=3, cpu="any")
     assert {e["config"]["dataset"] for e in entries} == {"ItalyPowerDemand", "Elsewhere"} and len(entries) == 4
-    assert len(notes) == 1 and "2 of the 4 runs were made on another CPU (Other CPU)" in notes[0]
+    assert made == {"ItalyPowerDemand": True, "Elsewhere": False} and len(notes) == 1
+    assert "2 of the 4 runs belong to datasets made in whole or in part on another CPU (Other CPU)" in notes[0]
     key = next(e["key"] for e in moved if e["kind"] == "run")
     entries, _, notes = choose(mixed, None, keys=[key])  # a named run is re-run whatever made it
     assert [e["key"] for e in entries] == [key] and "another CPU" in notes[0]

@@ -91,46 +91,46 @@ def verify(archive: Archive, *, sample: int | None = None, keys: list[str] | Non
     finally:
         torch.set_num_threads(threads)
     table = pd.DataFrame(rows)
-    here = machine()["cpu"]
     if len(table):
-        table.insert(len(table.columns) - 1, "made on this CPU", [here in made[d] for d in table["dataset"]])
+        table.insert(len(table.columns) - 1, "made on this CPU", [made[d] for d in table["dataset"]])
     return Verification(table, tolerance, notes)
 
 
 def choose(archive: Archive, sample: int | None, *, keys: list[str] | None = None, seed: int = 0,
-           cpu: str = "auto") -> tuple[list[dict[str, Any]], dict[str, list[str]], list[str]]:
-    """The run entries to re-run, the CPUs that made each dataset (as the manifest names them) and notes.
+           cpu: str = "auto") -> tuple[list[dict[str, Any]], dict[str, bool], list[str]]:
+    """The run entries to re-run, whether this CPU made each one's dataset, and notes.
 
     Only the CPU that made a record reproduces it exactly: another CPU's math libraries (MKL, oneDNN)
-    round differently and training amplifies it. So ``cpu="auto"`` samples among the datasets this CPU
-    made when the manifest names any, else among all; ``"here"`` requires such datasets; ``"any"``
-    samples all. ``keys`` name runs whatever made them."""
+    round differently and training amplifies it. The manifest names the CPUs that made each dataset's
+    records, not each record's, so a dataset counts as made here only when this CPU is the only one it
+    names. ``cpu="auto"`` samples among those datasets when there are any, else among all; ``"here"``
+    requires them; ``"any"`` samples all. ``keys`` name runs whatever made them."""
     if cpu not in CPU_CHOICES:
         raise ValueError(f"--cpu must be one of {', '.join(CPU_CHOICES)}, got {cpu!r}")
     here = machine()["cpu"]
     datasets = sorted({e["config"]["dataset"] for e in archive.entries})
-    made_by = {d: [m.get("cpu") for m in dataset_machines(archive.manifest, d)] for d in datasets}
-    ours = [d for d in datasets if here in made_by[d]]
+    made_by = {d: {m.get("cpu") for m in dataset_machines(archive.manifest, d)} for d in datasets}
+    ours = [d for d in datasets if made_by[d] == {here}]
     others = sorted({c for cs in made_by.values() for c in cs if c and c != here})
     notes = []
     if cpu == "here" and not ours:
-        raise ValueError(f"the manifest of {archive.path} names no dataset made on this CPU ({here}); its records "
-                         f"were made on {', '.join(others)}")
+        raise ValueError(f"the manifest of {archive.path} names no dataset made on this CPU ({here}) alone; its "
+                         f"records were made on {', '.join(others)}")
     narrow = not keys and cpu != "any" and bool(ours) and len(ours) < len(datasets)
     if narrow:
-        notes.append(f"note: sampled among the {len(ours)} of {len(datasets)} datasets this CPU ({here}) made "
-                     f"({', '.join(ours)}), the runs it can reproduce exactly; the others were made on "
-                     f"{', '.join(others)}: verify them there (`--cpu any` samples them here too, compared within "
-                     "the tolerance)")
+        notes.append(f"note: sampled among the {len(ours)} of {len(datasets)} datasets made on this CPU ({here}) alone "
+                     f"({', '.join(ours)}), the runs it can reproduce exactly; the others were made in whole or in "
+                     f"part on {', '.join(others)}: verify them there (`--cpu any` samples them here too, compared "
+                     "within the tolerance)")
     entries = sample_entries(archive, sample, keys=keys or (), seed=seed, datasets=ours if narrow else None)
-    made = {e["config"]["dataset"]: made_by[e["config"]["dataset"]] for e in entries}
-    elsewhere = sorted({c for cpus in made.values() if here not in cpus for c in cpus})
+    made = {e["config"]["dataset"]: e["config"]["dataset"] in ours for e in entries}
+    elsewhere = sorted({c for d, mine in made.items() if not mine for c in made_by[d] if c and c != here})
     if elsewhere:
-        n = sum(here not in made[e["config"]["dataset"]] for e in entries)
-        notes.append(f"note: {n} of the {len(entries)} runs were made on another CPU ({', '.join(elsewhere)}) than this "
-                     f"one ({here}); the CPU that made a record reproduces it exactly, but another CPU's math "
-                     "libraries (MKL, oneDNN) round differently and training amplifies it, so such a run can differ "
-                     "beyond the tolerance with the same code")
+        n = sum(not made[e["config"]["dataset"]] for e in entries)
+        notes.append(f"note: {n} of the {len(entries)} runs belong to datasets made in whole or in part on another CPU "
+                     f"({', '.join(elsewhere)}) than this one ({here}); the CPU that made a record reproduces it "
+                     "exactly, but another CPU's math libraries (MKL, oneDNN) round differently and training "
+                     "amplifies it, so such a run can differ beyond the tolerance with the same code")
     return entries, made, notes
 
 
