@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="store for the re-runs (default: a temporary folder)")
     p.add_argument("--cpu", choices=("auto", "here", "any"), default="auto",
                    help="which runs to sample by the CPU that made them: only that CPU reproduces a record exactly "
-                        "(another's math libraries round differently). auto: the datasets this CPU made when the "
-                        "manifest names any, else all; here: only those; any: all")
+                        "(another's math libraries round differently). auto: the datasets made on this CPU alone when "
+                        "the manifest names any, else all; here: only those; any: all")
     p.add_argument("--certify", action="store_true",
                    help="re-run one run per method on 3 datasets (teachers too); when every number reproduces "
                         "exactly, record the current code as certified equal to the archive's in its manifest "
